@@ -1,0 +1,23 @@
+/**
+ * Tells the wire protocols on the TCP port apart from a connection's first bytes:
+ * generation 2 starts with the exact header prefix `{"msg_length": `; anything else that
+ * starts with '{' or whitespace is a generation 1 JSON stream.
+ */
+import { HEADER_PREFIX } from "./json-header.ts"
+
+export const WireProtocol = {
+  jsonStream: "json-stream",
+  jsonHeader: "json-header",
+} as const
+export type WireProtocol = (typeof WireProtocol)[keyof typeof WireProtocol]
+
+const PREFIX_BYTES = new TextEncoder().encode(HEADER_PREFIX)
+
+/** The protocol the bytes seen so far belong to, or null while they could still be either. */
+export function detectProtocol(firstBytes: Uint8Array): WireProtocol | null {
+  const checked = Math.min(firstBytes.length, PREFIX_BYTES.length)
+  for (let i = 0; i < checked; i++) {
+    if (firstBytes[i] !== PREFIX_BYTES[i]) return WireProtocol.jsonStream
+  }
+  return checked === PREFIX_BYTES.length ? WireProtocol.jsonHeader : null
+}

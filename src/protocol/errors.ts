@@ -1,0 +1,35 @@
+/**
+ * Errors the broker reports to clients. Every error has a stable numeric code (for binary
+ * frames) and a stable name (for JSON replies); the text is for people and may change.
+ */
+export const ErrorCode = {
+  /** The byte stream cannot be split into requests any more; the connection is closed. */
+  malformed_frame: 1,
+  /** A request (or its declared length) is larger than the configured maximum. */
+  too_large: 2,
+  /** The request body is not valid UTF-8 JSON. */
+  bad_json: 3,
+  /** The request is valid JSON but not an object. */
+  not_an_object: 4,
+  /** `action` is missing, not a string, or not one the server knows. */
+  unknown_action: 5,
+  /** A field the action needs is missing, of the wrong type or out of range. */
+  bad_field: 6,
+  /** `shutdown` was asked for but the server was not started with --allow-shutdown. */
+  shutdown_refused: 7,
+} as const
+
+export type ErrorName = keyof typeof ErrorCode
+
+export class ProtocolError extends Error {
+  override readonly name = "ProtocolError"
+  readonly code: number
+
+  constructor(
+    readonly errorName: ErrorName,
+    text: string,
+  ) {
+    super(text)
+    this.code = ErrorCode[errorName]
+  }
+}

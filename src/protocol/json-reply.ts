@@ -1,0 +1,28 @@
+/**
+ * Replies of the JSON protocols. Upstream clients read only `message`; `seq` and `error` are
+ * extra fields they ignore. An error reply carries an empty `message`, like "nothing there".
+ */
+import type { ProtocolError } from "./errors.ts"
+import { WireProtocol } from "./detect.ts"
+import { encodeHeader } from "./json-header.ts"
+
+const utf8 = new TextDecoder()
+
+export const EMPTY_REPLY = '{"message":""}'
+
+export function messageReply(seq: number, payload: Uint8Array): string {
+  return `{"message":${JSON.stringify(utf8.decode(payload))},"seq":${seq}}`
+}
+
+export function ackReply(seq: number): string {
+  return `{"message":"","seq":${seq}}`
+}
+
+export function errorReply(error: ProtocolError): string {
+  return `{"message":"","error":{"code":"${error.errorName}","text":${JSON.stringify(error.message)}}}`
+}
+
+/** Adds the framing a protocol needs around one reply body. */
+export function frameReply(protocol: WireProtocol, body: string): string {
+  return protocol === WireProtocol.jsonHeader ? encodeHeader(Buffer.byteLength(body)) + body : body
+}

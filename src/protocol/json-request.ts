@@ -1,0 +1,108 @@
+/**
+ * Turns one JSON request body (generation 1 or 2) into a typed request, or into an error that
+ * says whether the client is waiting for a reply. Upstream clients read a reply only after
+ * `get`-like requests, so that flag decides whether an error can be answered in place or
+ * must close the connection instead (an unexpected reply would be read as the next answer).
+ */
+import { ProtocolError } from "./errors.ts"
+
+export const MAX_TOPIC_LENGTH = 1024
+/** get_wait's timeout when the request names none, in seconds: about what upstream's client-side get_wait tries for. */
+export const DEFAULT_WAIT_SECONDS = 10
+export const MAX_WAIT_SECONDS = 3600
+
+export type Request =
+  | { readonly action: "put"; readonly topic: string; readonly message: string; readonly ack: boolean }
+  | { readonly action: "get" | "get_latest"; readonly topic: string }
+  | { readonly action: "get_wait"; readonly topic: string; readonly timeoutMs: number }
+  | { readonly action: "shutdown" }
+
+export interface RejectedRequest {
+  readonly action: "rejected"
+  readonly error: ProtocolError
+  /** True when the client sent a request it expects an answer to, so the error can be that answer. */
+  readonly expectsReply: boolean
+}
+
+const utf8 = new TextDecoder("utf-8", { fatal: true })
+
+export function parseJsonRequest(body: Uint8Array): Request | RejectedRequest {
+  let value: unknown
+  try {
+    value = JSON.parse(utf8.decode(body))
+  } catch (cause) {
+    const why = cause instanceof TypeError ? "request is not valid UTF-8" : `request is not valid JSON (${String(cause)})`
+    return reject("bad_json", why, false)
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    return reject("not_an_object", "request must be a JSON object", false)
+  }
+  const fields = value as Record<string, unknown>
+  const action = fields.action
+  switch (action) {
+    case "put":
+      return parsePut(fields)
+    case "get":
+    case "get_latest": {
+      const topic = readTopic(fields, true)
+      return typeof topic === "string" ? { action, topic } : topic
+    }
+    case "get_wait":
+      return parseGetWait(fields)
+    case "shutdown":
+      return { action }
+    default:
+      return reject(
+        "unknown_action",
+        typeof action === "string"
+          ? `unknown action ${JSON.stringify(action.slice(0, 64))}; known: put, get, get_latest, get_wait, shutdown`
+          : "request has no string field 'action'",
+        false,
+      )
+  }
+}
+
+function parsePut(fields: Record<string, unknown>): Request | RejectedRequest {
+  const ack = fields.ack === true
+  if (fields.ack !== undefined && typeof fields.ack !== "boolean") {
+    return reject("bad_field", "'ack' must be true or false", false)
+  }
+  const topic = readTopic(fields, ack)
+  if (typeof topic !== "string") return topic
+  const message = fields.message
+  if (typeof message !== "string") {
+    return reject("bad_field", `'message' must be a string, got ${describeType(message)}`, ack)
+  }
+  return { action: "put", topic, message, ack }
+}
+
+function parseGetWait(fields: Record<string, unknown>): Request | RejectedRequest {
+  const topic = readTopic(fields, true)
+  if (typeof topic !== "string") return topic
+  const timeout = fields.timeout ?? DEFAULT_WAIT_SECONDS
+  if (typeof timeout !== "number" || !(timeout >= 0 && timeout <= MAX_WAIT_SECONDS)) {
+    return reject("bad_field", `'timeout' must be a number of seconds from 0 to ${MAX_WAIT_SECONDS}`, true)
+  }
+  return { action: "get_wait", topic, timeoutMs: Math.round(timeout * 1000) }
+}
+
+function readTopic(fields: Record<string, unknown>, expectsReply: boolean): string | RejectedRequest {
+  const topic = fields.topic
+  if (typeof topic !== "string") {
+    return reject("bad_field", `'topic' must be a string, got ${describeType(topic)}`, expectsReply)
+  }
+  if (topic.length > MAX_TOPIC_LENGTH) {
+    return reject("bad_field", `'topic' is longer than ${MAX_TOPIC_LENGTH} characters`, expectsReply)
+  }
+  return topic
+}
+
+function reject(name: ProtocolError["errorName"], text: string, expectsReply: boolean): RejectedRequest {
+  return { action: "rejected", error: new ProtocolError(name, text), expectsReply }
+}
+
+function describeType(value: unknown): string {
+  if (value === undefined) return "nothing"
+  if (value === null) return "null"
+  return Array.isArray(value) ? "an array" : `a ${typeof value}`
+}

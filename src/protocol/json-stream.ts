@@ -1,0 +1,129 @@
+/**
+ * Generation 1 framing: JSON objects sent back to back with no delimiter and no length,
+ * optionally separated by whitespace. Object boundaries are found by a small state machine
+ * (brace depth, inside-a-string, after-a-backslash) that remembers where it stopped, so no
+ * byte is scanned twice. Structural characters are ASCII and UTF-8 continuation bytes are
+ * >= 0x80, so a chunk may end anywhere, even inside a multi-byte character.
+ */
+import { ByteBuffer } from "./byte-buffer.ts"
+import type { FrameDecoder, FrameSink } from "./decoder.ts"
+import { ProtocolError } from "./errors.ts"
+
+const LEFT_BRACE = 0x7b
+const RIGHT_BRACE = 0x7d
+const QUOTE = 0x22
+const BACKSLASH = 0x5c
+const SPACE = 0x20
+const TAB = 0x09
+const LF = 0x0a
+const CR = 0x0d
+
+const NOT_IN_OBJECT = -1
+
+export class JsonStreamDecoder implements FrameDecoder {
+  readonly #sink: FrameSink
+  readonly #maxFrameBytes: number
+  readonly #tail = new ByteBuffer()
+  // Scanner state, kept across chunks.
+  #depth = 0
+  #inString = false
+  #escaped = false
+  #stopped = false
+
+  constructor(sink: FrameSink, maxFrameBytes: number) {
+    this.#sink = sink
+    this.#maxFrameBytes = maxFrameBytes
+  }
+
+  get buffered(): number {
+    return this.#tail.length
+  }
+
+  stop(): void {
+    this.#stopped = true
+    this.#tail.clear()
+  }
+
+  push(chunk: Uint8Array): void {
+    if (this.#stopped || chunk.length === 0) return
+    // The tail only ever holds the start of an unfinished object, already scanned.
+    let data = chunk
+    let position = 0
+    let objectStart = NOT_IN_OBJECT
+    if (this.#tail.length > 0) {
+      position = this.#tail.length
+      this.#tail.append(chunk)
+      data = this.#tail.view()
+      objectStart = 0
+    }
+
+    let depth = this.#depth
+    let inString = this.#inString
+    let escaped = this.#escaped
+    const length = data.length
+    for (; position < length; position++) {
+      const byte = data[position]!
+      if (depth === 0) {
+        if (byte === LEFT_BRACE) {
+          depth = 1
+          objectStart = position
+        } else if (byte !== SPACE && byte !== LF && byte !== CR && byte !== TAB) {
+          this.#fail(
+            new ProtocolError(
+              "malformed_frame",
+              `expected a JSON object ('{') but got ${describeByte(byte)}; requests must be JSON objects`,
+            ),
+          )
+          return
+        }
+      } else if (inString) {
+        if (escaped) escaped = false
+        else if (byte === BACKSLASH) escaped = true
+        else if (byte === QUOTE) inString = false
+      } else if (byte === QUOTE) {
+        inString = true
+      } else if (byte === LEFT_BRACE) {
+        depth++
+      } else if (byte === RIGHT_BRACE && --depth === 0) {
+        const end = position + 1
+        if (end - objectStart > this.#maxFrameBytes) {
+          this.#failTooLarge()
+          return
+        }
+        this.#sink.frame(data.subarray(objectStart, end))
+        if (this.#stopped) return
+        objectStart = NOT_IN_OBJECT
+      }
+    }
+    this.#depth = depth
+    this.#inString = inString
+    this.#escaped = escaped
+
+    if (objectStart === NOT_IN_OBJECT) {
+      this.#tail.clear()
+      return
+    }
+    if (length - objectStart > this.#maxFrameBytes) {
+      this.#failTooLarge()
+      return
+    }
+    if (data === chunk) this.#tail.append(chunk.subarray(objectStart))
+    else this.#tail.discard(objectStart)
+  }
+
+  #failTooLarge(): void {
+    this.#fail(
+      new ProtocolError("too_large", `request is larger than the maximum of ${this.#maxFrameBytes} bytes`),
+    )
+  }
+
+  #fail(error: ProtocolError): void {
+    this.stop()
+    this.#sink.fail(error)
+  }
+}
+
+export function describeByte(byte: number): string {
+  const hex = `0x${byte.toString(16).padStart(2, "0")}`
+  return byte >= 0x20 && byte < 0x7f ? `'${String.fromCharCode(byte)}' (${hex})` : hex
+}

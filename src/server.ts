@@ -1,0 +1,46 @@
+/**
+ * Entry point: `bun run src/server.ts [host] [port] [options]`. Prints one line with the
+ * address once listening, and stops cleanly (exit code 0) on SIGINT, SIGTERM or an allowed
+ * `shutdown` request.
+ */
+import { parseArguments, UsageError, USAGE } from "./options.ts"
+import { ListenError, startServer } from "./server/listener.ts"
+
+function main(argv: readonly string[]): void {
+  let command
+  try {
+    command = parseArguments(argv)
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error
+    console.error(`error: ${error.message}\n\n${USAGE}`)
+    process.exit(2)
+  }
+  if (command.kind === "help") {
+    process.stdout.write(USAGE)
+    return
+  }
+
+  let server
+  try {
+    server = startServer({ ...command.options, log: (line) => console.error(`dsmq: ${line}`) })
+  } catch (error) {
+    if (!(error instanceof ListenError)) throw error
+    console.error(`error: ${error.message}`)
+    process.exit(1)
+  }
+  console.log(`dsmq listening on tcp://${formatHost(server.host)}:${server.port}`)
+
+  const stopOnSignal = (signal: string): void => {
+    console.error(`dsmq: ${signal}, stopping`)
+    server.stop()
+  }
+  process.on("SIGINT", () => stopOnSignal("SIGINT"))
+  process.on("SIGTERM", () => stopOnSignal("SIGTERM"))
+  void server.stopped.then(() => process.exit(0))
+}
+
+function formatHost(host: string): string {
+  return host.includes(":") ? `[${host}]` : host
+}
+
+main(process.argv.slice(2))

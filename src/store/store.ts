@@ -1,0 +1,119 @@
+/**
+ * Message storage on bun:sqlite. Every statement is prepared once in the constructor: SQL text
+ * built per request would be parsed again each time (and leaks on in-memory databases).
+ *
+ * Messages are keyed by one global, strictly increasing sequence number (`seq`), assigned here,
+ * so "what a reader has not seen yet" is an exact integer comparison. The (topic_id, seq) index
+ * makes the oldest/newest-after-a-cursor look-ups a single index seek, whatever the number of
+ * topics or stored messages.
+ */
+import { Database, type Statement } from "bun:sqlite"
+
+export interface StoredMessage {
+  readonly seq: number
+  readonly payload: Uint8Array
+}
+
+const SCHEMA = `
+  CREATE TABLE IF NOT EXISTS topics (
+    id   INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
+  );
+  CREATE TABLE IF NOT EXISTS messages (
+    seq       INTEGER PRIMARY KEY,
+    topic_id  INTEGER NOT NULL REFERENCES topics (id),
+    put_at_ms INTEGER NOT NULL,
+    payload   BLOB NOT NULL
+  );
+  CREATE INDEX IF NOT EXISTS messages_by_topic ON messages (topic_id, seq);
+`
+
+export class Store {
+  readonly #db: Database
+  readonly #topicIds = new Map<string, number>()
+  #lastSeq: number
+  readonly #insertTopic: Statement<{ id: number }, [string]>
+  readonly #insertMessage: Statement<unknown, [number, number, number, Uint8Array]>
+  readonly #oldestAfter: Statement<StoredMessage, [number, number]>
+  readonly #newestAfter: Statement<StoredMessage, [number, number]>
+  readonly #countMessages: Statement<{ count: number }, []>
+
+  constructor(path = ":memory:") {
+    this.#db = new Database(path, { strict: true })
+    this.#db.run("PRAGMA journal_mode = WAL")
+    this.#db.run("PRAGMA synchronous = NORMAL")
+    this.#db.run(SCHEMA)
+
+    for (const { id, name } of this.#db.query<{ id: number; name: string }, []>("SELECT id, name FROM topics").all()) {
+      this.#topicIds.set(name, id)
+    }
+    this.#lastSeq = this.#db.query<{ last: number | null }, []>("SELECT max(seq) AS last FROM messages").get()?.last ?? 0
+
+    this.#insertTopic = this.#db.prepare("INSERT INTO topics (name) VALUES (?) RETURNING id")
+    this.#insertMessage = this.#db.prepare(
+      "INSERT INTO messages (seq, topic_id, put_at_ms, payload) VALUES (?, ?, ?, ?)",
+    )
+    this.#oldestAfter = this.#db.prepare(
+      "SELECT seq, payload FROM messages WHERE topic_id = ? AND seq > ? ORDER BY seq ASC LIMIT 1",
+    )
+    this.#newestAfter = this.#db.prepare(
+      "SELECT seq, payload FROM messages WHERE topic_id = ? AND seq > ? ORDER BY seq DESC LIMIT 1",
+    )
+    this.#countMessages = this.#db.prepare("SELECT count(*) AS count FROM messages")
+  }
+
+  /** The sequence number of the newest message ever stored (0 when none). */
+  get lastSeq(): number {
+    return this.#lastSeq
+  }
+
+  /** Stores a message and returns its sequence number. The payload is copied into SQLite. */
+  put(topic: string, payload: Uint8Array): number {
+    const seq = this.#lastSeq + 1
+    this.#insertMessage.run(seq, this.#topicId(topic), Date.now(), payload)
+    this.#lastSeq = seq
+    return seq
+  }
+
+  /** The oldest message of `topic` with a sequence number above `afterSeq`. */
+  oldestAfter(topic: string, afterSeq: number): StoredMessage | null {
+    const id = this.#topicIds.get(topic)
+    return id === undefined ? null : this.#oldestAfter.get(id, afterSeq)
+  }
+
+  /** The newest message of `topic` with a sequence number above `afterSeq`. */
+  newestAfter(topic: string, afterSeq: number): StoredMessage | null {
+    const id = this.#topicIds.get(topic)
+    return id === undefined ? null : this.#newestAfter.get(id, afterSeq)
+  }
+
+  get messageCount(): number {
+    return this.#countMessages.get()?.count ?? 0
+  }
+
+  get topicCount(): number {
+    return this.#topicIds.size
+  }
+
+  close(): void {
+    for (const statement of [
+      this.#insertTopic,
+      this.#insertMessage,
+      this.#oldestAfter,
+      this.#newestAfter,
+      this.#countMessages,
+    ]) {
+      statement.finalize()
+    }
+    this.#db.close()
+  }
+
+  #topicId(topic: string): number {
+    let id = this.#topicIds.get(topic)
+    if (id === undefined) {
+      id = this.#insertTopic.get(topic)!.id
+      this.#topicIds.set(topic, id)
+    }
+    return id
+  }
+}
