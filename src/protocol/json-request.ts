@@ -104,5 +104,6 @@ function reject(name: ProtocolError["errorName"], text: string, expectsReply: bo
 function describeType(value: unknown): string {
   if (value === undefined) return "nothing"
   if (value === null) return "null"
-  return Array.isArray(value) ? "an array" : `a ${typeof value}`
+  if (Array.isArray(value)) return "an array"
+  return typeof value === "object" ? "an object" : `a ${typeof value}`
 }

@@ -70,6 +70,16 @@ export class Connection implements FrameSink {
     return this.#protocol
   }
 
+  /** Bytes this connection holds: an unfinished request plus replies the client has not taken. */
+  get bufferedBytes(): number {
+    return this.#undecided.length + (this.#decoder?.buffered ?? 0) + this.#unsentBytes + this.#replyText.length
+  }
+
+  /** Decoded requests waiting to run (held back by a get_wait or a slow reader). */
+  get queuedRequests(): number {
+    return this.#inbox.length - this.#inboxHead
+  }
+
   onData(chunk: Uint8Array): void {
     if (this.#closed || this.#closeWhenFlushed) return
     if (this.#decoder === null) {
@@ -129,21 +139,26 @@ export class Connection implements FrameSink {
 
   #runInbox(): void {
     const limit = this.#context.limits.maxOutboundBytes
-    while (
-      this.#inboxHead < this.#inbox.length &&
-      !this.#waiting &&
-      !this.#closeWhenFlushed &&
-      this.#unsentBytes < limit
-    ) {
-      const item = this.#inbox[this.#inboxHead]!
-      this.#inboxHead++
-      this.#run(item)
+    for (;;) {
+      while (
+        this.#inboxHead < this.#inbox.length &&
+        !this.#waiting &&
+        !this.#closeWhenFlushed &&
+        this.#unsentBytes + this.#replyText.length < limit
+      ) {
+        const item = this.#inbox[this.#inboxHead]!
+        this.#inboxHead++
+        this.#run(item)
+      }
+      this.#flush()
+      // Stopped at the outbound limit, but the kernel took it all: no `drain` will come, go on.
+      const blockedOnlyByLimit = this.#inboxHead < this.#inbox.length && !this.#waiting && !this.#closeWhenFlushed
+      if (!blockedOnlyByLimit || this.#unsent.length > 0 || this.#closed) break
     }
     if (this.#inboxHead === this.#inbox.length) {
       this.#inbox.length = 0
       this.#inboxHead = 0
     }
-    this.#flush()
     this.#updatePause()
   }
 

@@ -23,11 +23,22 @@ export const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
 /** Replies waiting for one slow reader before its requests stop running: a few large replies. */
 export const MAX_OUTBOUND_BYTES = 4 * 1024 * 1024
 
+export interface ServerStats {
+  readonly connections: number
+  readonly puts: number
+  readonly deliveries: number
+  readonly storedMessages: number
+  readonly topics: number
+  /** The most bytes any one connection holds right now (unfinished request + unsent replies). */
+  readonly maxConnectionBufferedBytes: number
+  readonly queuedRequests: number
+}
+
 export interface RunningServer {
   readonly host: string
   readonly port: number
   readonly broker: Broker
-  readonly connectionCount: number
+  stats(): ServerStats
   /** Stops accepting, answers pending waits with "nothing", closes every connection and the store. */
   stop(): void
   /** Resolves once the server has stopped, by `stop()` or by an allowed `shutdown` request. */
@@ -109,8 +120,22 @@ export function startServer(options: ServerOptions): RunningServer {
     host: options.host,
     port: listener.port,
     broker,
-    get connectionCount() {
-      return connections.size
+    stats() {
+      let maxConnectionBufferedBytes = 0
+      let queuedRequests = 0
+      for (const connection of connections) {
+        maxConnectionBufferedBytes = Math.max(maxConnectionBufferedBytes, connection.bufferedBytes)
+        queuedRequests += connection.queuedRequests
+      }
+      return {
+        connections: connections.size,
+        puts: broker.counters.puts,
+        deliveries: broker.counters.deliveries,
+        storedMessages: broker.store.messageCount,
+        topics: broker.store.topicCount,
+        maxConnectionBufferedBytes,
+        queuedRequests,
+      }
     },
     stop,
     stopped,

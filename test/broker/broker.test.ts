@@ -1,0 +1,155 @@
+import { describe, expect, test } from "bun:test"
+import { Broker } from "../../src/broker/broker.ts"
+import { Store, type StoredMessage } from "../../src/store/store.ts"
+
+const bytes = (text: string) => new TextEncoder().encode(text)
+const text = (message: StoredMessage | null) => (message === null ? null : new TextDecoder().decode(message.payload))
+
+function openBroker(): Broker & Disposable {
+  const broker = new Broker(new Store())
+  return Object.assign(broker, {
+    [Symbol.dispose]: () => {
+      broker.releaseAllWaiters()
+      broker.store.close()
+    },
+  })
+}
+
+describe("Broker", () => {
+  test("a reader sees only messages put after it was opened", () => {
+    using broker = openBroker()
+    broker.put("t", bytes("before"))
+    const reader = broker.openReader()
+    expect(reader.get("t")).toBeNull()
+    broker.put("t", bytes("after"))
+    expect(text(reader.get("t"))).toBe("after")
+    expect(reader.get("t")).toBeNull()
+  })
+
+  test("every reader gets every message, each at its own pace", () => {
+    using broker = openBroker()
+    const readers = [broker.openReader(), broker.openReader(), broker.openReader()]
+    for (let i = 0; i < 3; i++) broker.put("t", bytes(`m${i}`))
+    expect(text(readers[0]!.get("t"))).toBe("m0")
+    expect(text(readers[1]!.getLatest("t"))).toBe("m2")
+    for (const reader of readers) reader.get("t")
+    expect(text(readers[0]!.get("t"))).toBe("m2")
+    expect(readers[1]!.get("t")).toBeNull()
+    expect(text(readers[2]!.get("t"))).toBe("m1")
+  })
+
+  test("delivers thousands of messages put in the same millisecond exactly once, in order", () => {
+    using broker = openBroker()
+    const reader = broker.openReader()
+    const count = 20_000
+    for (let i = 0; i < count; i++) broker.put(i % 2 === 0 ? "a" : "b", bytes(String(i)))
+    const seen: Record<string, number[]> = { a: [], b: [] }
+    for (const topic of ["a", "b"]) {
+      for (let message = reader.get(topic); message !== null; message = reader.get(topic)) {
+        seen[topic]!.push(Number(text(message)))
+      }
+    }
+    expect(seen.a).toEqual(Array.from({ length: count / 2 }, (_, i) => 2 * i))
+    expect(seen.b).toEqual(Array.from({ length: count / 2 }, (_, i) => 2 * i + 1))
+  })
+
+  test("getLatest skips to the newest message and marks older ones read", () => {
+    using broker = openBroker()
+    const reader = broker.openReader()
+    for (let i = 0; i < 5; i++) broker.put("t", bytes(`m${i}`))
+    expect(text(reader.getLatest("t"))).toBe("m4")
+    expect(reader.get("t")).toBeNull()
+    expect(reader.getLatest("t")).toBeNull()
+    broker.put("t", bytes("m5"))
+    expect(text(reader.get("t"))).toBe("m5")
+  })
+
+  test("cursors are per topic", () => {
+    using broker = openBroker()
+    const reader = broker.openReader()
+    broker.put("a", bytes("a1"))
+    broker.put("b", bytes("b1"))
+    expect(text(reader.getLatest("b"))).toBe("b1")
+    expect(text(reader.get("a"))).toBe("a1")
+  })
+
+  test("getWait returns an unread message at once, without waiting", () => {
+    using broker = openBroker()
+    const reader = broker.openReader()
+    broker.put("t", bytes("ready"))
+    let called = false
+    expect(text(reader.getWait("t", 1000, () => (called = true)))).toBe("ready")
+    expect(called).toBe(false)
+    expect(reader.waiter).toBeNull()
+  })
+
+  test("getWait is answered by the next put on its topic, and only that topic", async () => {
+    using broker = openBroker()
+    const reader = broker.openReader()
+    const { promise, resolve } = Promise.withResolvers<StoredMessage | null>()
+    expect(reader.getWait("t", 60_000, resolve)).toBeNull()
+    broker.put("other", bytes("not this"))
+    broker.put("t", bytes("this"))
+    expect(text(await promise)).toBe("this")
+    expect(reader.get("t")).toBeNull()
+    expect(text(reader.get("other"))).toBe("not this")
+  })
+
+  test("getWait answers null when its timeout passes", async () => {
+    using broker = openBroker()
+    const reader = broker.openReader()
+    const { promise, resolve } = Promise.withResolvers<StoredMessage | null>()
+    expect(reader.getWait("t", 5, resolve)).toBeNull()
+    expect(await promise).toBeNull()
+    expect(reader.waiter).toBeNull()
+    broker.put("t", bytes("later"))
+    expect(text(reader.get("t"))).toBe("later")
+  })
+
+  test("several readers waiting on one topic are all answered by one put", async () => {
+    using broker = openBroker()
+    const answers = Array.from({ length: 5 }, () => {
+      const { promise, resolve } = Promise.withResolvers<StoredMessage | null>()
+      broker.openReader().getWait("t", 60_000, resolve)
+      return promise
+    })
+    broker.put("t", bytes("all"))
+    expect((await Promise.all(answers)).map(text)).toEqual(["all", "all", "all", "all", "all"])
+  })
+
+  test("a reader woken by a put may wait again on the same topic at once", async () => {
+    using broker = openBroker()
+    const reader = broker.openReader()
+    const received: (string | null)[] = []
+    const { promise: done, resolve: finish } = Promise.withResolvers<void>()
+    const onMessage = (message: StoredMessage | null): void => {
+      received.push(text(message))
+      if (received.length < 3) reader.getWait("t", 60_000, onMessage)
+      else finish()
+    }
+    reader.getWait("t", 60_000, onMessage)
+    broker.put("t", bytes("1"))
+    broker.put("t", bytes("2"))
+    broker.put("t", bytes("3"))
+    await done
+    expect(received).toEqual(["1", "2", "3"])
+  })
+
+  test("closing a reader drops its wait without answering it", () => {
+    using broker = openBroker()
+    const reader = broker.openReader()
+    let answered = false
+    reader.getWait("t", 60_000, () => (answered = true))
+    reader.close()
+    broker.put("t", bytes("m"))
+    expect(answered).toBe(false)
+  })
+
+  test("releaseAllWaiters answers every wait with null", async () => {
+    using broker = openBroker()
+    const { promise, resolve } = Promise.withResolvers<StoredMessage | null>()
+    broker.openReader().getWait("t", 60_000, resolve)
+    broker.releaseAllWaiters()
+    expect(await promise).toBeNull()
+  })
+})

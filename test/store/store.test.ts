@@ -1,0 +1,84 @@
+import { afterEach, describe, expect, test } from "bun:test"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { Store } from "../../src/store/store.ts"
+
+const bytes = (text: string) => new TextEncoder().encode(text)
+const text = (payload: Uint8Array) => new TextDecoder().decode(payload)
+
+const directories: string[] = []
+afterEach(() => {
+  for (const directory of directories.splice(0)) rmSync(directory, { recursive: true, force: true })
+})
+function tempDbPath(): string {
+  const directory = mkdtempSync(join(tmpdir(), "dsmq-store-"))
+  directories.push(directory)
+  return join(directory, "messages.db")
+}
+
+// The same contract for the in-memory store and a file store.
+for (const [kind, open] of [
+  ["in memory", () => new Store()],
+  ["in a file", () => new Store(tempDbPath())],
+] as const) {
+  describe(`Store ${kind}`, () => {
+    test("numbers messages with one increasing sequence across topics", () => {
+      using store = disposable(open())
+      expect(store.lastSeq).toBe(0)
+      expect([store.put("a", bytes("1")), store.put("b", bytes("2")), store.put("a", bytes("3"))]).toEqual([1, 2, 3])
+      expect(store.lastSeq).toBe(3)
+      expect(store.messageCount).toBe(3)
+      expect(store.topicCount).toBe(2)
+    })
+
+    test("finds the oldest and newest message of a topic after a sequence", () => {
+      using store = disposable(open())
+      for (let i = 0; i < 5; i++) {
+        store.put("even", bytes(`e${i}`))
+        store.put("odd", bytes(`o${i}`))
+      }
+      expect(store.oldestAfter("even", 0)).toMatchObject({ seq: 1 })
+      expect(text(store.oldestAfter("even", 1)!.payload)).toBe("e1")
+      expect(store.oldestAfter("odd", 2)).toMatchObject({ seq: 4 })
+      expect(text(store.newestAfter("odd", 0)!.payload)).toBe("o4")
+      expect(store.oldestAfter("even", 9)).toBeNull()
+      expect(store.newestAfter("odd", 10)).toBeNull()
+      expect(store.oldestAfter("missing", 0)).toBeNull()
+    })
+
+    test("keeps payloads as bytes, including ones that are not text", () => {
+      using store = disposable(open())
+      const payload = new Uint8Array([0, 255, 1, 254, 0])
+      store.put("raw", payload)
+      expect(Array.from(store.oldestAfter("raw", 0)!.payload)).toEqual([0, 255, 1, 254, 0])
+      store.put("empty", new Uint8Array(0))
+      expect(store.oldestAfter("empty", 0)!.payload.length).toBe(0)
+    })
+
+    test("copies the payload: changing the caller's buffer later changes nothing", () => {
+      using store = disposable(open())
+      const payload = bytes("abc")
+      store.put("t", payload)
+      payload.fill(0)
+      expect(text(store.oldestAfter("t", 0)!.payload)).toBe("abc")
+    })
+  })
+}
+
+test("a file store reopens with its messages and continues the sequence", () => {
+  const path = tempDbPath()
+  {
+    using store = disposable(new Store(path))
+    store.put("t", bytes("first"))
+    store.put("t", bytes("second"))
+  }
+  using reopened = disposable(new Store(path))
+  expect(reopened.lastSeq).toBe(2)
+  expect(text(reopened.oldestAfter("t", 1)!.payload)).toBe("second")
+  expect(reopened.put("t", bytes("third"))).toBe(3)
+})
+
+function disposable(store: Store): Store & Disposable {
+  return Object.assign(store, { [Symbol.dispose]: () => store.close() })
+}
