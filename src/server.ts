@@ -4,6 +4,7 @@
  * `shutdown` request.
  */
 import { parseArguments, UsageError, USAGE } from "./options.ts"
+import { rateLimitedLog } from "./rate-limited-log.ts"
 import { ListenError, startServer } from "./server/listener.ts"
 
 function main(argv: readonly string[]): void {
@@ -22,7 +23,7 @@ function main(argv: readonly string[]): void {
 
   let server
   try {
-    server = startServer({ ...command.options, log: (line) => console.error(`dsmq: ${line}`) })
+    server = startServer({ ...command.options, log: rateLimitedLog((line) => console.error(`dsmq: ${line}`)) })
   } catch (error) {
     if (!(error instanceof ListenError)) throw error
     console.error(`error: ${error.message}`)

@@ -130,7 +130,7 @@ describe("example clients", () => {
     await using get = new GetClient(clientCommand("typescript", "get", ["127.0.0.1", String(server.port)]))
     expect(await get.firstLine()).toBe(`connected to 127.0.0.1:${server.port}, waiting for 5 messages on "greetings"`)
     const put = await runToCompletion(clientCommand("typescript", "put", ["127.0.0.1", String(server.port)]))
-    expect(put.stdout).toBe('put 5 messages on "greetings"\n')
+    expect(put.stdout).toBe('sent 5 messages to "greetings"\n')
     expect((await get.finish()).stdout.trimEnd().split("\n").slice(1)).toEqual(messages(5))
   })
 

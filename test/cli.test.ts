@@ -1,0 +1,113 @@
+/** The entry point as a user runs it: `bun run src/server.ts ...` in its own process. */
+import { describe, expect, test } from "bun:test"
+import { join } from "node:path"
+import { parseArguments } from "../src/options.ts"
+import { request, TestClient } from "./helpers.ts"
+
+const SERVER = join(import.meta.dir, "..", "src", "server.ts")
+
+interface ServerProcess extends AsyncDisposable {
+  readonly process: Bun.Subprocess<"ignore", "pipe", "pipe">
+  readonly firstLine: string
+  readonly port: number
+}
+
+/** Starts the server and resolves once it has printed its address line. */
+async function spawnServer(args: string[]): Promise<ServerProcess> {
+  const child = Bun.spawn(["bun", "run", SERVER, ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe" })
+  const reader = child.stdout.getReader()
+  let text = ""
+  while (!text.includes("\n")) {
+    const { value, done } = await reader.read()
+    if (done) throw new Error(`server exited before printing its address: ${await new Response(child.stderr).text()}`)
+    text += new TextDecoder().decode(value)
+  }
+  reader.releaseLock()
+  const firstLine = text.slice(0, text.indexOf("\n"))
+  const port = Number(/:(\d+)$/.exec(firstLine)?.[1])
+  return {
+    process: child,
+    firstLine,
+    port,
+    async [Symbol.asyncDispose]() {
+      child.kill("SIGKILL")
+      await child.exited
+    },
+  }
+}
+
+describe("bun run src/server.ts", () => {
+  test("prints the real address when given port 0, serves, and exits 0 on SIGTERM", async () => {
+    await using server = await spawnServer(["--port", "0"])
+    expect(server.firstLine).toMatch(/^dsmq listening on tcp:\/\/127\.0\.0\.1:\d+$/)
+    expect(server.port).toBeGreaterThan(0)
+    {
+      await using client = await TestClient.connect(server.port)
+      client.send(request({ action: "put", topic: "t", message: "hi" }))
+      expect(await client.ask({ action: "get", topic: "t" })).toEqual({ message: "hi", seq: 1 })
+    }
+    server.process.kill("SIGTERM")
+    expect(await server.process.exited).toBe(0)
+  })
+
+  test("exits 0 on SIGINT, closing connected clients", async () => {
+    await using server = await spawnServer(["127.0.0.1", "0"])
+    const client = await TestClient.connect(server.port)
+    server.process.kill("SIGINT")
+    expect(await server.process.exited).toBe(0)
+    await client.closed
+  })
+
+  test("stops on a client's shutdown request only with --allow-shutdown", async () => {
+    await using server = await spawnServer(["--port=0", "--allow-shutdown"])
+    await using client = await TestClient.connect(server.port)
+    client.send(request({ action: "shutdown", topic: "" }))
+    expect(await server.process.exited).toBe(0)
+    expect(await new Response(server.process.stderr).text()).toContain("shutdown requested by a client")
+  })
+
+  test("a port already in use is a one-line error and exit code 1", async () => {
+    await using first = await spawnServer(["--port", "0"])
+    const second = Bun.spawn(["bun", "run", SERVER, "--port", String(first.port)], { stdout: "pipe", stderr: "pipe" })
+    expect(await second.exited).toBe(1)
+    const stderr = await new Response(second.stderr).text()
+    expect(stderr).toBe(`error: cannot listen on 127.0.0.1:${first.port}: address already in use\n`)
+    expect(await new Response(second.stdout).text()).toBe("")
+  })
+
+  test("--help prints usage and exits 0; a bad option exits 2 with the usage", async () => {
+    const help = Bun.spawn(["bun", "run", SERVER, "--help"], { stdout: "pipe", stderr: "pipe" })
+    expect(await help.exited).toBe(0)
+    expect(await new Response(help.stdout).text()).toContain("Usage: bun run src/server.ts [host] [port]")
+    const bad = Bun.spawn(["bun", "run", SERVER, "--prot", "1"], { stdout: "pipe", stderr: "pipe" })
+    expect(await bad.exited).toBe(2)
+    expect(await new Response(bad.stderr).text()).toStartWith("error: unknown option --prot\n")
+  })
+})
+
+describe("parseArguments", () => {
+  test("defaults to upstream's address", () => {
+    expect(parseArguments([])).toEqual({
+      kind: "serve",
+      options: { host: "127.0.0.1", port: 30008, maxMessageBytes: 1048576, allowShutdown: false },
+    })
+  })
+
+  test("takes upstream's positional [host] [port] and flags in either form", () => {
+    expect(parseArguments(["0.0.0.0", "12345"])).toMatchObject({ options: { host: "0.0.0.0", port: 12345 } })
+    expect(parseArguments(["--host", "::1", "--port=0", "--max-message-bytes", "4096"])).toMatchObject({
+      options: { host: "::1", port: 0, maxMessageBytes: 4096 },
+    })
+  })
+
+  test.each([
+    [["--port", "70000"], "port must be a whole number from 0 to 65535"],
+    [["--port", "12ab"], "port must be a whole number"],
+    [["--port"], "--port needs a value"],
+    [["--max-message-bytes", "10"], "--max-message-bytes must be a whole number from 64"],
+    [["a", "1", "extra"], "expected at most [host] [port]"],
+    [["--verbose"], "unknown option --verbose"],
+  ])("refuses %p", (args, message) => {
+    expect(() => parseArguments(args)).toThrow(message)
+  })
+})
