@@ -61,6 +61,8 @@ export class JsonStreamDecoder implements FrameDecoder {
     let inString = this.#inString
     let escaped = this.#escaped
     const length = data.length
+    let nextQuote = -2 // -2: not searched yet
+    let nextBackslash = -2
     for (; position < length; position++) {
       const byte = data[position]!
       if (depth === 0) {
@@ -77,9 +79,23 @@ export class JsonStreamDecoder implements FrameDecoder {
           return
         }
       } else if (inString) {
-        if (escaped) escaped = false
-        else if (byte === BACKSLASH) escaped = true
-        else if (byte === QUOTE) inString = false
+        if (escaped) {
+          escaped = false
+          continue
+        }
+        // Jump to the next quote or backslash with indexOf (native, fast for long strings)
+        // instead of looking at every byte. Each search result is kept until passed, so the
+        // chunk is still searched only once: -1 means "none in the rest of this data".
+        if (nextQuote !== -1 && nextQuote < position) nextQuote = data.indexOf(QUOTE, position)
+        if (nextBackslash !== -1 && nextBackslash < position) nextBackslash = data.indexOf(BACKSLASH, position)
+        const stop = nextBackslash === -1 || (nextQuote !== -1 && nextQuote < nextBackslash) ? nextQuote : nextBackslash
+        if (stop === -1) {
+          position = length // the rest of the data is inside the string
+          break
+        }
+        position = stop
+        if (stop === nextBackslash) escaped = true
+        else inString = false
       } else if (byte === QUOTE) {
         inString = true
       } else if (byte === LEFT_BRACE) {

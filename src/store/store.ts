@@ -36,7 +36,8 @@ export class Store {
   readonly #insertMessage: Statement<unknown, [number, number, number, Uint8Array]>
   readonly #oldestAfter: Statement<StoredMessage, [number, number]>
   readonly #newestAfter: Statement<StoredMessage, [number, number]>
-  readonly #countMessages: Statement<{ count: number }, []>
+  /** Kept in memory: count(*) scans the whole table. */
+  #messageCount: number
 
   constructor(path = ":memory:") {
     this.#db = new Database(path, { strict: true })
@@ -53,13 +54,17 @@ export class Store {
     this.#insertMessage = this.#db.prepare(
       "INSERT INTO messages (seq, topic_id, put_at_ms, payload) VALUES (?, ?, ?, ?)",
     )
+    // `+?` rather than `?`: Bun's SQLite re-prepares a statement whenever a value is bound to a
+    // bare parameter compared with an index's first column (so the planner can look at it),
+    // which made every get cost ~5 µs. The expression keeps the same index seek, prepared once.
     this.#oldestAfter = this.#db.prepare(
-      "SELECT seq, payload FROM messages WHERE topic_id = ? AND seq > ? ORDER BY seq ASC LIMIT 1",
+      "SELECT seq, payload FROM messages WHERE topic_id = +? AND seq > ? ORDER BY seq ASC LIMIT 1",
     )
     this.#newestAfter = this.#db.prepare(
-      "SELECT seq, payload FROM messages WHERE topic_id = ? AND seq > ? ORDER BY seq DESC LIMIT 1",
+      "SELECT seq, payload FROM messages WHERE topic_id = +? AND seq > ? ORDER BY seq DESC LIMIT 1",
     )
-    this.#countMessages = this.#db.prepare("SELECT count(*) AS count FROM messages")
+    this.#messageCount =
+      this.#db.query<{ count: number }, []>("SELECT count(*) AS count FROM messages").get()?.count ?? 0
   }
 
   /** The sequence number of the newest message ever stored (0 when none). */
@@ -72,6 +77,7 @@ export class Store {
     const seq = this.#lastSeq + 1
     this.#insertMessage.run(seq, this.#topicId(topic), Date.now(), payload)
     this.#lastSeq = seq
+    this.#messageCount++
     return seq
   }
 
@@ -88,7 +94,7 @@ export class Store {
   }
 
   get messageCount(): number {
-    return this.#countMessages.get()?.count ?? 0
+    return this.#messageCount
   }
 
   get topicCount(): number {
@@ -101,7 +107,6 @@ export class Store {
       this.#insertMessage,
       this.#oldestAfter,
       this.#newestAfter,
-      this.#countMessages,
     ]) {
       statement.finalize()
     }

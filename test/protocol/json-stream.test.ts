@@ -3,7 +3,8 @@ import { JsonStreamDecoder } from "../../src/protocol/json-stream.ts"
 import { byteByByte, decodeAll, randomChunks, RecordingSink, splitAt, type DecoderFactory } from "./decoder-contract.ts"
 
 const MAX = 1024
-const decoder: DecoderFactory = (sink) => new JsonStreamDecoder(sink, MAX)
+const decoderWithMax = (max: number): DecoderFactory => (sink) => new JsonStreamDecoder(sink, max)
+const decoder: DecoderFactory = decoderWithMax(MAX)
 const bytes = (text: string) => new TextEncoder().encode(text)
 
 // Objects chosen to trip a naive scanner: braces and quotes inside strings, escapes,
@@ -44,6 +45,22 @@ describe("JsonStreamDecoder", () => {
     for (const seed of [1, 2, 3, 42, 1234]) {
       const sink = decodeAll(decoder, randomChunks(stream, seed, 97))
       expect(sink.frames.length).toBe(objects.length)
+      expect(sink.frames).toEqual(objects)
+    }
+  })
+
+  test("long strings full of escapes and braces split anywhere (fixed-seed random)", () => {
+    let state = 99
+    const random = (n: number) => ((state = (Math.imul(state, 1664525) + 1013904223) >>> 0) % n)
+    const alphabet = ['"', "\\", "{", "}", "a", "é", " ", "\n", "🎉"]
+    const objects = Array.from({ length: 40 }, (_, i) => {
+      const message = Array.from({ length: random(3000) }, () => alphabet[random(alphabet.length)]).join("")
+      return JSON.stringify({ action: "put", topic: `t${i}`, message })
+    })
+    const stream = bytes(objects.join(" "))
+    for (const seed of [5, 6, 7]) {
+      const sink = decodeAll(decoderWithMax(1 << 20), randomChunks(stream, seed, 5000))
+      expect(sink.errors).toEqual([])
       expect(sink.frames).toEqual(objects)
     }
   })

@@ -1,0 +1,232 @@
+/**
+ * Wire-format costs: splitting a byte stream into request bodies (both JSON framings), parsing a
+ * body into a request, and encoding a reply.
+ *
+ *   bun run bench/decoders.bench.ts        (BENCH_QUICK=1 for a shorter stream and run)
+ *
+ * The requests are dsmq puts, `{"action":"put","topic":"bench","message":"..."}`, with a message
+ * of 16 B, 256 B, 4 KiB or 64 KiB of ASCII text (no escapes). One decoder iteration pushes a
+ * whole stream of such requests (about 1 MiB, whole requests only, so the decoder is back at a
+ * request boundary after every iteration), either one request per chunk or cut into 64 KiB
+ * chunks that split requests anywhere. mitata's time is per stream; the table printed at the
+ * end divides it into ns per frame and MB/s.
+ */
+import { bench, do_not_optimize, group, summary } from "mitata"
+import type { FrameDecoder, FrameSink } from "../src/protocol/decoder.ts"
+import { WireProtocol } from "../src/protocol/detect.ts"
+import type { ProtocolError } from "../src/protocol/errors.ts"
+import { encodeHeader, JsonHeaderDecoder } from "../src/protocol/json-header.ts"
+import { frameReply, messageReply } from "../src/protocol/json-reply.ts"
+import { parseJsonRequest } from "../src/protocol/json-request.ts"
+import { JsonStreamDecoder } from "../src/protocol/json-stream.ts"
+import { DEFAULT_MAX_MESSAGE_BYTES } from "../src/server/listener.ts"
+import { ALLOCATING_GC, formatBytes, formatMicros, printTable, QUICK, runBenchmarks } from "./common.ts"
+
+const MESSAGE_SIZES = [16, 256, 4 * 1024, 64 * 1024] as const
+const CHUNK_BYTES = 64 * 1024
+/** Bytes of requests pushed per decoder iteration (rounded up to whole requests). */
+const STREAM_BYTES = QUICK ? 256 * 1024 : 1024 * 1024
+
+const encoder = new TextEncoder()
+
+function messageText(size: number): string {
+  let text = ""
+  const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 -_.,:"
+  for (let i = 0; i < size; i++) text += alphabet[(i * 7 + (i >> 5)) % alphabet.length]
+  return text
+}
+
+function putBody(size: number): Uint8Array {
+  return encoder.encode(JSON.stringify({ action: "put", topic: "bench", message: messageText(size) }))
+}
+
+function concat(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((total, part) => total + part.length, 0))
+  let offset = 0
+  for (const part of parts) {
+    out.set(part, offset)
+    offset += part.length
+  }
+  return out
+}
+
+class CountingSink implements FrameSink {
+  frames = 0
+  bytes = 0
+
+  frame(body: Uint8Array): void {
+    this.frames++
+    this.bytes += body.length
+  }
+
+  fail(error: ProtocolError): void {
+    throw error
+  }
+}
+
+type Framing = "json-stream" | "json-header"
+type Chunking = "1 request/chunk" | "64 KiB chunks"
+
+/** One decoder benchmark: what one iteration pushes, and how much of it there is. */
+interface DecodeCase {
+  readonly name: string
+  readonly framing: Framing
+  readonly chunking: Chunking
+  readonly messageBytes: number
+  readonly frames: number
+  readonly wireBytes: number
+  readonly chunks: readonly Uint8Array[]
+}
+
+const decodeCases: DecodeCase[] = []
+const perRequestCases: { name: string; bytes: number }[] = []
+
+function makeDecoder(framing: Framing, sink: FrameSink): FrameDecoder {
+  return framing === "json-stream"
+    ? new JsonStreamDecoder(sink, DEFAULT_MAX_MESSAGE_BYTES)
+    : new JsonHeaderDecoder(sink, DEFAULT_MAX_MESSAGE_BYTES)
+}
+
+/** Pushes every chunk once; returns nothing so the only effect is on the decoder and sink. */
+function pushAll(decoder: FrameDecoder, chunks: readonly Uint8Array[]): void {
+  for (let i = 0; i < chunks.length; i++) decoder.push(chunks[i]!)
+}
+
+for (const messageBytes of MESSAGE_SIZES) {
+  const body = putBody(messageBytes)
+  const requests: Record<Framing, Uint8Array> = {
+    "json-stream": body,
+    "json-header": concat([encoder.encode(encodeHeader(body.length)), body]),
+  }
+  group(`decode put requests with a ${formatBytes(messageBytes)} message (a ~${formatBytes(STREAM_BYTES)} stream per iteration)`, () => {
+    summary(() => {
+      for (const framing of ["json-stream", "json-header"] as const) {
+        const request = requests[framing]
+        const frames = Math.ceil(STREAM_BYTES / request.length)
+        const stream = concat(Array.from({ length: frames }, () => request))
+        const chunkings: Record<Chunking, Uint8Array[]> = {
+          "1 request/chunk": Array.from({ length: frames }, () => request),
+          "64 KiB chunks": Array.from({ length: Math.ceil(stream.length / CHUNK_BYTES) }, (_, i) =>
+            stream.subarray(i * CHUNK_BYTES, (i + 1) * CHUNK_BYTES),
+          ),
+        }
+        for (const chunking of ["1 request/chunk", "64 KiB chunks"] as const) {
+          const chunks = chunkings[chunking]
+          const decodeCase: DecodeCase = {
+            name: `${framing} · ${formatBytes(messageBytes)} · ${chunking}`,
+            framing,
+            chunking,
+            messageBytes,
+            frames,
+            wireBytes: stream.length,
+            chunks,
+          }
+          decodeCases.push(decodeCase)
+
+          // The stream must decode to exactly `frames` bodies and leave nothing buffered.
+          const probe = new CountingSink()
+          const probeDecoder = makeDecoder(framing, probe)
+          pushAll(probeDecoder, chunks)
+          if (probe.frames !== frames || probe.bytes !== frames * body.length || probeDecoder.buffered !== 0) {
+            throw new Error(`${decodeCase.name}: decoded ${probe.frames} frames, ${probeDecoder.buffered} bytes left`)
+          }
+
+          bench(decodeCase.name, function* () {
+            const sink = new CountingSink()
+            const decoder = makeDecoder(framing, sink)
+            yield () => {
+              pushAll(decoder, chunks)
+              do_not_optimize(sink.bytes)
+            }
+          }).gc(ALLOCATING_GC)
+        }
+      }
+    })
+  })
+}
+
+const bodies = MESSAGE_SIZES.map((size) => ({ size, body: putBody(size) }))
+
+group("parseJsonRequest: one put body -> Request (UTF-8 decode + JSON.parse + checks)", () => {
+  summary(() => {
+    for (const { size, body } of bodies) {
+      const check = parseJsonRequest(body)
+      if (check.action !== "put" || check.message.length !== size) throw new Error("parseJsonRequest failed")
+      const name = `parseJsonRequest · ${formatBytes(size)}`
+      perRequestCases.push({ name, bytes: body.length })
+      bench(name, () => do_not_optimize(parseJsonRequest(body))).gc(ALLOCATING_GC)
+    }
+  })
+})
+
+// Replies: a stored message (its payload is the put message's UTF-8 bytes) turned into the
+// text the connection sends, and finally into the bytes it writes (Buffer.from, as #flush does).
+const payloads = MESSAGE_SIZES.map((size) => ({ size, payload: encoder.encode(messageText(size)) }))
+
+group("messageReply: stored message -> reply body", () => {
+  summary(() => {
+    for (const { size, payload } of payloads) {
+      const name = `messageReply · ${formatBytes(size)}`
+      perRequestCases.push({ name, bytes: messageReply(1, payload).length })
+      bench(name, () => do_not_optimize(messageReply(123_456, payload))).gc(ALLOCATING_GC)
+    }
+  })
+})
+
+group("frameReply (json-header framing): reply body -> header + body", () => {
+  summary(() => {
+    for (const { size, payload } of payloads) {
+      const body = messageReply(123_456, payload)
+      const framed = frameReply(WireProtocol.jsonHeader, body)
+      if (!framed.endsWith(body) || framed.length !== body.length + 23) throw new Error("unexpected json-header framing")
+      const name = `frameReply · ${formatBytes(size)}`
+      perRequestCases.push({ name, bytes: framed.length })
+      bench(name, () => do_not_optimize(frameReply(WireProtocol.jsonHeader, body))).gc(ALLOCATING_GC)
+    }
+  })
+})
+
+group("whole reply: messageReply + frameReply (json-header) + Buffer.from", () => {
+  summary(() => {
+    for (const { size, payload } of payloads) {
+      const name = `reply bytes · ${formatBytes(size)}`
+      perRequestCases.push({ name, bytes: frameReply(WireProtocol.jsonHeader, messageReply(1, payload)).length })
+      bench(name, () =>
+        do_not_optimize(Buffer.from(frameReply(WireProtocol.jsonHeader, messageReply(123_456, payload)))),
+      ).gc(ALLOCATING_GC)
+    }
+  })
+})
+
+const stats = await runBenchmarks()
+
+/** Bytes per nanosecond is GB/s; times 1000 is MB/s (10^6 bytes per second). */
+const megabytesPerSecond = (bytes: number, ns: number): string => ((bytes / ns) * 1000).toFixed(0)
+
+printTable(
+  "Decoders: per frame (mitata's time per stream divided by the frames in it)",
+  ["decoder · message · chunking", "frames/iter", "ns/frame p50", "ns/frame avg", "MB/s (p50)"],
+  decodeCases.flatMap((c) => {
+    const result = stats.get(c.name)
+    if (result === undefined) return []
+    return [
+      [
+        c.name,
+        String(c.frames),
+        (result.p50 / c.frames).toFixed(0),
+        (result.avg / c.frames).toFixed(0),
+        megabytesPerSecond(c.wireBytes, result.p50),
+      ],
+    ]
+  }),
+)
+
+printTable(
+  "Per request/reply: median time and throughput (bytes = the request body, or the reply text)",
+  ["benchmark", "bytes", "µs p50", "MB/s (p50)"],
+  perRequestCases.flatMap(({ name, bytes }) => {
+    const result = stats.get(name)
+    if (result === undefined) return []
+    return [[name, String(bytes), formatMicros(result.p50), megabytesPerSecond(bytes, result.p50)]]
+  }),
+)
