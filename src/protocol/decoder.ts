@@ -1,3 +1,4 @@
+import { ByteBuffer } from "./byte-buffer.ts"
 import type { ProtocolError } from "./errors.ts"
 
 /** Receives what a decoder finds in a byte stream. */
@@ -15,4 +16,49 @@ export interface FrameDecoder {
   stop(): void
   /** Bytes held for an incomplete frame. */
   readonly buffered: number
+}
+
+/**
+ * What every decoder shares: complete frames are read in place from the pushed chunk, and only
+ * an unfinished frame is copied into `tail` to be completed by the next chunk.
+ */
+export abstract class TailBufferingDecoder implements FrameDecoder {
+  protected readonly sink: FrameSink
+  protected readonly maxFrameBytes: number
+  protected readonly tail = new ByteBuffer()
+  protected stopped = false
+
+  constructor(sink: FrameSink, maxFrameBytes: number) {
+    this.sink = sink
+    this.maxFrameBytes = maxFrameBytes
+  }
+
+  abstract push(chunk: Uint8Array): void
+
+  get buffered(): number {
+    return this.tail.length
+  }
+
+  stop(): void {
+    this.stopped = true
+    this.tail.clear()
+  }
+
+  /** The bytes to decode: the chunk itself, or the tail with the chunk appended. */
+  protected withTail(chunk: Uint8Array): Uint8Array {
+    if (this.tail.length === 0) return chunk
+    this.tail.append(chunk)
+    return this.tail.view()
+  }
+
+  /** Keeps `data` from `start` on for the next chunk (copied only if it is still the caller's chunk). */
+  protected keepFrom(data: Uint8Array, chunk: Uint8Array, start: number): void {
+    if (data === chunk) this.tail.append(chunk.subarray(start))
+    else this.tail.discard(start)
+  }
+
+  protected fail(error: ProtocolError): void {
+    this.stop()
+    this.sink.fail(error)
+  }
 }

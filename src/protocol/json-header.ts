@@ -3,8 +3,7 @@
  * `{"msg_length": N}` followed by a JSON body of N - 1,000,000 bytes. The offset keeps the
  * header exactly 23 bytes for bodies under 9,000,000 bytes, which is what upstream clients read.
  */
-import { ByteBuffer } from "./byte-buffer.ts"
-import type { FrameDecoder, FrameSink } from "./decoder.ts"
+import { TailBufferingDecoder } from "./decoder.ts"
 import { ProtocolError } from "./errors.ts"
 import { describeByte } from "./json-stream.ts"
 
@@ -23,35 +22,13 @@ export function encodeHeader(bodyBytes: number): string {
 
 const AWAITING_HEADER = -1
 
-export class JsonHeaderDecoder implements FrameDecoder {
-  readonly #sink: FrameSink
-  readonly #maxFrameBytes: number
-  readonly #tail = new ByteBuffer()
+export class JsonHeaderDecoder extends TailBufferingDecoder {
   /** Body length announced by the last header, or AWAITING_HEADER. */
   #bodyBytes = AWAITING_HEADER
-  #stopped = false
-
-  constructor(sink: FrameSink, maxFrameBytes: number) {
-    this.#sink = sink
-    this.#maxFrameBytes = maxFrameBytes
-  }
-
-  get buffered(): number {
-    return this.#tail.length
-  }
-
-  stop(): void {
-    this.#stopped = true
-    this.#tail.clear()
-  }
 
   push(chunk: Uint8Array): void {
-    if (this.#stopped || chunk.length === 0) return
-    let data = chunk
-    if (this.#tail.length > 0) {
-      this.#tail.append(chunk)
-      data = this.#tail.view()
-    }
+    if (this.stopped || chunk.length === 0) return
+    const data = this.withTail(chunk)
     let position = 0
     for (;;) {
       if (this.#bodyBytes === AWAITING_HEADER) {
@@ -62,13 +39,12 @@ export class JsonHeaderDecoder implements FrameDecoder {
       if (data.length - position < this.#bodyBytes) break
       const end = position + this.#bodyBytes
       this.#bodyBytes = AWAITING_HEADER
-      this.#sink.frame(data.subarray(position, end))
-      if (this.#stopped) return
+      this.sink.frame(data.subarray(position, end))
+      if (this.stopped) return
       position = end
     }
-    if (this.#stopped) return
-    if (data === chunk) this.#tail.append(chunk.subarray(position))
-    else this.#tail.discard(position)
+    if (this.stopped) return
+    this.keepFrom(data, chunk, position)
   }
 
   /** Parses a header at `start`; returns the offset after it, or -1 if incomplete or failed. */
@@ -77,7 +53,7 @@ export class JsonHeaderDecoder implements FrameDecoder {
     const prefixChecked = Math.min(available, PREFIX_BYTES.length)
     for (let i = 0; i < prefixChecked; i++) {
       if (data[start + i] !== PREFIX_BYTES[i]) {
-        this.#fail(
+        this.fail(
           new ProtocolError(
             "malformed_frame",
             `expected a '${HEADER_PREFIX}N}' header but got ${describeByte(data[start + i]!)} at header byte ${i}`,
@@ -97,15 +73,15 @@ export class JsonHeaderDecoder implements FrameDecoder {
       }
       if (byte !== RIGHT_BRACE || digits === 0) break
       if (value < LENGTH_OFFSET) {
-        this.#fail(new ProtocolError("malformed_frame", `msg_length ${value} is below the ${LENGTH_OFFSET} offset`))
+        this.fail(new ProtocolError("malformed_frame", `msg_length ${value} is below the ${LENGTH_OFFSET} offset`))
         return -1
       }
       const bodyBytes = value - LENGTH_OFFSET
-      if (bodyBytes > this.#maxFrameBytes) {
-        this.#fail(
+      if (bodyBytes > this.maxFrameBytes) {
+        this.fail(
           new ProtocolError(
             "too_large",
-            `announced body of ${bodyBytes} bytes is larger than the maximum of ${this.#maxFrameBytes} bytes`,
+            `announced body of ${bodyBytes} bytes is larger than the maximum of ${this.maxFrameBytes} bytes`,
           ),
         )
         return -1
@@ -117,12 +93,7 @@ export class JsonHeaderDecoder implements FrameDecoder {
     const seen = data.length - start
     const clean = digits === available - prefixChecked || available <= PREFIX_BYTES.length
     if (clean && seen < MAX_HEADER_BYTES) return -1
-    this.#fail(new ProtocolError("malformed_frame", `malformed '${HEADER_PREFIX}N}' header`))
+    this.fail(new ProtocolError("malformed_frame", `malformed '${HEADER_PREFIX}N}' header`))
     return -1
-  }
-
-  #fail(error: ProtocolError): void {
-    this.stop()
-    this.#sink.fail(error)
   }
 }

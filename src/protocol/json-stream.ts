@@ -5,8 +5,7 @@
  * byte is scanned twice. Structural characters are ASCII and UTF-8 continuation bytes are
  * >= 0x80, so a chunk may end anywhere, even inside a multi-byte character.
  */
-import { ByteBuffer } from "./byte-buffer.ts"
-import type { FrameDecoder, FrameSink } from "./decoder.ts"
+import { TailBufferingDecoder } from "./decoder.ts"
 import { ProtocolError } from "./errors.ts"
 
 const LEFT_BRACE = 0x7b
@@ -20,42 +19,19 @@ const CR = 0x0d
 
 const NOT_IN_OBJECT = -1
 
-export class JsonStreamDecoder implements FrameDecoder {
-  readonly #sink: FrameSink
-  readonly #maxFrameBytes: number
-  readonly #tail = new ByteBuffer()
+export class JsonStreamDecoder extends TailBufferingDecoder {
   // Scanner state, kept across chunks.
   #depth = 0
   #inString = false
   #escaped = false
-  #stopped = false
-
-  constructor(sink: FrameSink, maxFrameBytes: number) {
-    this.#sink = sink
-    this.#maxFrameBytes = maxFrameBytes
-  }
-
-  get buffered(): number {
-    return this.#tail.length
-  }
-
-  stop(): void {
-    this.#stopped = true
-    this.#tail.clear()
-  }
 
   push(chunk: Uint8Array): void {
-    if (this.#stopped || chunk.length === 0) return
+    if (this.stopped || chunk.length === 0) return
     // The tail only ever holds the start of an unfinished object, already scanned.
-    let data = chunk
-    let position = 0
-    let objectStart = NOT_IN_OBJECT
-    if (this.#tail.length > 0) {
-      position = this.#tail.length
-      this.#tail.append(chunk)
-      data = this.#tail.view()
-      objectStart = 0
-    }
+    const scanned = this.tail.length
+    const data = this.withTail(chunk)
+    let position = scanned
+    let objectStart = scanned > 0 ? 0 : NOT_IN_OBJECT
 
     let depth = this.#depth
     let inString = this.#inString
@@ -70,7 +46,7 @@ export class JsonStreamDecoder implements FrameDecoder {
           depth = 1
           objectStart = position
         } else if (byte !== SPACE && byte !== LF && byte !== CR && byte !== TAB) {
-          this.#fail(
+          this.fail(
             new ProtocolError(
               "malformed_frame",
               `expected a JSON object ('{') but got ${describeByte(byte)}; requests must be JSON objects`,
@@ -102,12 +78,12 @@ export class JsonStreamDecoder implements FrameDecoder {
         depth++
       } else if (byte === RIGHT_BRACE && --depth === 0) {
         const end = position + 1
-        if (end - objectStart > this.#maxFrameBytes) {
+        if (end - objectStart > this.maxFrameBytes) {
           this.#failTooLarge()
           return
         }
-        this.#sink.frame(data.subarray(objectStart, end))
-        if (this.#stopped) return
+        this.sink.frame(data.subarray(objectStart, end))
+        if (this.stopped) return
         objectStart = NOT_IN_OBJECT
       }
     }
@@ -116,26 +92,20 @@ export class JsonStreamDecoder implements FrameDecoder {
     this.#escaped = escaped
 
     if (objectStart === NOT_IN_OBJECT) {
-      this.#tail.clear()
+      this.tail.clear()
       return
     }
-    if (length - objectStart > this.#maxFrameBytes) {
+    if (length - objectStart > this.maxFrameBytes) {
       this.#failTooLarge()
       return
     }
-    if (data === chunk) this.#tail.append(chunk.subarray(objectStart))
-    else this.#tail.discard(objectStart)
+    this.keepFrom(data, chunk, objectStart)
   }
 
   #failTooLarge(): void {
-    this.#fail(
-      new ProtocolError("too_large", `request is larger than the maximum of ${this.#maxFrameBytes} bytes`),
+    this.fail(
+      new ProtocolError("too_large", `request is larger than the maximum of ${this.maxFrameBytes} bytes`),
     )
-  }
-
-  #fail(error: ProtocolError): void {
-    this.stop()
-    this.#sink.fail(error)
   }
 }
 
