@@ -4,7 +4,8 @@
  * - each reader keeps one cursor per topic (the last sequence number it has read), starting at
  *   the store's newest sequence at the moment the reader was opened;
  * - `get` returns the oldest unread message, `getLatest` the newest (everything older counts as
- *   read), `getWait` answers as soon as a message is there or when its timeout passes.
+ *   read), `getWait` answers as soon as a message is there or when its timeout passes;
+ * - subscribers are told of every put on their topic, synchronously, in put order.
  */
 import type { Store, StoredMessage } from "../store/store.ts"
 
@@ -17,6 +18,16 @@ export interface Waiter {
   readonly timer: Timer
 }
 
+/** Told of each message put on a topic it subscribed to, right after it is stored. */
+export interface Subscriber {
+  onPut(topic: string, seq: number, payload: Uint8Array): void
+}
+
+export interface PutEntry {
+  readonly topic: string
+  readonly payload: Uint8Array
+}
+
 export interface BrokerCounters {
   puts: number
   deliveries: number
@@ -27,6 +38,7 @@ export class Broker {
   readonly counters: BrokerCounters = { puts: 0, deliveries: 0 }
   /** Readers blocked in getWait, by topic. */
   readonly #waiters = new Map<string, Set<Waiter>>()
+  readonly #subscribers = new Map<string, Set<Subscriber>>()
 
   constructor(store: Store) {
     this.store = store
@@ -39,17 +51,38 @@ export class Broker {
   put(topic: string, payload: Uint8Array): number {
     const seq = this.store.put(topic, payload)
     this.counters.puts++
-    const waiting = this.#waiters.get(topic)
-    if (waiting !== undefined) {
-      // Detach first: a woken reader may go on to wait on this topic again.
-      this.#waiters.delete(topic)
-      for (const waiter of waiting) {
-        clearTimeout(waiter.timer)
-        waiter.reader.waiter = null
-        waiter.callback(waiter.reader.get(topic))
-      }
-    }
+    this.#announce(topic, seq, payload)
     return seq
+  }
+
+  /** Stores all entries in one transaction (all or none), then announces them in order. */
+  putMany(entries: readonly PutEntry[]): number {
+    const firstSeq = this.store.putMany(entries)
+    this.counters.puts += entries.length
+    for (let i = 0; i < entries.length; i++) this.#announce(entries[i]!.topic, firstSeq + i, entries[i]!.payload)
+    return firstSeq
+  }
+
+  subscribe(topic: string, subscriber: Subscriber): void {
+    let subscribers = this.#subscribers.get(topic)
+    if (subscribers === undefined) {
+      subscribers = new Set()
+      this.#subscribers.set(topic, subscribers)
+    }
+    subscribers.add(subscriber)
+  }
+
+  unsubscribe(topic: string, subscriber: Subscriber): void {
+    const subscribers = this.#subscribers.get(topic)
+    if (subscribers !== undefined && subscribers.delete(subscriber) && subscribers.size === 0) {
+      this.#subscribers.delete(topic)
+    }
+  }
+
+  get subscriberCount(): number {
+    let count = 0
+    for (const subscribers of this.#subscribers.values()) count += subscribers.size
+    return count
   }
 
   /** Answers every pending getWait with "nothing" (used when shutting down). */
@@ -77,10 +110,25 @@ export class Broker {
 
   cancelWait(waiter: Waiter, answer: boolean): void {
     clearTimeout(waiter.timer)
-    waiter.reader.waiter = null
+    waiter.reader.forgetWaiter(waiter)
     const waiting = this.#waiters.get(waiter.topic)
     if (waiting !== undefined && waiting.delete(waiter) && waiting.size === 0) this.#waiters.delete(waiter.topic)
     if (answer) waiter.callback(null)
+  }
+
+  #announce(topic: string, seq: number, payload: Uint8Array): void {
+    const subscribers = this.#subscribers.get(topic)
+    if (subscribers !== undefined) for (const subscriber of subscribers) subscriber.onPut(topic, seq, payload)
+    const waiting = this.#waiters.get(topic)
+    if (waiting !== undefined) {
+      // Detach first: a woken reader may go on to wait on this topic again.
+      this.#waiters.delete(topic)
+      for (const waiter of waiting) {
+        clearTimeout(waiter.timer)
+        waiter.reader.forgetWaiter(waiter)
+        waiter.callback(waiter.reader.get(topic))
+      }
+    }
   }
 }
 
@@ -89,8 +137,8 @@ export class Reader {
   /** Cursor for topics this reader has not read yet: the newest sequence when it was opened. */
   readonly #startSeq: number
   readonly #cursors = new Map<string, number>()
-  /** The pending getWait, if any; a reader waits for at most one thing at a time. */
-  waiter: Waiter | null = null
+  /** Pending getWaits, at most one per topic. */
+  readonly #waiters = new Map<string, Waiter>()
 
   constructor(broker: Broker, startSeq: number) {
     this.#broker = broker
@@ -110,10 +158,20 @@ export class Reader {
    * `callback` exactly once: with the message as soon as one is put, or with null on timeout.
    */
   getWait(topic: string, timeoutMs: number, callback: WaitCallback): StoredMessage | null {
-    if (this.waiter !== null) throw new Error("reader is already waiting")
+    if (this.#waiters.has(topic)) throw new Error(`reader is already waiting on ${JSON.stringify(topic)}`)
     const message = this.get(topic)
-    if (message === null) this.waiter = this.#broker.addWaiter(this, topic, timeoutMs, callback)
+    if (message === null) this.#waiters.set(topic, this.#broker.addWaiter(this, topic, timeoutMs, callback))
     return message
+  }
+
+  isWaiting(topic: string): boolean {
+    return this.#waiters.has(topic)
+  }
+
+  /** Marks a message as read that was handed over without a look-up (a subscription push). */
+  markRead(topic: string, seq: number): void {
+    this.#cursors.set(topic, seq)
+    this.#broker.counters.deliveries++
   }
 
   /** The last sequence number this reader has read on `topic`. */
@@ -121,16 +179,17 @@ export class Reader {
     return this.#cursors.get(topic) ?? this.#startSeq
   }
 
-  /** Drops a pending wait without answering it (the connection is gone). */
+  forgetWaiter(waiter: Waiter): void {
+    if (this.#waiters.get(waiter.topic) === waiter) this.#waiters.delete(waiter.topic)
+  }
+
+  /** Drops pending waits without answering them (the connection is gone). */
   close(): void {
-    if (this.waiter !== null) this.#broker.cancelWait(this.waiter, false)
+    for (const waiter of [...this.#waiters.values()]) this.#broker.cancelWait(waiter, false)
   }
 
   #deliver(topic: string, message: StoredMessage | null): StoredMessage | null {
-    if (message !== null) {
-      this.#cursors.set(topic, message.seq)
-      this.#broker.counters.deliveries++
-    }
+    if (message !== null) this.markRead(topic, message.seq)
     return message
   }
 }

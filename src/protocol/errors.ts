@@ -11,12 +11,14 @@ export const ErrorCode = {
   bad_json: 3,
   /** The request is valid JSON but not an object. */
   not_an_object: 4,
-  /** `action` is missing, not a string, or not one the server knows. */
+  /** `action` is missing, not a string, or not one the server knows (binary: an unknown opcode). */
   unknown_action: 5,
   /** A field the action needs is missing, of the wrong type or out of range. */
   bad_field: 6,
   /** `shutdown` was asked for but the server was not started with --allow-shutdown. */
   shutdown_refused: 7,
+  /** A binary HELLO asks for a protocol version the server does not speak. */
+  unsupported_version: 8,
 } as const
 
 export type ErrorName = keyof typeof ErrorCode

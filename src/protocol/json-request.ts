@@ -5,11 +5,11 @@
  * must close the connection instead (an unexpected reply would be read as the next answer).
  */
 import { ProtocolError } from "./errors.ts"
+import { MAX_TOPIC_BYTES, MAX_WAIT_MS } from "./limits.ts"
 
-export const MAX_TOPIC_LENGTH = 1024
 /** get_wait's timeout when the request names none, in seconds: about what upstream's client-side get_wait tries for. */
 export const DEFAULT_WAIT_SECONDS = 10
-export const MAX_WAIT_SECONDS = 3600
+const MAX_WAIT_SECONDS = MAX_WAIT_MS / 1000
 
 export type Request =
   | { readonly action: "put"; readonly topic: string; readonly message: string; readonly ack: boolean }
@@ -91,8 +91,9 @@ function readTopic(fields: Record<string, unknown>, expectsReply: boolean): stri
   if (typeof topic !== "string") {
     return reject("bad_field", `'topic' must be a string, got ${describeType(topic)}`, expectsReply)
   }
-  if (topic.length > MAX_TOPIC_LENGTH) {
-    return reject("bad_field", `'topic' is longer than ${MAX_TOPIC_LENGTH} characters`, expectsReply)
+  // A UTF-8 byte is at most 3 per UTF-16 unit: short topics skip the byte count.
+  if (topic.length > MAX_TOPIC_BYTES / 3 && Buffer.byteLength(topic) > MAX_TOPIC_BYTES) {
+    return reject("bad_field", `'topic' is longer than ${MAX_TOPIC_BYTES} bytes of UTF-8`, expectsReply)
   }
   return topic
 }

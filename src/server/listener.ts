@@ -5,7 +5,8 @@
 import type { Socket, TCPSocketListener } from "bun"
 import { Broker } from "../broker/broker.ts"
 import { Store } from "../store/store.ts"
-import { Connection, type ConnectionContext, type ConnectionLimits } from "./connection.ts"
+import { Connection, type ConnectionContext } from "./connection.ts"
+import type { ConnectionLimits } from "./session.ts"
 
 export interface ServerOptions {
   readonly host: string
@@ -25,13 +26,19 @@ export const MAX_OUTBOUND_BYTES = 4 * 1024 * 1024
 
 export interface ServerStats {
   readonly connections: number
+  readonly connectionsByProtocol: Readonly<Record<string, number>>
+  readonly subscribers: number
   readonly puts: number
+  /** Messages handed to readers: get replies and subscription pushes. */
   readonly deliveries: number
   readonly storedMessages: number
+  readonly lastSeq: number
   readonly topics: number
   /** The most bytes any one connection holds right now (unfinished request + unsent replies). */
   readonly maxConnectionBufferedBytes: number
   readonly queuedRequests: number
+  /** CPU time the server process has used (user + system), for cost-per-operation figures. */
+  readonly cpuMicros: number
 }
 
 export interface RunningServer {
@@ -67,12 +74,39 @@ export function startServer(options: ServerOptions): RunningServer {
     resolveStopped()
   }
 
+  const collectStats = (): ServerStats => {
+    let maxConnectionBufferedBytes = 0
+    let queuedRequests = 0
+    const connectionsByProtocol: Record<string, number> = {}
+    for (const connection of connections) {
+      maxConnectionBufferedBytes = Math.max(maxConnectionBufferedBytes, connection.bufferedBytes)
+      queuedRequests += connection.queuedRequests
+      const protocol = connection.protocol ?? "undecided"
+      connectionsByProtocol[protocol] = (connectionsByProtocol[protocol] ?? 0) + 1
+    }
+    const cpu = process.cpuUsage()
+    return {
+      connections: connections.size,
+      connectionsByProtocol,
+      subscribers: broker.subscriberCount,
+      puts: broker.counters.puts,
+      deliveries: broker.counters.deliveries,
+      storedMessages: broker.store.messageCount,
+      lastSeq: broker.store.lastSeq,
+      topics: broker.store.topicCount,
+      maxConnectionBufferedBytes,
+      queuedRequests,
+      cpuMicros: cpu.user + cpu.system,
+    }
+  }
+
   const context: ConnectionContext = {
     broker,
     limits,
     allowShutdown: options.allowShutdown,
     // Deferred so the request that asked for it finishes before the store closes.
-    requestShutdown: () => setImmediate(stop),
+    requestShutdown: () => void setImmediate(stop),
+    stats: collectStats,
     log,
   }
 
@@ -120,23 +154,7 @@ export function startServer(options: ServerOptions): RunningServer {
     host: options.host,
     port: listener.port,
     broker,
-    stats() {
-      let maxConnectionBufferedBytes = 0
-      let queuedRequests = 0
-      for (const connection of connections) {
-        maxConnectionBufferedBytes = Math.max(maxConnectionBufferedBytes, connection.bufferedBytes)
-        queuedRequests += connection.queuedRequests
-      }
-      return {
-        connections: connections.size,
-        puts: broker.counters.puts,
-        deliveries: broker.counters.deliveries,
-        storedMessages: broker.store.messageCount,
-        topics: broker.store.topicCount,
-        maxConnectionBufferedBytes,
-        queuedRequests,
-      }
-    },
+    stats: collectStats,
     stop,
     stopped,
   }

@@ -36,6 +36,7 @@ export class Store {
   readonly #insertMessage: Statement<unknown, [number, number, number, Uint8Array]>
   readonly #oldestAfter: Statement<StoredMessage, [number, number]>
   readonly #newestAfter: Statement<StoredMessage, [number, number]>
+  readonly #insertMany: (entries: readonly { topic: string; payload: Uint8Array }[]) => void
   /** Kept in memory: count(*) scans the whole table. */
   #messageCount: number
 
@@ -63,6 +64,11 @@ export class Store {
     this.#newestAfter = this.#db.prepare(
       "SELECT seq, payload FROM messages WHERE topic_id = +? AND seq > ? ORDER BY seq DESC LIMIT 1",
     )
+    this.#insertMany = this.#db.transaction((entries: readonly { topic: string; payload: Uint8Array }[]) => {
+      const now = Date.now()
+      let seq = this.#lastSeq
+      for (const entry of entries) this.#insertMessage.run(++seq, this.#topicId(entry.topic), now, entry.payload)
+    })
     this.#messageCount =
       this.#db.query<{ count: number }, []>("SELECT count(*) AS count FROM messages").get()?.count ?? 0
   }
@@ -79,6 +85,25 @@ export class Store {
     this.#lastSeq = seq
     this.#messageCount++
     return seq
+  }
+
+  /**
+   * Stores messages in one transaction, all or none, with consecutive sequence numbers.
+   * Returns the first one's.
+   */
+  putMany(entries: readonly { topic: string; payload: Uint8Array }[]): number {
+    const first = this.#lastSeq + 1
+    const knownTopics = this.#topicIds.size
+    try {
+      this.#insertMany(entries)
+    } catch (error) {
+      // Rolled back: forget topic ids made inside the transaction (Map keeps insertion order).
+      for (const name of [...this.#topicIds.keys()].slice(knownTopics)) this.#topicIds.delete(name)
+      throw error
+    }
+    this.#lastSeq += entries.length
+    this.#messageCount += entries.length
+    return first
   }
 
   /** The oldest message of `topic` with a sequence number above `afterSeq`. */

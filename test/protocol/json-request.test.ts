@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test"
-import { DEFAULT_WAIT_SECONDS, MAX_TOPIC_LENGTH, parseJsonRequest } from "../../src/protocol/json-request.ts"
+import { DEFAULT_WAIT_SECONDS, parseJsonRequest } from "../../src/protocol/json-request.ts"
+import { MAX_TOPIC_BYTES } from "../../src/protocol/limits.ts"
 
 const parse = (text: string) => parseJsonRequest(new TextEncoder().encode(text))
 const rejection = (text: string) => {
@@ -53,7 +54,9 @@ describe("parseJsonRequest", () => {
       code: "bad_field",
       expectsReply: true,
     })
-    expect(rejection(`{"action":"get","topic":"${"t".repeat(MAX_TOPIC_LENGTH + 1)}"}`).code).toBe("bad_field")
+    expect(rejection(`{"action":"get","topic":"${"t".repeat(MAX_TOPIC_BYTES + 1)}"}`).code).toBe("bad_field")
+    expect(rejection(`{"action":"get","topic":"${"é".repeat(MAX_TOPIC_BYTES / 2 + 1)}"}`).code).toBe("bad_field")
+    expect(parse(`{"action":"get","topic":"${"é".repeat(MAX_TOPIC_BYTES / 2)}"}`).action).toBe("get")
   })
 
   test("errors the client does not expect an answer to", () => {

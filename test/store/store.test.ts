@@ -82,3 +82,29 @@ test("a file store reopens with its messages and continues the sequence", () => 
 function disposable(store: Store): Store & Disposable {
   return Object.assign(store, { [Symbol.dispose]: () => store.close() })
 }
+
+test("putMany stores all messages in one transaction with consecutive sequence numbers", () => {
+  using store = disposable(new Store())
+  store.put("a", bytes("before"))
+  const first = store.putMany([
+    { topic: "a", payload: bytes("1") },
+    { topic: "new", payload: bytes("2") },
+    { topic: "a", payload: bytes("3") },
+  ])
+  expect(first).toBe(2)
+  expect(store.lastSeq).toBe(4)
+  expect(store.messageCount).toBe(4)
+  expect(text(store.oldestAfter("new", 0)!.payload)).toBe("2")
+  expect(text(store.newestAfter("a", 0)!.payload)).toBe("3")
+})
+
+test("a putMany that fails stores nothing and forgets topics it created", () => {
+  using store = disposable(new Store())
+  const notBytes = { topic: "b", payload: Symbol("not bindable") as unknown as Uint8Array }
+  expect(() => store.putMany([{ topic: "fresh", payload: bytes("1") }, notBytes])).toThrow()
+  expect(store.lastSeq).toBe(0)
+  expect(store.messageCount).toBe(0)
+  expect(store.topicCount).toBe(0)
+  expect(store.put("fresh", bytes("again"))).toBe(1)
+  expect(text(store.oldestAfter("fresh", 0)!.payload)).toBe("again")
+})

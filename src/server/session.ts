@@ -1,0 +1,54 @@
+/**
+ * The protocol-specific half of a connection. A session turns frames into requests, runs them
+ * against the broker and encodes the replies; the Connection around it owns the socket, the
+ * order in which requests run, and flow control.
+ */
+import type { Broker } from "../broker/broker.ts"
+import type { ProtocolError } from "../protocol/errors.ts"
+
+export interface ConnectionLimits {
+  /** Largest request accepted, in bytes (a JSON object, a header-framed body or a binary frame). */
+  readonly maxFrameBytes: number
+  /** Reply bytes that may wait for a slow reader before the server stops producing more for it. */
+  readonly maxOutboundBytes: number
+}
+
+/** What a session may ask of the connection and server it belongs to. */
+export interface SessionHost {
+  readonly broker: Broker
+  readonly limits: ConnectionLimits
+  readonly allowShutdown: boolean
+  readonly remoteAddress: string
+  /** Reply bytes waiting for this connection's socket, produced or not yet sent. */
+  outboundBytes(): number
+  /** Something happened outside this connection's own handlers (a wait answered, a push): send it soon. */
+  wake(): void
+  /** Sends what is pending, then closes: the stream cannot go on after `error`. */
+  closeAfterReplies(error: ProtocolError): void
+  requestShutdown(): void
+  stats(): object
+  log(line: string): void
+}
+
+export interface Session<Request> {
+  /** Turns one frame into a request. Byte fields may be views of `frame` until `detach`ed. */
+  parse(frame: Uint8Array): Request
+  /** A copy of `request` that no longer shares memory with the chunk it came in. */
+  detach(request: Request): Request
+  run(request: Request): void
+  /** The byte stream broke (bad framing): reply with `error` in this protocol's way, then close. */
+  failStream(error: ProtocolError): void
+  /** True while a request holds back the ones behind it (a JSON get_wait). */
+  readonly holding: boolean
+  /** Reply bytes produced and not yet taken. */
+  readonly pendingBytes: number
+  takeOutput(): Uint8Array | null
+  /** True when it has more to send that it produces itself (a subscriber catching up). */
+  readonly hasBacklog: boolean
+  /** Produces backlog output within `budget` bytes. */
+  produceBacklog(budget: number): void
+  /** Answers what can still be answered, before the server stops. */
+  shutdown(): void
+  /** The connection is gone: drop waits and subscriptions. */
+  close(): void
+}
