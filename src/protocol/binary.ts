@@ -364,8 +364,13 @@ export class FrameWriter {
   }
 
   end(): void {
-    this.#view.setUint32(this.#frameStart, this.#length - this.#frameStart - LENGTH_BYTES)
+    this.#view.setUint32(this.#frameStart, this.frameLength)
     this.#frameStart = -1
+  }
+
+  /** The length field of the frame being written: bytes after the length itself. */
+  get frameLength(): number {
+    return this.#length - this.#frameStart - LENGTH_BYTES
   }
 
   u8(value: number): this {

@@ -20,7 +20,7 @@ import { JsonHeaderDecoder } from "../protocol/json-header.ts"
 import { JsonStreamDecoder } from "../protocol/json-stream.ts"
 import { BinarySession } from "./binary-session.ts"
 import { JsonSession } from "./json-session.ts"
-import { Outbound } from "./outbound.ts"
+import { Outbound } from "../net/outbound.ts"
 import type { Session, SessionHost } from "./session.ts"
 
 /** What a connection needs from the server that owns it. */
