@@ -183,6 +183,11 @@ export class Reader {
     if (this.#waiters.get(waiter.topic) === waiter) this.#waiters.delete(waiter.topic)
   }
 
+  /** Answers pending waits with "nothing" now (the server is stopping). */
+  releaseWaits(): void {
+    for (const waiter of [...this.#waiters.values()]) this.#broker.cancelWait(waiter, true)
+  }
+
   /** Drops pending waits without answering them (the connection is gone). */
   close(): void {
     for (const waiter of [...this.#waiters.values()]) this.#broker.cancelWait(waiter, false)

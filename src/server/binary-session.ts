@@ -166,7 +166,7 @@ export class BinarySession implements Session<BinaryItem> {
   }
 
   shutdown(): void {
-    this.#reader.close()
+    this.#reader.releaseWaits()
     this.close()
   }
 

@@ -97,8 +97,7 @@ export class JsonSession implements Session<JsonItem> {
   }
 
   shutdown(): void {
-    this.#reader.close()
-    if (this.#waiting) this.#answerWait(null)
+    this.#reader.releaseWaits()
   }
 
   /** Nothing of its own to drop: the connection closes the reader. */
