@@ -125,7 +125,7 @@ export class Connection implements FrameSink {
 
   fail(error: ProtocolError): void {
     // After the replies to requests that arrived before the bad bytes.
-    if (this.#inboxHead === this.#inbox.length) this.#session!.failStream(error)
+    if (this.#inboxHead === this.#inbox.length && !this.#session!.holding) this.#session!.failStream(error)
     else this.#inbox.push(new StreamFailure(error))
   }
 

@@ -162,3 +162,19 @@ test("a client that never reads its replies is held back, bounded, and loses not
   const wrong = replies.filter((reply, i) => reply.message !== message(i) || reply.seq !== i + 1)
   expect(wrong).toEqual([])
 })
+
+test("bad bytes behind a pending get_wait are answered after it, in order", async () => {
+  using server = startTestServer()
+  await using client = await TestClient.connect(server.port)
+  await using writer = await TestClient.connect(server.port)
+  client.send(request({ action: "get_wait", topic: "t", timeout: 60 }) + "not json")
+  // Held behind the wait, not answered ahead of it.
+  await eventually(() => server.stats().queuedRequests === 1, "the bad bytes to be queued")
+  expect(client.replies).toEqual([])
+  writer.send(request({ action: "put", topic: "t", message: "answer" }))
+  await client.closed
+  expect(client.replies).toEqual([
+    { message: "answer", seq: 1 },
+    { message: "", error: { code: "malformed_frame", text: expect.any(String) } },
+  ])
+})
