@@ -29,8 +29,6 @@ function main(argv: readonly string[]): void {
     console.error(`error: ${error.message}`)
     process.exit(1)
   }
-  console.log(`dsmq listening on tcp://${formatHost(server.host)}:${server.port}`)
-
   const stopOnSignal = (signal: string): void => {
     console.error(`dsmq: ${signal}, stopping`)
     server.stop()
@@ -38,6 +36,8 @@ function main(argv: readonly string[]): void {
   process.on("SIGINT", () => stopOnSignal("SIGINT"))
   process.on("SIGTERM", () => stopOnSignal("SIGTERM"))
   void server.stopped.then(() => process.exit(0))
+  // Printed last: whoever waits for this line may signal the server at once.
+  console.log(`dsmq listening on tcp://${formatHost(server.host)}:${server.port}`)
 }
 
 function formatHost(host: string): string {

@@ -197,6 +197,15 @@ export function readRequest(frame: Uint8Array): BinaryRequest | RejectedFrame {
   const requestId = requestIdOf(frame)
   const body = new BodyReader(frame, opcode)
   try {
+    // An unknown opcode is reported as such whatever its flags, so a client can probe for it.
+    if (opcode === 0 || opcode > Op.stats) {
+      return {
+        op: "rejected",
+        requestId,
+        error: new ProtocolError("unknown_action", `unknown opcode ${hex(opcode)}`),
+        fatal: false,
+      }
+    }
     const allowedFlags = opcode === Op.put || opcode === Op.putMany ? Flag.ack : 0
     if ((flags & ~allowedFlags) !== 0) throw bad(`flags ${hex(flags)} are not defined for opcode ${hex(opcode)}`)
     switch (opcode) {
@@ -241,16 +250,9 @@ export function readRequest(frame: Uint8Array): BinaryRequest | RejectedFrame {
       }
       case Op.ping:
         return { op: Op.ping, requestId, body: body.rest() }
-      case Op.stats:
+      default: // Op.stats, the last opcode
         body.end()
         return { op: Op.stats, requestId }
-      default:
-        return {
-          op: "rejected",
-          requestId,
-          error: new ProtocolError("unknown_action", `unknown opcode ${hex(opcode)}`),
-          fatal: false,
-        }
     }
   } catch (error) {
     if (!(error instanceof ProtocolError)) throw error
@@ -415,13 +417,19 @@ export class FrameWriter {
     return this
   }
 
-  /** Bytes written since the last `take`; the writer starts a fresh buffer, so the result stays valid. */
+  /**
+   * Bytes written since the last `take`, in memory of their own that later writes do not touch.
+   * A small result is copied out and the buffer kept for reuse; a large one takes the buffer
+   * along (no copy) and the writer starts a fresh one. Either way the result holds no more
+   * memory than about four times its size, which matters when it waits behind a slow reader.
+   */
   take(): Uint8Array {
-    const taken = this.#bytes.subarray(0, this.#length)
-    const capacity = Math.max(INITIAL_CAPACITY, Math.min(this.#bytes.length, 1024 * 1024))
-    this.#bytes = new Uint8Array(capacity)
-    this.#view = new DataView(this.#bytes.buffer)
+    const length = this.#length
     this.#length = 0
+    if (length * 4 < this.#bytes.length) return this.#bytes.slice(0, length)
+    const taken = this.#bytes.subarray(0, length)
+    this.#bytes = new Uint8Array(INITIAL_CAPACITY)
+    this.#view = new DataView(this.#bytes.buffer)
     return taken
   }
 

@@ -77,8 +77,9 @@ export class BinarySession implements Session<BinaryItem> {
   }
 
   run(request: BinaryItem): void {
-    if (!this.#greeted && request.op !== Op.hello && request.op !== "rejected") {
-      this.#fail(request.requestId, new ProtocolError("malformed_frame", "the first frame must be HELLO"))
+    if (!this.#greeted && request.op !== Op.hello) {
+      const why = request.op === "rejected" ? `: ${request.error.message}` : ""
+      this.#fail(request.requestId, new ProtocolError("malformed_frame", `the first frame must be a valid HELLO${why}`))
       return
     }
     const writer = this.#writer
