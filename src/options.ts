@@ -11,6 +11,9 @@ A dsmq-compatible message broker.
 Options:
   --host HOST               address to listen on (default ${DEFAULT_HOST})
   --port PORT               TCP port; 0 picks a free one (default ${DEFAULT_PORT})
+  --http-port PORT          HTTP and WebSocket port; 0 picks a free one
+                            (default: the TCP port + 1, so ${DEFAULT_PORT + 1}; 0 when the TCP port is 0)
+  --no-http                 no HTTP/WebSocket listener
   --max-message-bytes N     largest request accepted, in bytes (default ${DEFAULT_MAX_MESSAGE_BYTES})
   --allow-shutdown          obey the dsmq "shutdown" action (refused by default)
   -h, --help                show this help
@@ -25,6 +28,7 @@ export class UsageError extends Error {
 export function parseArguments(argv: readonly string[]): ParsedCommand {
   let host = DEFAULT_HOST
   let port = DEFAULT_PORT
+  let httpPort: number | null | undefined
   let maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES
   let allowShutdown = false
   const positional: string[] = []
@@ -50,6 +54,12 @@ export function parseArguments(argv: readonly string[]): ParsedCommand {
       case "--port":
         port = parsePort(value())
         break
+      case "--http-port":
+        httpPort = parsePort(value())
+        break
+      case "--no-http":
+        httpPort = null
+        break
       case "--max-message-bytes":
         maxMessageBytes = parseInteger("--max-message-bytes", value(), 64, 2 ** 31 - 1)
         break
@@ -65,7 +75,10 @@ export function parseArguments(argv: readonly string[]): ParsedCommand {
   if (positional.length > 2) throw new UsageError(`expected at most [host] [port], got ${positional.join(" ")}`)
   if (positional[0] !== undefined) host = parseHost(positional[0])
   if (positional[1] !== undefined) port = parsePort(positional[1])
-  return { kind: "serve", options: { host, port, maxMessageBytes, allowShutdown } }
+  if (httpPort === undefined) httpPort = port === 0 ? 0 : port + 1
+  if (httpPort !== null && httpPort === port && port !== 0) throw new UsageError(`--http-port must differ from the TCP port ${port}`)
+  if (httpPort !== null && httpPort > 65535) throw new UsageError(`the default HTTP port ${httpPort} is out of range; give --http-port`)
+  return { kind: "serve", options: { host, port, httpPort, maxMessageBytes, allowShutdown } }
 }
 
 function parseHost(text: string): string {

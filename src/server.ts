@@ -37,7 +37,9 @@ function main(argv: readonly string[]): void {
   process.on("SIGTERM", () => stopOnSignal("SIGTERM"))
   void server.stopped.then(() => process.exit(0))
   // Printed last: whoever waits for this line may signal the server at once.
-  console.log(`dsmq listening on tcp://${formatHost(server.host)}:${server.port}`)
+  const host = formatHost(server.host)
+  const http = server.httpPort === null ? "" : `, http://${host}:${server.httpPort} (WebSocket ws://${host}:${server.httpPort}/)`
+  console.log(`dsmq listening on tcp://${host}:${server.port}${http}`)
 }
 
 function formatHost(host: string): string {

@@ -24,7 +24,7 @@ async function spawnServer(args: string[]): Promise<ServerProcess> {
   }
   reader.releaseLock()
   const firstLine = text.slice(0, text.indexOf("\n"))
-  const port = Number(/:(\d+)$/.exec(firstLine)?.[1])
+  const port = Number(/tcp:\/\/[^ ]+:(\d+)/.exec(firstLine)?.[1])
   return {
     process: child,
     firstLine,
@@ -39,7 +39,9 @@ async function spawnServer(args: string[]): Promise<ServerProcess> {
 describe("bun run src/server.ts", () => {
   test("prints the real address when given port 0, serves, and exits 0 on SIGTERM", async () => {
     await using server = await spawnServer(["--port", "0"])
-    expect(server.firstLine).toMatch(/^dsmq listening on tcp:\/\/127\.0\.0\.1:\d+$/)
+    expect(server.firstLine).toMatch(
+      /^dsmq listening on tcp:\/\/127\.0\.0\.1:\d+, http:\/\/127\.0\.0\.1:\d+ \(WebSocket ws:\/\/127\.0\.0\.1:\d+\/\)$/,
+    )
     expect(server.port).toBeGreaterThan(0)
     {
       await using client = await TestClient.connect(server.port)
@@ -89,7 +91,7 @@ describe("parseArguments", () => {
   test("defaults to upstream's address", () => {
     expect(parseArguments([])).toEqual({
       kind: "serve",
-      options: { host: "127.0.0.1", port: 30008, maxMessageBytes: 1048576, allowShutdown: false },
+      options: { host: "127.0.0.1", port: 30008, httpPort: 30009, maxMessageBytes: 1048576, allowShutdown: false },
     })
   })
 

@@ -259,7 +259,7 @@ describe("client", () => {
     const port = probe.port
     probe.stop()
     const connecting = connect({ port, retries: 50, retryDelayMs: 5, maxRetryDelayMs: 20 })
-    const server = startServer({ host: "127.0.0.1", port, maxMessageBytes: 1 << 20, allowShutdown: false })
+    const server = startServer({ host: "127.0.0.1", port, httpPort: null, maxMessageBytes: 1 << 20, allowShutdown: false })
     const client = await connecting
     expect(await client.putAck("t", "hello")).toBe(1)
     await client.close()

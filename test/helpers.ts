@@ -13,6 +13,7 @@ export function startTestServer(options: Partial<ServerOptions> = {}): RunningSe
   const server = startServer({
     host: "127.0.0.1",
     port: 0,
+    httpPort: 0,
     maxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES,
     allowShutdown: false,
     ...options,

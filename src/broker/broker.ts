@@ -7,7 +7,8 @@
  *   read), `getWait` answers as soon as a message is there or when its timeout passes;
  * - subscribers are told of every put on their topic, synchronously, in put order.
  */
-import type { Store, StoredMessage } from "../store/store.ts"
+import { preciseNow, type Store, type StoredMessage } from "../store/store.ts"
+import { Histogram, LATENCY_BUCKETS_SECONDS } from "./histogram.ts"
 
 export type WaitCallback = (message: StoredMessage | null) => void
 
@@ -20,7 +21,7 @@ export interface Waiter {
 
 /** Told of each message put on a topic it subscribed to, right after it is stored. */
 export interface Subscriber {
-  onPut(topic: string, seq: number, payload: Uint8Array): void
+  onPut(topic: string, seq: number, payload: Uint8Array, putAt: number): void
 }
 
 export interface PutEntry {
@@ -28,14 +29,25 @@ export interface PutEntry {
   readonly payload: Uint8Array
 }
 
-export interface BrokerCounters {
-  puts: number
-  deliveries: number
+export class BrokerCounters {
+  puts = 0
+  bytesPut = 0
+  /** Messages handed to readers (get replies and pushes) and their payload bytes. */
+  deliveries = 0
+  bytesDelivered = 0
+  /** Seconds from put to delivery, for every delivery. */
+  readonly deliveryLatency = new Histogram(LATENCY_BUCKETS_SECONDS)
+
+  countDelivery(bytes: number, putAt: number): void {
+    this.deliveries++
+    this.bytesDelivered += bytes
+    this.deliveryLatency.observe(Math.max(0, preciseNow() - putAt) / 1000)
+  }
 }
 
 export class Broker {
   readonly store: Store
-  readonly counters: BrokerCounters = { puts: 0, deliveries: 0 }
+  readonly counters = new BrokerCounters()
   /** Readers blocked in getWait, by topic. */
   readonly #waiters = new Map<string, Set<Waiter>>()
   readonly #subscribers = new Map<string, Set<Subscriber>>()
@@ -44,22 +56,35 @@ export class Broker {
     this.store = store
   }
 
+  /** A reader of everything put from now on. */
   openReader(): Reader {
     return new Reader(this, this.store.lastSeq)
   }
 
+  /** A reader whose cursors start after `seq` (stateless HTTP reads, resumed SSE streams). */
+  openReaderAt(seq: number): Reader {
+    return new Reader(this, seq)
+  }
+
   put(topic: string, payload: Uint8Array): number {
-    const seq = this.store.put(topic, payload)
+    const putAt = preciseNow()
+    const seq = this.store.put(topic, payload, putAt)
     this.counters.puts++
-    this.#announce(topic, seq, payload)
+    this.counters.bytesPut += payload.length
+    this.#announce(topic, seq, payload, putAt)
     return seq
   }
 
   /** Stores all entries in one transaction (all or none), then announces them in order. */
   putMany(entries: readonly PutEntry[]): number {
-    const firstSeq = this.store.putMany(entries)
+    const putAt = preciseNow()
+    const firstSeq = this.store.putMany(entries, putAt)
     this.counters.puts += entries.length
-    for (let i = 0; i < entries.length; i++) this.#announce(entries[i]!.topic, firstSeq + i, entries[i]!.payload)
+    for (let i = 0; i < entries.length; i++) {
+      const { topic, payload } = entries[i]!
+      this.counters.bytesPut += payload.length
+      this.#announce(topic, firstSeq + i, payload, putAt)
+    }
     return firstSeq
   }
 
@@ -116,9 +141,9 @@ export class Broker {
     if (answer) waiter.callback(null)
   }
 
-  #announce(topic: string, seq: number, payload: Uint8Array): void {
+  #announce(topic: string, seq: number, payload: Uint8Array, putAt: number): void {
     const subscribers = this.#subscribers.get(topic)
-    if (subscribers !== undefined) for (const subscriber of subscribers) subscriber.onPut(topic, seq, payload)
+    if (subscribers !== undefined) for (const subscriber of subscribers) subscriber.onPut(topic, seq, payload, putAt)
     const waiting = this.#waiters.get(topic)
     if (waiting !== undefined) {
       // Detach first: a woken reader may go on to wait on this topic again.
@@ -169,9 +194,9 @@ export class Reader {
   }
 
   /** Marks a message as read that was handed over without a look-up (a subscription push). */
-  markRead(topic: string, seq: number): void {
+  markRead(topic: string, seq: number, bytes: number, putAt: number): void {
     this.#cursors.set(topic, seq)
-    this.#broker.counters.deliveries++
+    this.#broker.counters.countDelivery(bytes, putAt)
   }
 
   /** The last sequence number this reader has read on `topic`. */
@@ -194,7 +219,7 @@ export class Reader {
   }
 
   #deliver(topic: string, message: StoredMessage | null): StoredMessage | null {
-    if (message !== null) this.markRead(topic, message.seq)
+    if (message !== null) this.markRead(topic, message.seq, message.payload.length, message.putAt)
     return message
   }
 }

@@ -10,6 +10,10 @@ export const WireProtocol = {
   binary: "binary",
   jsonStream: "json-stream",
   jsonHeader: "json-header",
+  /** Upstream 1.x: one JSON request per WebSocket text message. */
+  webSocketJson: "websocket-json",
+  /** Binary frames carried in WebSocket binary messages. */
+  webSocketBinary: "websocket-binary",
 } as const
 export type WireProtocol = (typeof WireProtocol)[keyof typeof WireProtocol]
 

@@ -14,6 +14,21 @@ export function messageReply(seq: number, payload: Uint8Array): string {
   return `{"message":${JSON.stringify(utf8.decode(payload))},"seq":${seq}}`
 }
 
+/**
+ * The reply upstream 1.x sends over WebSocket, byte for byte: Python's `json.dumps` output,
+ * with ": " after the key and non-ASCII characters escaped, and no other field.
+ */
+export function upstreamMessageReply(payload: Uint8Array): string {
+  return `{"message": ${asciiJson(utf8.decode(payload))}}`
+}
+
+export const UPSTREAM_EMPTY_REPLY = '{"message": ""}'
+
+function asciiJson(text: string): string {
+  // Each UTF-16 unit above 0x7f becomes \uXXXX, as Python's ensure_ascii does.
+  return JSON.stringify(text).replace(/[\u0080-\uffff]/g, (unit) => `\\u${unit.charCodeAt(0).toString(16).padStart(4, "0")}`)
+}
+
 export function ackReply(seq: number): string {
   return `{"message":"","seq":${seq}}`
 }

@@ -26,10 +26,11 @@ export interface RejectedRequest {
 
 const utf8 = new TextDecoder("utf-8", { fatal: true })
 
-export function parseJsonRequest(body: Uint8Array): Request | RejectedRequest {
+/** Parses one request: bytes (TCP) or the text of a WebSocket message. */
+export function parseJsonRequest(body: Uint8Array | string): Request | RejectedRequest {
   let value: unknown
   try {
-    value = JSON.parse(utf8.decode(body))
+    value = JSON.parse(typeof body === "string" ? body : utf8.decode(body))
   } catch (cause) {
     const why = cause instanceof TypeError ? "request is not valid UTF-8" : `request is not valid JSON (${String(cause)})`
     return reject("bad_json", why, false)

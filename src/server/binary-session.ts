@@ -35,8 +35,8 @@ class Subscription implements Subscriber {
     readonly session: BinarySession,
   ) {}
 
-  onPut(topic: string, seq: number, payload: Uint8Array): void {
-    if (this.live) this.session.push(this, topic, seq, payload)
+  onPut(topic: string, seq: number, payload: Uint8Array, putAt: number): void {
+    if (this.live) this.session.push(this, topic, seq, payload, putAt)
   }
 }
 
@@ -128,20 +128,20 @@ export class BinarySession implements Session<BinaryItem> {
         return
       case "rejected":
         if (request.fatal) this.#fail(requestId, request.error)
-        else writeError(writer, requestId, request.error, false)
+        else this.#reportError(requestId, request.error)
         return
     }
   }
 
   /** A live subscription's new message: encoded now unless the connection is backed up. */
-  push(subscription: Subscription, topic: string, seq: number, payload: Uint8Array): void {
+  push(subscription: Subscription, topic: string, seq: number, payload: Uint8Array, putAt: number): void {
     if (this.#host.outboundBytes() >= this.#host.limits.maxOutboundBytes) {
       subscription.live = false
       this.#lagging.add(subscription)
       return
     }
     this.#writer.begin(Op.deliver, 0, 0).u64(seq).topic(topic).bytes(payload).end()
-    this.#reader.markRead(topic, seq)
+    this.#reader.markRead(topic, seq, payload.length, putAt)
     this.#host.wake()
   }
 
@@ -178,7 +178,7 @@ export class BinarySession implements Session<BinaryItem> {
 
   #hello(requestId: number, version: number): void {
     if (this.#greeted) {
-      writeError(this.#writer, requestId, new ProtocolError("bad_field", "HELLO was already received"), false)
+      this.#reportError(requestId, new ProtocolError("bad_field", "HELLO was already received"))
       return
     }
     if (version !== BINARY_VERSION) {
@@ -195,7 +195,7 @@ export class BinarySession implements Session<BinaryItem> {
   #getWait(requestId: number, topic: string, timeoutMs: number): void {
     if (this.#reader.isWaiting(topic)) {
       const error = new ProtocolError("bad_field", `a GET_WAIT on ${JSON.stringify(topic)} is already pending`)
-      writeError(this.#writer, requestId, error, false)
+      this.#reportError(requestId, error)
       return
     }
     const message = this.#reader.getWait(topic, timeoutMs, (answer) => {
@@ -225,6 +225,12 @@ export class BinarySession implements Session<BinaryItem> {
   #writeMessage(requestId: number, topic: string, message: StoredMessage | null): void {
     if (message === null) this.#writer.begin(Op.empty, 0, requestId).end()
     else this.#writer.begin(Op.message, 0, requestId).u64(message.seq).topic(topic).bytes(message.payload).end()
+  }
+
+  /** A non-fatal error: the reply to this request, and the connection goes on. */
+  #reportError(requestId: number, error: ProtocolError): void {
+    writeError(this.#writer, requestId, error, false)
+    this.#host.countError(error.errorName)
   }
 
   #fail(requestId: number, error: ProtocolError): void {

@@ -1,26 +1,26 @@
 /**
- * One client connection on the TCP port: detects its protocol, decodes frames, runs requests
- * in arrival order through the protocol's session, and sends what the session produces.
+ * One client connection, on the TCP port or a WebSocket: picks its protocol, decodes frames,
+ * runs requests in arrival order through the protocol's session, and sends what the session
+ * produces through the transport.
  *
  * Flow control, so one client can never make the server buffer without bound:
- * - what is produced while handling one chunk goes out in one write; what the kernel does not
- *   take waits for `drain`;
+ * - what is produced while handling one chunk goes out together; what the peer does not take
+ *   waits in the transport until `drain`;
  * - no request runs while more than `maxOutboundBytes` of output wait for the client; decoded
- *   requests wait in the inbox (copied off the chunk), and the socket is paused meanwhile, so
- *   the client feels TCP backpressure instead of the server buffering its requests.
+ *   requests wait in the inbox (copied off the chunk), and reading from the peer is paused
+ *   meanwhile, so the client feels TCP backpressure instead of the server buffering for it.
  */
-import type { Socket } from "bun"
 import type { Reader } from "../broker/broker.ts"
+import type { Transport } from "../net/transport.ts"
 import { BinaryDecoder } from "../protocol/binary.ts"
 import { ByteBuffer } from "../protocol/byte-buffer.ts"
 import type { FrameDecoder, FrameSink } from "../protocol/decoder.ts"
 import { detectProtocol, WireProtocol } from "../protocol/detect.ts"
-import type { ProtocolError } from "../protocol/errors.ts"
+import { ProtocolError } from "../protocol/errors.ts"
 import { JsonHeaderDecoder } from "../protocol/json-header.ts"
 import { JsonStreamDecoder } from "../protocol/json-stream.ts"
 import { BinarySession } from "./binary-session.ts"
 import { JsonSession } from "./json-session.ts"
-import { Outbound } from "../net/outbound.ts"
 import type { Session, SessionHost } from "./session.ts"
 
 /** What a connection needs from the server that owns it. */
@@ -35,9 +35,8 @@ class StreamFailure {
 const MAX_PASSES_PER_TURN = 64
 
 export class Connection implements FrameSink {
-  readonly #socket: Socket<Connection>
+  readonly #transport: Transport
   readonly #context: ConnectionContext
-  readonly #outbound: Outbound
   /** Opened when the connection is accepted: its cursors start here, before any byte arrives. */
   readonly #reader: Reader
   #protocol: WireProtocol | null = null
@@ -51,13 +50,14 @@ export class Connection implements FrameSink {
   #paused = false
   #pumpScheduled = false
   #closing = false
+  /** Why the server is closing this connection, for transports that can say (WebSocket). */
+  #closeReason: string | undefined
   #ended = false
   #closed = false
 
-  constructor(socket: Socket<Connection>, context: ConnectionContext) {
-    this.#socket = socket
+  constructor(transport: Transport, context: ConnectionContext) {
+    this.#transport = transport
     this.#context = context
-    this.#outbound = new Outbound(socket)
     this.#reader = context.broker.openReader()
   }
 
@@ -68,7 +68,7 @@ export class Connection implements FrameSink {
   /** Bytes this connection holds: an unfinished request plus output the client has not taken. */
   get bufferedBytes(): number {
     return (
-      this.#undecided.length + (this.#decoder?.buffered ?? 0) + this.#outbound.queuedBytes + (this.#session?.pendingBytes ?? 0)
+      this.#undecided.length + (this.#decoder?.buffered ?? 0) + this.#transport.queuedBytes + (this.#session?.pendingBytes ?? 0)
     )
   }
 
@@ -77,6 +77,7 @@ export class Connection implements FrameSink {
     return this.#inbox.length - this.#inboxHead
   }
 
+  /** A chunk of the TCP byte stream; the first bytes decide the protocol. */
   onData(chunk: Uint8Array): void {
     if (this.#closed || this.#closing) return
     if (this.#decoder === null) {
@@ -92,10 +93,28 @@ export class Connection implements FrameSink {
     this.#pump()
   }
 
+  /**
+   * One WebSocket message. The first decides the protocol: text is upstream 1.x JSON (one
+   * request per message), binary carries binary frames (one or more per message).
+   */
+  onMessage(message: string | Uint8Array): void {
+    if (this.#closed || this.#closing) return
+    if (this.#session === null) this.#start(typeof message === "string" ? WireProtocol.webSocketJson : WireProtocol.webSocketBinary)
+    if (typeof message === "string") {
+      if (this.#decoder !== null) this.fail(new ProtocolError("malformed_frame", "a text message on a WebSocket that sends binary frames"))
+      else this.#acceptJsonMessage(message)
+    } else if (this.#decoder === null) {
+      this.fail(new ProtocolError("malformed_frame", "a binary message on a WebSocket that sends JSON text"))
+    } else {
+      this.#decoder.push(message)
+    }
+    this.#pump()
+  }
+
   onDrain(): void {
     if (this.#closed) return
-    this.#outbound.writeQueued()
-    if (this.#outbound.isIdle) this.#pump()
+    this.#transport.writeQueued()
+    if (this.#transport.isIdle) this.#pump()
     this.#endIfDone()
   }
 
@@ -105,7 +124,7 @@ export class Connection implements FrameSink {
     this.#session?.close()
     this.#decoder?.stop()
     this.#inbox = []
-    this.#outbound.discard()
+    this.#transport.discard()
   }
 
   /** Answers what can still be answered and sends what is pending (server shutdown). */
@@ -116,11 +135,20 @@ export class Connection implements FrameSink {
   }
 
   // FrameSink: called by the decoder, synchronously, for each complete frame.
-  frame(frame: Uint8Array): void {
+  frame(frame: Uint8Array | string): void {
     const session = this.#session!
     const request = session.parse(frame)
     if (this.#canRun()) session.run(request)
     else this.#inbox.push(session.detach(request))
+  }
+
+  /** A WebSocket text message is one request: no decoder, the message is the frame. */
+  #acceptJsonMessage(text: string): void {
+    if (text.length > this.#context.limits.maxFrameBytes && Buffer.byteLength(text) > this.#context.limits.maxFrameBytes) {
+      this.fail(new ProtocolError("too_large", `request is larger than the maximum of ${this.#context.limits.maxFrameBytes} bytes`))
+      return
+    }
+    this.frame(text)
   }
 
   fail(error: ProtocolError): void {
@@ -134,8 +162,8 @@ export class Connection implements FrameSink {
     const maxFrameBytes = this.#context.limits.maxFrameBytes
     const host: SessionHost = {
       ...this.#context,
-      remoteAddress: this.#socket.remoteAddress,
-      outboundBytes: () => this.#outbound.queuedBytes + (this.#session?.pendingBytes ?? 0),
+      remoteAddress: this.#transport.remoteAddress,
+      outboundBytes: () => this.#transport.queuedBytes + (this.#session?.pendingBytes ?? 0),
       wake: () => this.#schedulePump(),
       closeAfterReplies: (error) => this.#closeAfterReplies(error),
       requestShutdown: () => {
@@ -146,6 +174,7 @@ export class Connection implements FrameSink {
     }
     switch (protocol) {
       case WireProtocol.binary:
+      case WireProtocol.webSocketBinary:
         this.#session = new BinarySession(host, this.#reader)
         this.#decoder = new BinaryDecoder(this, maxFrameBytes)
         return
@@ -157,6 +186,9 @@ export class Connection implements FrameSink {
         this.#session = new JsonSession(host, this.#reader, protocol)
         this.#decoder = new JsonStreamDecoder(this, maxFrameBytes)
         return
+      case WireProtocol.webSocketJson:
+        this.#session = new JsonSession(host, this.#reader, protocol)
+        return
     }
   }
 
@@ -165,7 +197,7 @@ export class Connection implements FrameSink {
       this.#inboxHead === this.#inbox.length &&
       !this.#session!.holding &&
       !this.#closing &&
-      this.#outbound.queuedBytes + this.#session!.pendingBytes < this.#context.limits.maxOutboundBytes
+      this.#transport.queuedBytes + this.#session!.pendingBytes < this.#context.limits.maxOutboundBytes
     )
   }
 
@@ -179,21 +211,21 @@ export class Connection implements FrameSink {
         this.#inboxHead < this.#inbox.length &&
         !session.holding &&
         !this.#closing &&
-        this.#outbound.queuedBytes + session.pendingBytes < limit
+        this.#transport.queuedBytes + session.pendingBytes < limit
       ) {
         const item = this.#inbox[this.#inboxHead++]
         if (item instanceof StreamFailure) session.failStream(item.error)
         else session.run(item)
       }
       if (session.hasBacklog && !this.#closing) {
-        session.produceBacklog(limit - this.#outbound.queuedBytes - session.pendingBytes)
+        session.produceBacklog(limit - this.#transport.queuedBytes - session.pendingBytes)
       }
       const output = session.takeOutput()
-      if (output !== null) this.#outbound.send(output)
+      if (output !== null) this.#transport.send(output)
       // Go on only if the kernel took everything (no `drain` will come) and work is left.
       const moreToRun = this.#inboxHead < this.#inbox.length && !session.holding
       const moreWork = !this.#closing && (moreToRun || session.hasBacklog)
-      if (!moreWork || !this.#outbound.isIdle || this.#closed) break
+      if (!moreWork || !this.#transport.isIdle || this.#closed) break
       if (pass === MAX_PASSES_PER_TURN) {
         this.#schedulePump() // let other connections have the event loop
         break
@@ -220,7 +252,9 @@ export class Connection implements FrameSink {
 
   #closeAfterReplies(error: ProtocolError): void {
     this.#stopReading()
-    this.#context.log(`closing connection from ${this.#socket.remoteAddress}: ${error.errorName}: ${error.message}`)
+    this.#closeReason = `${error.errorName}: ${error.message}`
+    this.#context.countError(error.errorName)
+    this.#context.log(`closing connection from ${this.#transport.remoteAddress}: ${this.#closeReason}`)
   }
 
   #stopReading(): void {
@@ -229,9 +263,9 @@ export class Connection implements FrameSink {
   }
 
   #endIfDone(): void {
-    if (this.#closing && this.#outbound.isIdle && !this.#closed && !this.#ended) {
+    if (this.#closing && this.#transport.isIdle && !this.#closed && !this.#ended) {
       this.#ended = true
-      this.#socket.end()
+      this.#transport.end(this.#closeReason)
     }
   }
 
@@ -239,7 +273,7 @@ export class Connection implements FrameSink {
     const shouldPause = this.#inboxHead < this.#inbox.length
     if (shouldPause === this.#paused || this.#closed) return
     this.#paused = shouldPause
-    if (shouldPause) this.#socket.pause()
-    else this.#socket.resume()
+    if (shouldPause) this.#transport.pause()
+    else this.#transport.resume()
   }
 }

@@ -1,30 +1,45 @@
 /**
- * A connection speaking upstream's JSON protocols (bare objects or header-framed). Requests
- * run strictly in order and a pending get_wait holds back the ones behind it, because the
- * replies carry nothing that would let a client match them otherwise.
+ * A connection speaking upstream's JSON protocols: bare objects or header-framed on TCP, or
+ * one object per WebSocket text message (upstream 1.x). Requests run strictly in order and a
+ * pending get_wait holds back the ones behind it, because the replies carry nothing that would
+ * let a client match them otherwise.
  */
 import type { Reader } from "../broker/broker.ts"
+import type { Output } from "../net/transport.ts"
 import { WireProtocol } from "../protocol/detect.ts"
 import { ProtocolError } from "../protocol/errors.ts"
-import { ackReply, EMPTY_REPLY, errorReply, frameReply, messageReply } from "../protocol/json-reply.ts"
+import {
+  ackReply,
+  EMPTY_REPLY,
+  errorReply,
+  frameReply,
+  messageReply,
+  UPSTREAM_EMPTY_REPLY,
+  upstreamMessageReply,
+} from "../protocol/json-reply.ts"
 import { parseJsonRequest, type RejectedRequest, type Request } from "../protocol/json-request.ts"
 import type { StoredMessage } from "../store/store.ts"
 import type { Session, SessionHost } from "./session.ts"
 
 type JsonItem = Request | RejectedRequest
+type JsonProtocol = typeof WireProtocol.jsonStream | typeof WireProtocol.jsonHeader | typeof WireProtocol.webSocketJson
 
 export class JsonSession implements Session<JsonItem> {
   readonly #host: SessionHost
   readonly #reader: Reader
-  readonly #protocol: WireProtocol
-  /** Replies made since the last take, not yet encoded. */
-  #replyText = ""
+  readonly #protocol: JsonProtocol
+  /** WebSocket replies go out one message each, exactly as upstream 1.x writes them. */
+  readonly #webSocket: boolean
+  /** Replies made since the last take. */
+  #replies: string[] = []
+  #pendingBytes = 0
   #waiting = false
 
-  constructor(host: SessionHost, reader: Reader, protocol: WireProtocol) {
+  constructor(host: SessionHost, reader: Reader, protocol: JsonProtocol) {
     this.#host = host
     this.#reader = reader
     this.#protocol = protocol
+    this.#webSocket = protocol === WireProtocol.webSocketJson
   }
 
   get holding(): boolean {
@@ -32,14 +47,14 @@ export class JsonSession implements Session<JsonItem> {
   }
 
   get pendingBytes(): number {
-    return this.#replyText.length
+    return this.#pendingBytes
   }
 
   readonly hasBacklog = false
 
   produceBacklog(): void {}
 
-  parse(frame: Uint8Array): JsonItem {
+  parse(frame: Uint8Array | string): JsonItem {
     return parseJsonRequest(frame)
   }
 
@@ -48,11 +63,12 @@ export class JsonSession implements Session<JsonItem> {
     return request
   }
 
-  takeOutput(): Uint8Array | null {
-    if (this.#replyText === "") return null
-    const bytes = Buffer.from(this.#replyText)
-    this.#replyText = ""
-    return bytes
+  takeOutput(): Output | null {
+    if (this.#replies.length === 0) return null
+    const replies = this.#replies
+    this.#replies = []
+    this.#pendingBytes = 0
+    return this.#webSocket ? replies : Buffer.from(replies.length === 1 ? replies[0]! : replies.join(""))
   }
 
   run(request: JsonItem): void {
@@ -113,14 +129,18 @@ export class JsonSession implements Session<JsonItem> {
     this.#reply(errorReply(error))
     // A client that sent no get-like request may not read this reply; closing keeps it from
     // being taken as the answer to a later get.
-    if (!expectsReply) this.#host.closeAfterReplies(error)
+    if (expectsReply) this.#host.countError(error.errorName)
+    else this.#host.closeAfterReplies(error)
   }
 
   #replyWith(message: StoredMessage | null): void {
-    this.#reply(message === null ? EMPTY_REPLY : messageReply(message.seq, message.payload))
+    if (this.#webSocket) this.#reply(message === null ? UPSTREAM_EMPTY_REPLY : upstreamMessageReply(message.payload))
+    else this.#reply(message === null ? EMPTY_REPLY : messageReply(message.seq, message.payload))
   }
 
   #reply(body: string): void {
-    this.#replyText += frameReply(this.#protocol, body)
+    const framed = this.#webSocket ? body : frameReply(this.#protocol, body)
+    this.#replies.push(framed)
+    this.#pendingBytes += framed.length
   }
 }

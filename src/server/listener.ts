@@ -1,17 +1,27 @@
 /**
- * The TCP listener: Bun.listen with one set of handlers for all sockets (no closures per
- * connection); each socket's state is a Connection kept in `socket.data`.
+ * The server: a TCP listener (Bun.listen) for the JSON and binary protocols, and an HTTP
+ * listener (Bun.serve) for upstream 1.x WebSocket clients, binary frames over WebSocket, the
+ * HTTP API, health and metrics. Both serve one broker. Socket handlers are declared once; each
+ * socket's state is a Connection in its `data`.
  */
-import type { Socket, TCPSocketListener } from "bun"
+import type { Server, ServerWebSocket, Socket, TCPSocketListener } from "bun"
 import { Broker } from "../broker/broker.ts"
+import { handleHttp } from "../http/http-api.ts"
+import { TcpTransport } from "../net/tcp-transport.ts"
+import { WebSocketTransport } from "../net/websocket-transport.ts"
 import { Store } from "../store/store.ts"
 import { Connection, type ConnectionContext } from "./connection.ts"
 import type { ConnectionLimits } from "./session.ts"
+import { collectStats, ErrorCounts, type ServerStats } from "./stats.ts"
+
+export type { ServerStats } from "./stats.ts"
 
 export interface ServerOptions {
   readonly host: string
-  /** 0 picks a free port; the chosen one is in `RunningServer.port`. */
+  /** TCP port; 0 picks a free port, the chosen one is in `RunningServer.port`. */
   readonly port: number
+  /** HTTP/WebSocket port; 0 picks a free port; null: no HTTP listener. */
+  readonly httpPort: number | null
   readonly maxMessageBytes: number
   readonly allowShutdown: boolean
   /** Where the server reports closed connections and other events; silent when omitted. */
@@ -20,30 +30,21 @@ export interface ServerOptions {
 
 export const DEFAULT_HOST = "127.0.0.1"
 export const DEFAULT_PORT = 30008
+export const DEFAULT_HTTP_PORT = 30009
 export const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
-/** Replies waiting for one slow reader before its requests stop running: a few large replies. */
+/** Output waiting for one slow reader before its requests stop running: a few large replies. */
 export const MAX_OUTBOUND_BYTES = 4 * 1024 * 1024
-
-export interface ServerStats {
-  readonly connections: number
-  readonly connectionsByProtocol: Readonly<Record<string, number>>
-  readonly subscribers: number
-  readonly puts: number
-  /** Messages handed to readers: get replies and subscription pushes. */
-  readonly deliveries: number
-  readonly storedMessages: number
-  readonly lastSeq: number
-  readonly topics: number
-  /** The most bytes any one connection holds right now (unfinished request + unsent replies). */
-  readonly maxConnectionBufferedBytes: number
-  readonly queuedRequests: number
-  /** CPU time the server process has used (user + system), for cost-per-operation figures. */
-  readonly cpuMicros: number
-}
+/**
+ * Where Bun itself would start dropping WebSocket output: far above MAX_OUTBOUND_BYTES, which
+ * the connection enforces, so Bun never has to.
+ */
+const WEBSOCKET_BACKPRESSURE_LIMIT = 64 * 1024 * 1024
 
 export interface RunningServer {
   readonly host: string
   readonly port: number
+  /** The HTTP/WebSocket port, or null when it is off. */
+  readonly httpPort: number | null
   readonly broker: Broker
   stats(): ServerStats
   /** Stops accepting, answers pending waits with "nothing", closes every connection and the store. */
@@ -52,109 +53,154 @@ export interface RunningServer {
   readonly stopped: Promise<void>
 }
 
+interface SocketData {
+  connection: Connection
+}
+
 export function startServer(options: ServerOptions): RunningServer {
   const broker = new Broker(new Store())
   const connections = new Set<Connection>()
+  const errors = new ErrorCounts()
   const log = options.log ?? (() => {})
   const limits: ConnectionLimits = {
     maxFrameBytes: options.maxMessageBytes,
     maxOutboundBytes: MAX_OUTBOUND_BYTES,
   }
   const { promise: stopped, resolve: resolveStopped } = Promise.withResolvers<void>()
-  let listener: TCPSocketListener<Connection> | null = null
+  let tcp: TCPSocketListener<SocketData> | null = null
+  let http: Server<SocketData> | null = null
+  let running = true
+
+  const stats = (): ServerStats =>
+    collectStats(
+      broker,
+      errors,
+      [...connections].map((connection) => ({
+        protocol: connection.protocol ?? "undecided",
+        bufferedBytes: connection.bufferedBytes,
+        queuedRequests: connection.queuedRequests,
+      })),
+    )
 
   const stop = (): void => {
-    if (listener === null) return
-    const closing = listener
-    listener = null
+    if (!running) return
+    running = false
     for (const connection of connections) connection.flushForShutdown()
-    closing.stop(true)
+    tcp?.stop(true)
+    void http?.stop(true)
     broker.releaseAllWaiters()
     broker.store.close()
     resolveStopped()
   }
 
-  const collectStats = (): ServerStats => {
-    let maxConnectionBufferedBytes = 0
-    let queuedRequests = 0
-    const connectionsByProtocol: Record<string, number> = {}
-    for (const connection of connections) {
-      maxConnectionBufferedBytes = Math.max(maxConnectionBufferedBytes, connection.bufferedBytes)
-      queuedRequests += connection.queuedRequests
-      const protocol = connection.protocol ?? "undecided"
-      connectionsByProtocol[protocol] = (connectionsByProtocol[protocol] ?? 0) + 1
-    }
-    const cpu = process.cpuUsage()
-    return {
-      connections: connections.size,
-      connectionsByProtocol,
-      subscribers: broker.subscriberCount,
-      puts: broker.counters.puts,
-      deliveries: broker.counters.deliveries,
-      storedMessages: broker.store.messageCount,
-      lastSeq: broker.store.lastSeq,
-      topics: broker.store.topicCount,
-      maxConnectionBufferedBytes,
-      queuedRequests,
-      cpuMicros: cpu.user + cpu.system,
-    }
-  }
-
+  const countError = errors.count.bind(errors)
   const context: ConnectionContext = {
     broker,
     limits,
     allowShutdown: options.allowShutdown,
     // Deferred so the request that asked for it finishes before the store closes.
     requestShutdown: () => void setImmediate(stop),
-    stats: collectStats,
+    countError,
+    stats,
     log,
   }
 
-  const guarded = (socket: Socket<Connection>, what: string, work: () => void): void => {
+  /** A bug or a store failure costs one connection, never the server. */
+  const guarded = (what: string, remote: string, work: () => void, abort: () => void): void => {
     try {
       work()
     } catch (error) {
-      // A bug or a store failure must cost one connection, never the server.
-      log(`internal error while handling ${what} from ${socket.remoteAddress}: ${String(error)}`)
-      socket.terminate()
+      log(`internal error while handling ${what} from ${remote}: ${String(error)}`)
+      abort()
     }
+  }
+  const open = (transport: ConstructorParameters<typeof Connection>[0]): Connection => {
+    const connection = new Connection(transport, context)
+    connections.add(connection)
+    return connection
+  }
+  const closed = (connection: Connection): void => {
+    connections.delete(connection)
+    connection.onClose()
   }
 
   try {
-    listener = Bun.listen<Connection>({
+    tcp = Bun.listen<SocketData>({
       hostname: options.host,
       port: options.port,
       socket: {
         open(socket) {
-          const connection = new Connection(socket, context)
-          socket.data = connection
-          connections.add(connection)
+          socket.data = { connection: open(new TcpTransport(socket as Socket<unknown>)) }
         },
         data(socket, chunk) {
-          guarded(socket, "data", () => socket.data.onData(chunk))
+          guarded("data", socket.remoteAddress, () => socket.data.connection.onData(chunk), () => socket.terminate())
         },
         drain(socket) {
-          guarded(socket, "drain", () => socket.data.onDrain())
+          guarded("drain", socket.remoteAddress, () => socket.data.connection.onDrain(), () => socket.terminate())
         },
         close(socket) {
-          connections.delete(socket.data)
-          socket.data.onClose()
+          closed(socket.data.connection)
         },
         error(socket, error) {
           log(`socket error from ${socket.remoteAddress}: ${error.message}`)
         },
       },
     })
+    if (options.httpPort !== null) {
+      http = Bun.serve<SocketData>({
+        hostname: options.host,
+        port: options.httpPort,
+        // Bun answers a larger body with an empty 413; below this the API answers in JSON.
+        maxRequestBodySize: options.maxMessageBytes * 2 + 1024,
+        fetch(request, server) {
+          const url = new URL(request.url)
+          if (url.pathname === "/" && request.headers.get("upgrade")?.toLowerCase() === "websocket") {
+            // The Connection is made in `open`, once the upgrade has succeeded.
+            if (server.upgrade(request, { data: { connection: null as unknown as Connection } })) return undefined
+            return new Response("WebSocket upgrade failed", { status: 400 })
+          }
+          return handleHttp(request, server, { broker, maxMessageBytes: options.maxMessageBytes, stats, countError })
+        },
+        error(error) {
+          log(`internal error in the HTTP API: ${String(error)}`)
+          return new Response(JSON.stringify({ error: { code: "internal", text: "internal server error" } }), {
+            status: 500,
+            headers: { "Content-Type": "application/json; charset=utf-8" },
+          })
+        },
+        websocket: {
+          perMessageDeflate: false,
+          maxPayloadLength: options.maxMessageBytes,
+          backpressureLimit: WEBSOCKET_BACKPRESSURE_LIMIT,
+          closeOnBackpressureLimit: false,
+          open(socket) {
+            socket.data.connection = open(new WebSocketTransport(socket as ServerWebSocket<unknown>))
+          },
+          message(socket, message) {
+            guarded("a WebSocket message", socket.remoteAddress, () => socket.data.connection.onMessage(message), () => socket.terminate())
+          },
+          drain(socket) {
+            guarded("drain", socket.remoteAddress, () => socket.data.connection.onDrain(), () => socket.terminate())
+          },
+          close(socket) {
+            closed(socket.data.connection)
+          },
+        },
+      })
+    }
   } catch (error) {
+    const failedPort = tcp === null ? options.port : (options.httpPort ?? 0)
+    tcp?.stop(true)
     broker.store.close()
-    throw new ListenError(options.host, options.port, error)
+    throw new ListenError(options.host, failedPort, error)
   }
 
   return {
     host: options.host,
-    port: listener.port,
+    port: tcp.port,
+    httpPort: http?.port ?? null,
     broker,
-    stats: collectStats,
+    stats,
     stop,
     stopped,
   }

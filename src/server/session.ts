@@ -4,7 +4,8 @@
  * order in which requests run, and flow control.
  */
 import type { Broker } from "../broker/broker.ts"
-import type { ProtocolError } from "../protocol/errors.ts"
+import type { Output } from "../net/transport.ts"
+import type { ErrorName, ProtocolError } from "../protocol/errors.ts"
 
 export interface ConnectionLimits {
   /** Largest request accepted, in bytes (a JSON object, a header-framed body or a binary frame). */
@@ -26,13 +27,15 @@ export interface SessionHost {
   /** Sends what is pending, then closes: the stream cannot go on after `error`. */
   closeAfterReplies(error: ProtocolError): void
   requestShutdown(): void
+  /** Counts an error reported to a client, by code, for the metrics. */
+  countError(name: ErrorName): void
   stats(): object
   log(line: string): void
 }
 
 export interface Session<Request> {
   /** Turns one frame into a request. Byte fields may be views of `frame` until `detach`ed. */
-  parse(frame: Uint8Array): Request
+  parse(frame: Uint8Array | string): Request
   /** A copy of `request` that no longer shares memory with the chunk it came in. */
   detach(request: Request): Request
   run(request: Request): void
@@ -42,7 +45,7 @@ export interface Session<Request> {
   readonly holding: boolean
   /** Reply bytes produced and not yet taken. */
   readonly pendingBytes: number
-  takeOutput(): Uint8Array | null
+  takeOutput(): Output | null
   /** True when it has more to send that it produces itself (a subscriber catching up). */
   readonly hasBacklog: boolean
   /** Produces backlog output within `budget` bytes. */

@@ -530,8 +530,18 @@ test("STATS returns a JSON object whose counters match the traffic", async () =>
     lastSeq: 4,
     topics: 2,
     queuedRequests: 0,
+    // "one" + "two" + "three" + "four"; delivered: "three", "two", and the pushes "one", "two".
+    bytesPut: 15,
+    storedBytes: 15,
+    bytesDelivered: 14,
   }
-  expect(stats).toEqual({ ...counters, maxConnectionBufferedBytes: expect.any(Number), cpuMicros: expect.any(Number) })
+  expect(stats).toEqual({
+    ...counters,
+    errors: Object.fromEntries(Object.keys(ErrorCode).map((name) => [name, 0])),
+    deliveryLatency: { bounds: expect.any(Array), cumulative: expect.any(Array), sum: expect.any(Number), count: 4 },
+    maxConnectionBufferedBytes: expect.any(Number),
+    cpuMicros: expect.any(Number),
+  })
   expect(server.stats()).toMatchObject(counters)
 })
 

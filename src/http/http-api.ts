@@ -1,0 +1,184 @@
+/**
+ * The HTTP API on the HTTP port (the same port also upgrades `/` to WebSocket):
+ *
+ *   POST /topics/{topic}                 put the body (any bytes); 201 {"topic", "seq"}
+ *   GET  /topics/{topic}?after=N&wait=S  the first message after sequence N (default 0);
+ *                                        200 with the payload, 204 when none (after waiting
+ *                                        up to S seconds for one, if asked)
+ *   GET  /topics/{topic}/latest          the newest message; 200 or 204
+ *   GET  /topics/{topic}/events          new messages as Server-Sent Events (resumes from
+ *                                        Last-Event-ID or ?after=N)
+ *   GET  /healthz                        200 {"status":"ok"}
+ *   GET  /metrics                        Prometheus text format
+ *
+ * A topic is one path segment, percent-encoded ("a/b" is /topics/a%2Fb). Errors are JSON:
+ * {"error": {"code": "...", "text": "..."}}.
+ */
+import type { Server } from "bun"
+import type { Broker } from "../broker/broker.ts"
+import { ProtocolError, type ErrorName } from "../protocol/errors.ts"
+import { MAX_TOPIC_BYTES, MAX_WAIT_MS } from "../protocol/limits.ts"
+import type { ServerStats } from "../server/stats.ts"
+import type { StoredMessage } from "../store/store.ts"
+import { formatMetrics, METRICS_CONTENT_TYPE } from "./metrics.ts"
+import { eventStream } from "./sse.ts"
+
+export interface HttpContext {
+  readonly broker: Broker
+  readonly maxMessageBytes: number
+  stats(): ServerStats
+  countError(name: ErrorName): void
+}
+
+/** Headers that carry a message's metadata next to its raw payload. */
+export const SEQ_HEADER = "DSMQ-Seq"
+export const TOPIC_HEADER = "DSMQ-Topic"
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    text: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(text)
+  }
+}
+
+export async function handleHttp(request: Request, server: Server<unknown>, context: HttpContext): Promise<Response> {
+  try {
+    return await route(request, server, context)
+  } catch (error) {
+    if (error instanceof HttpError) {
+      if (error.code in ERROR_NAMES) context.countError(error.code as ErrorName)
+      return json(error.status, { error: { code: error.code, text: error.message } }, error.headers)
+    }
+    if (error instanceof ProtocolError) {
+      context.countError(error.errorName)
+      return json(400, { error: { code: error.errorName, text: error.message } })
+    }
+    throw error
+  }
+}
+
+const ERROR_NAMES = { bad_field: true, too_large: true } as const
+
+async function route(request: Request, server: Server<unknown>, context: HttpContext): Promise<Response> {
+  const url = new URL(request.url)
+  const segments = url.pathname.split("/").slice(1)
+  if (segments[0] === "topics" && segments.length >= 2 && segments.length <= 3 && segments[1] !== "") {
+    const topic = decodeTopic(segments[1]!)
+    switch (segments[2]) {
+      case undefined:
+        if (request.method === "POST") return await put(request, topic, context)
+        allow(request, "GET, HEAD, POST")
+        return await getAfter(request, server, url, topic, context)
+      case "latest":
+        allow(request, "GET, HEAD")
+        return messageResponse(context.broker.openReaderAt(0).getLatest(topic), topic)
+      case "events":
+        allow(request, "GET")
+        return events(request, server, url, topic, context)
+    }
+  }
+  if (url.pathname === "/healthz") {
+    allow(request, "GET, HEAD")
+    return json(200, { status: "ok" })
+  }
+  if (url.pathname === "/metrics") {
+    allow(request, "GET, HEAD")
+    return new Response(formatMetrics(context.stats()), { headers: { "Content-Type": METRICS_CONTENT_TYPE } })
+  }
+  throw new HttpError(404, "not_found", `no route for ${request.method} ${url.pathname}; see the README for the HTTP API`)
+}
+
+async function put(request: Request, topic: string, context: HttpContext): Promise<Response> {
+  const declared = Number(request.headers.get("content-length") ?? "0")
+  if (declared > context.maxMessageBytes) throw tooLarge(declared, context.maxMessageBytes)
+  const body = new Uint8Array(await request.arrayBuffer())
+  if (body.length > context.maxMessageBytes) throw tooLarge(body.length, context.maxMessageBytes)
+  const seq = context.broker.put(topic, body)
+  return json(201, { topic, seq })
+}
+
+async function getAfter(
+  request: Request,
+  server: Server<unknown>,
+  url: URL,
+  topic: string,
+  context: HttpContext,
+): Promise<Response> {
+  const after = readSeq(url.searchParams.get("after"), "after") ?? 0
+  const waitSeconds = readNumber(url.searchParams.get("wait"), "wait", 0, MAX_WAIT_MS / 1000) ?? 0
+  const reader = context.broker.openReaderAt(after)
+  if (waitSeconds === 0) return messageResponse(reader.get(topic), topic)
+  // A long poll outlives the server's idle timeout.
+  server.timeout(request, 0)
+  const { promise, resolve } = Promise.withResolvers<StoredMessage | null>()
+  const now = reader.getWait(topic, waitSeconds * 1000, resolve)
+  if (now !== null) return messageResponse(now, topic)
+  request.signal.addEventListener("abort", () => reader.close(), { once: true })
+  return messageResponse(await promise, topic)
+}
+
+function events(request: Request, server: Server<unknown>, url: URL, topic: string, context: HttpContext): Response {
+  const lastEventId = request.headers.get("last-event-id")
+  const after =
+    readSeq(lastEventId, "Last-Event-ID") ?? readSeq(url.searchParams.get("after"), "after") ?? context.broker.store.lastSeq
+  server.timeout(request, 0)
+  return new Response(eventStream(context.broker, topic, after), {
+    headers: { "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache" },
+  })
+}
+
+function messageResponse(message: StoredMessage | null, topic: string): Response {
+  if (message === null) return new Response(null, { status: 204 })
+  return new Response(message.payload, {
+    headers: {
+      "Content-Type": "application/octet-stream",
+      [SEQ_HEADER]: String(message.seq),
+      [TOPIC_HEADER]: encodeURIComponent(topic),
+    },
+  })
+}
+
+function decodeTopic(segment: string): string {
+  let topic: string
+  try {
+    topic = decodeURIComponent(segment)
+  } catch {
+    throw new HttpError(400, "bad_field", "the topic is not valid percent-encoded UTF-8")
+  }
+  if (Buffer.byteLength(topic) > MAX_TOPIC_BYTES) throw new HttpError(400, "bad_field", `topic is longer than ${MAX_TOPIC_BYTES} bytes`)
+  return topic
+}
+
+function readSeq(text: string | null, name: string): number | undefined {
+  if (text === null || text === "") return undefined
+  if (!/^\d{1,16}$/.test(text)) throw new HttpError(400, "bad_field", `${name} must be a sequence number (a whole number), got ${JSON.stringify(text.slice(0, 40))}`)
+  return Number(text)
+}
+
+function readNumber(text: string | null, name: string, min: number, max: number): number | undefined {
+  if (text === null || text === "") return undefined
+  const value = Number(text)
+  if (!(value >= min && value <= max)) throw new HttpError(400, "bad_field", `${name} must be a number from ${min} to ${max}`)
+  return value
+}
+
+function allow(request: Request, methods: string): void {
+  if (!methods.split(", ").includes(request.method)) {
+    throw new HttpError(405, "method_not_allowed", `${request.method} is not allowed here; use ${methods}`, { Allow: methods })
+  }
+}
+
+function tooLarge(bytes: number, max: number): HttpError {
+  return new HttpError(413, "too_large", `body of ${bytes} bytes is larger than the maximum of ${max} bytes`)
+}
+
+function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { "Content-Type": "application/json; charset=utf-8", ...headers },
+  })
+}

@@ -1,0 +1,55 @@
+/** The server's stats in the Prometheus text exposition format (version 0.0.4). */
+import { WireProtocol } from "../protocol/detect.ts"
+import type { ServerStats } from "../server/stats.ts"
+
+export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+export function formatMetrics(stats: ServerStats): string {
+  const lines: string[] = []
+  const metric = (name: string, type: string, help: string, samples: [labels: string, value: number][]): void => {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`)
+    for (const [labels, value] of samples) lines.push(`${name}${labels} ${formatValue(value)}`)
+  }
+  const single = (name: string, type: string, help: string, value: number): void => metric(name, type, help, [["", value]])
+
+  single("dsmq_messages_put_total", "counter", "Messages stored.", stats.puts)
+  single("dsmq_put_bytes_total", "counter", "Payload bytes of the messages stored.", stats.bytesPut)
+  single("dsmq_messages_delivered_total", "counter", "Messages handed to readers: get replies, pushes, HTTP and SSE.", stats.deliveries)
+  single("dsmq_delivered_bytes_total", "counter", "Payload bytes of the messages delivered.", stats.bytesDelivered)
+  const protocols = [...Object.values(WireProtocol), "undecided"]
+  metric(
+    "dsmq_connections",
+    "gauge",
+    "Open connections, by protocol.",
+    protocols.map((protocol) => [`{protocol="${protocol}"}`, stats.connectionsByProtocol[protocol] ?? 0]),
+  )
+  single("dsmq_subscribers", "gauge", "Binary-protocol subscriptions and SSE streams.", stats.subscribers)
+  single("dsmq_stored_messages", "gauge", "Messages in the store.", stats.storedMessages)
+  single("dsmq_stored_bytes", "gauge", "Payload bytes of the messages in the store.", stats.storedBytes)
+  single("dsmq_topics", "gauge", "Topics in the store.", stats.topics)
+  metric(
+    "dsmq_errors_total",
+    "counter",
+    "Errors reported to clients, by code.",
+    Object.entries(stats.errors).map(([code, count]) => [`{code="${code}"}`, count]),
+  )
+  const latency = stats.deliveryLatency
+  lines.push(
+    "# HELP dsmq_delivery_latency_seconds Time from put to delivery.",
+    "# TYPE dsmq_delivery_latency_seconds histogram",
+  )
+  latency.bounds.forEach((bound, i) => {
+    lines.push(`dsmq_delivery_latency_seconds_bucket{le="${bound}"} ${latency.cumulative[i]}`)
+  })
+  lines.push(
+    `dsmq_delivery_latency_seconds_bucket{le="+Inf"} ${latency.count}`,
+    `dsmq_delivery_latency_seconds_sum ${formatValue(latency.sum)}`,
+    `dsmq_delivery_latency_seconds_count ${latency.count}`,
+  )
+  single("dsmq_process_cpu_seconds_total", "counter", "CPU time used by the server process.", stats.cpuMicros / 1e6)
+  return `${lines.join("\n")}\n`
+}
+
+function formatValue(value: number): string {
+  return Number.isFinite(value) ? String(value) : value > 0 ? "+Inf" : value < 0 ? "-Inf" : "NaN"
+}

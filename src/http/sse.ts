@@ -1,0 +1,69 @@
+/**
+ * GET /topics/{topic}/events: new messages of a topic as Server-Sent Events. The stream is
+ * pulled: each pull reads the next messages from the store through the stream's own cursor,
+ * so a reader that falls behind costs the server nothing but its cursor, and a reconnecting
+ * browser resumes exactly where it stopped (Last-Event-ID is the last sequence it got).
+ */
+import type { Broker, Reader, Subscriber } from "../broker/broker.ts"
+
+/** A comment line now and then keeps proxies from closing an idle stream and finds dead peers. */
+const KEEPALIVE_MS = 15_000
+/** Messages per pull: enough to amortize the pull, small enough to keep chunks short. */
+const MESSAGES_PER_PULL = 64
+
+const encoder = new TextEncoder()
+const utf8 = new TextDecoder()
+
+export function eventStream(broker: Broker, topic: string, afterSeq: number): ReadableStream<Uint8Array> {
+  const reader: Reader = broker.openReaderAt(afterSeq)
+  let wake: (() => void) | null = null
+  const subscriber: Subscriber = {
+    onPut() {
+      const resolve = wake
+      wake = null
+      resolve?.()
+    },
+  }
+  let timer: Timer | undefined
+  let cancelled = false
+
+  return new ReadableStream<Uint8Array>({
+    start() {
+      broker.subscribe(topic, subscriber)
+    },
+    async pull(controller) {
+      let text = ""
+      for (let i = 0; i < MESSAGES_PER_PULL; i++) {
+        const message = reader.get(topic)
+        if (message === null) break
+        text += formatEvent(message.seq, message.payload)
+      }
+      if (text === "") {
+        // Nothing unread: wait for a put on the topic, or send a keepalive.
+        const { promise, resolve } = Promise.withResolvers<void>()
+        wake = resolve
+        timer = setTimeout(resolve, KEEPALIVE_MS)
+        await promise
+        clearTimeout(timer)
+        wake = null
+        if (cancelled) return
+        const message = reader.get(topic)
+        text = message === null ? ": keepalive\n\n" : formatEvent(message.seq, message.payload)
+      }
+      controller.enqueue(encoder.encode(text))
+    },
+    cancel() {
+      cancelled = true
+      clearTimeout(timer)
+      broker.unsubscribe(topic, subscriber)
+      reader.close()
+      wake?.()
+    },
+  })
+}
+
+/** One event: `id` is the sequence number; each line of the payload is a `data:` line. */
+export function formatEvent(seq: number, payload: Uint8Array): string {
+  const lines = utf8.decode(payload).split(/\r\n|\r|\n/)
+  return `id: ${seq}\nevent: message\n${lines.map((line) => `data: ${line}\n`).join("")}\n`
+}

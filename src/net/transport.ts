@@ -1,0 +1,25 @@
+/**
+ * What a connection writes through: a TCP socket or a WebSocket. Both take output, report
+ * how much of it still waits for the peer, and can stop reading from the peer.
+ */
+
+/** Bytes for stream transports; one string per message for WebSocket text replies. */
+export type Output = Uint8Array | readonly string[]
+
+export interface Transport {
+  readonly remoteAddress: string
+  /** Sends now, or queues behind what waits; never drops. */
+  send(output: Output): void
+  /** Output the peer has not taken yet, in bytes. */
+  readonly queuedBytes: number
+  readonly isIdle: boolean
+  /** The peer can take more (the `drain` event): send what is queued. */
+  writeQueued(): void
+  /** Stop and restart reading from the peer, so it feels backpressure. */
+  pause(): void
+  resume(): void
+  /** Closes after what is queued has been sent. */
+  end(reason?: string): void
+  /** The connection is gone: drop what is queued. */
+  discard(): void
+}

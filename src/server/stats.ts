@@ -1,0 +1,88 @@
+/**
+ * The server's numbers, in one object: what the binary STATS request returns and what
+ * GET /metrics exposes in the Prometheus text format.
+ */
+import type { Broker } from "../broker/broker.ts"
+import { ErrorCode, type ErrorName } from "../protocol/errors.ts"
+
+export interface ServerStats {
+  readonly connections: number
+  readonly connectionsByProtocol: Readonly<Record<string, number>>
+  /** Binary subscriptions and SSE streams. */
+  readonly subscribers: number
+  readonly puts: number
+  readonly bytesPut: number
+  /** Messages handed to readers (get replies, pushes, HTTP and SSE) and their payload bytes. */
+  readonly deliveries: number
+  readonly bytesDelivered: number
+  readonly storedMessages: number
+  readonly storedBytes: number
+  readonly lastSeq: number
+  readonly topics: number
+  /** Errors reported to clients, by code name. */
+  readonly errors: Readonly<Record<ErrorName, number>>
+  /** Seconds from put to delivery: bucket upper bounds and cumulative counts (the last is +Inf). */
+  readonly deliveryLatency: {
+    readonly bounds: readonly number[]
+    readonly cumulative: readonly number[]
+    readonly sum: number
+    readonly count: number
+  }
+  /** The most bytes any one connection holds right now (unfinished request + unsent output). */
+  readonly maxConnectionBufferedBytes: number
+  readonly queuedRequests: number
+  /** CPU time the server process has used (user + system), for cost-per-operation figures. */
+  readonly cpuMicros: number
+}
+
+export interface ConnectionSnapshot {
+  readonly protocol: string
+  readonly bufferedBytes: number
+  readonly queuedRequests: number
+}
+
+export class ErrorCounts {
+  readonly #counts = Object.fromEntries(Object.keys(ErrorCode).map((name) => [name, 0])) as Record<ErrorName, number>
+
+  count(name: ErrorName): void {
+    this.#counts[name]++
+  }
+
+  snapshot(): Record<ErrorName, number> {
+    return { ...this.#counts }
+  }
+}
+
+export function collectStats(broker: Broker, errors: ErrorCounts, connections: Iterable<ConnectionSnapshot>): ServerStats {
+  let count = 0
+  let maxConnectionBufferedBytes = 0
+  let queuedRequests = 0
+  const connectionsByProtocol: Record<string, number> = {}
+  for (const connection of connections) {
+    count++
+    maxConnectionBufferedBytes = Math.max(maxConnectionBufferedBytes, connection.bufferedBytes)
+    queuedRequests += connection.queuedRequests
+    connectionsByProtocol[connection.protocol] = (connectionsByProtocol[connection.protocol] ?? 0) + 1
+  }
+  const { counters, store } = broker
+  const latency = counters.deliveryLatency
+  const cpu = process.cpuUsage()
+  return {
+    connections: count,
+    connectionsByProtocol,
+    subscribers: broker.subscriberCount,
+    puts: counters.puts,
+    bytesPut: counters.bytesPut,
+    deliveries: counters.deliveries,
+    bytesDelivered: counters.bytesDelivered,
+    storedMessages: store.messageCount,
+    storedBytes: store.payloadBytes,
+    lastSeq: store.lastSeq,
+    topics: store.topicCount,
+    errors: errors.snapshot(),
+    deliveryLatency: { bounds: latency.bounds, cumulative: latency.cumulative(), sum: latency.sum, count: latency.count },
+    maxConnectionBufferedBytes,
+    queuedRequests,
+    cpuMicros: cpu.user + cpu.system,
+  }
+}
