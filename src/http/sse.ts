@@ -28,8 +28,10 @@ export function eventStream(broker: Broker, topic: string, afterSeq: number): Re
   let cancelled = false
 
   return new ReadableStream<Uint8Array>({
-    start() {
+    start(controller) {
       broker.subscribe(topic, subscriber)
+      // A first chunk at once, so the response's headers go out now, not with the first event.
+      controller.enqueue(encoder.encode(`: stream of ${JSON.stringify(topic)} after ${afterSeq}\n\n`))
     },
     async pull(controller) {
       let text = ""
