@@ -20,6 +20,7 @@ import {
   runBenchmarks,
   seededRandom,
   withParam,
+  writeResults,
 } from "./common.ts"
 
 const PAYLOAD_BYTES = 64
@@ -109,7 +110,7 @@ function check({ store, broker, lookupTopics, lookupCursors, config }: Fixture):
       throw new Error(`look-up ${i} (${topic} after ${cursor}) does not find a message`)
     }
     if (oldest.payload.length !== PAYLOAD_BYTES) throw new Error("wrong payload size")
-    if (new Reader(broker, cursor).get(topic)?.seq !== oldest.seq) throw new Error("Reader.get disagrees with oldestAfter")
+    if (new Reader(broker, cursor, null).get(topic)?.seq !== oldest.seq) throw new Error("Reader.get disagrees with oldestAfter")
   }
   if (broker.openReader().get(lookupTopics[0]!) !== null) throw new Error("a new reader sees an old message")
 }
@@ -169,7 +170,7 @@ group("Reader.get through a Broker: cursor look-up + oldestAfter + cursor update
         yield withParam(
           () => {
             const j = i++ & MASK
-            return { reader: new Reader(broker, lookupCursors[j]!), topic: lookupTopics[j]! }
+            return { reader: new Reader(broker, lookupCursors[j]!, null), topic: lookupTopics[j]! }
           },
           ({ reader, topic }) => do_not_optimize(reader.get(topic)),
         )
@@ -227,3 +228,5 @@ printTable(
 )
 
 for (const fixture of fixtures) fixture.store.close()
+
+await writeResults("store")

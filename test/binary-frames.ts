@@ -12,8 +12,7 @@ import {
   readReply,
   type BinaryReply,
   type BinaryRequest,
-  type PutEntry,
-} from "../src/protocol/binary.ts"
+  type PutEntry, writeMessage } from "../src/protocol/binary.ts"
 
 const encoder = new TextEncoder()
 
@@ -52,6 +51,9 @@ export function writeRequest(writer: FrameWriter, request: BinaryRequest): void 
     case Op.stats:
       writer.begin(Op.stats, 0, requestId).end()
       return
+    case Op.cursor:
+      writer.begin(Op.cursor, 0, requestId).topic(request.name).end()
+      return
   }
 }
 
@@ -71,7 +73,7 @@ export function writeReply(writer: FrameWriter, reply: BinaryReply): void {
       return
     case Op.message:
     case Op.deliver:
-      writer.begin(reply.op, 0, requestId).u64(reply.seq).topic(reply.topic).bytes(reply.payload).end()
+      writeMessage(writer, reply.op, requestId, reply.seq, reply.missed, reply.topic, reply.payload)
       return
     case Op.pong:
     case Op.statsReply:
@@ -127,6 +129,7 @@ export function readReplyCopy(frame: Uint8Array): BinaryReply {
 // Request and reply values, for whole-object comparisons.
 export const req = {
   hello: (requestId: number, version = 1): BinaryRequest => ({ op: Op.hello, requestId, version }),
+  cursor: (requestId: number, name: string): BinaryRequest => ({ op: Op.cursor, requestId, name }),
   put: (requestId: number, topic: string, payload: Uint8Array | string, ack = false): BinaryRequest => ({
     op: Op.put,
     requestId,
@@ -163,17 +166,19 @@ export const rep = {
     maxFrameBytes,
   }),
   putAck: (requestId: number, seq: number, count = 1): BinaryReply => ({ op: Op.putAck, requestId, seq, count }),
-  message: (requestId: number, seq: number, topic: string, payload: Uint8Array | string): BinaryReply => ({
+  message: (requestId: number, seq: number, topic: string, payload: Uint8Array | string, missed = 0): BinaryReply => ({
     op: Op.message,
     requestId,
     seq,
+    missed,
     topic,
     payload: typeof payload === "string" ? bytes(payload) : payload,
   }),
-  deliver: (seq: number, topic: string, payload: Uint8Array | string): BinaryReply => ({
+  deliver: (seq: number, topic: string, payload: Uint8Array | string, missed = 0): BinaryReply => ({
     op: Op.deliver,
     requestId: 0,
     seq,
+    missed,
     topic,
     payload: typeof payload === "string" ? bytes(payload) : payload,
   }),

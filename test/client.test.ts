@@ -1,6 +1,7 @@
 /** The TypeScript client against a real server. */
 import { describe, expect, test } from "bun:test"
 import { connect, ConnectionClosedError, DsmqError, type Client, type Message } from "../src/client.ts"
+import { DEFAULT_RETENTION } from "../src/broker/retention.ts"
 import { startServer } from "../src/server/listener.ts"
 import { eventually, startTestServer } from "./helpers.ts"
 
@@ -205,7 +206,10 @@ describe("client", () => {
   })
 
   test("one client puts 1,000,000 small messages pipelined; a subscriber gets them all in order", async () => {
-    using server = startTestServer()
+    // Room for all of them: the default per-topic limit would drop the oldest.
+    using server = startTestServer({
+      retention: { ...DEFAULT_RETENTION, defaults: { ...DEFAULT_RETENTION.defaults, maxMessages: null } },
+    })
     await using subscriber = await connected(server.port)
     await using publisher = await connected(server.port)
     const subscription = await subscriber.subscribe("load")

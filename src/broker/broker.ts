@@ -1,16 +1,26 @@
 /**
  * The broker's semantics, independent of any wire format:
  * - one-to-many topics: every reader sees every message put after it connected, in put order;
- * - each reader keeps one cursor per topic (the last sequence number it has read), starting at
- *   the store's newest sequence at the moment the reader was opened;
+ * - each reader keeps one cursor per topic (the last message it has read), starting at the
+ *   store's newest sequence at the moment the reader was opened;
  * - `get` returns the oldest unread message, `getLatest` the newest (everything older counts as
  *   read), `getWait` answers as soon as a message is there or when its timeout passes;
- * - subscribers are told of every put on their topic, synchronously, in put order.
+ * - subscribers are told of every put on their topic, synchronously, in put order;
+ * - retention may remove messages a reader has not read; the next message it gets says how
+ *   many it missed.
  */
-import { preciseNow, type Store, type StoredMessage } from "../store/store.ts"
+import { ProtocolError } from "../protocol/errors.ts"
+import { preciseNow, type DroppedMessage, type Store, type StoredMessage, type TopicState } from "../store/store.ts"
 import { Histogram, LATENCY_BUCKETS_SECONDS } from "./histogram.ts"
+import { DEFAULT_RETENTION, Retention, type RetentionConfig } from "./retention.ts"
 
-export type WaitCallback = (message: StoredMessage | null) => void
+/** A message handed to a reader, with how many messages before it the reader lost to retention. */
+export interface Delivery extends StoredMessage {
+  /** Messages removed by retention between the reader's previous message and this one; null when it cannot be known. */
+  readonly missed: number | null
+}
+
+export type WaitCallback = (message: Delivery | null) => void
 
 export interface Waiter {
   readonly reader: Reader
@@ -21,7 +31,7 @@ export interface Waiter {
 
 /** Told of each message put on a topic it subscribed to, right after it is stored. */
 export interface Subscriber {
-  onPut(topic: string, seq: number, payload: Uint8Array, putAt: number): void
+  onPut(topic: string, seq: number, ordinal: number, payload: Uint8Array, putAt: number): void
 }
 
 export interface PutEntry {
@@ -45,45 +55,88 @@ export class BrokerCounters {
   }
 }
 
+/** How often expired messages are looked for. */
+const SWEEP_INTERVAL_MS = 1000
+
 export class Broker {
   readonly store: Store
+  readonly retention: Retention
   readonly counters = new BrokerCounters()
   /** Readers blocked in getWait, by topic. */
   readonly #waiters = new Map<string, Set<Waiter>>()
   readonly #subscribers = new Map<string, Set<Subscriber>>()
+  /** Open readers: retention tells them what it removes before they read it. */
+  readonly #readers = new Set<Reader>()
+  /** Named readers in use, by name (one connection at a time). */
+  readonly #named = new Map<string, Reader>()
+  readonly #timers: Timer[] = []
 
-  constructor(store: Store) {
+  constructor(store: Store, retention: RetentionConfig = DEFAULT_RETENTION) {
     this.store = store
+    this.retention = new Retention(retention, store, (topic, dropped) => this.#beforeDrop(topic, dropped))
+    if (this.retention.hasAgeLimits) this.#timers.push(setInterval(() => this.#sweep(), SWEEP_INTERVAL_MS).unref())
   }
 
   /** A reader of everything put from now on. */
   openReader(): Reader {
-    return new Reader(this, this.store.lastSeq)
+    return this.#register(new Reader(this, this.store.lastSeq, null))
   }
 
   /** A reader whose cursors start after `seq` (stateless HTTP reads, resumed SSE streams). */
   openReaderAt(seq: number): Reader {
-    return new Reader(this, seq)
+    return this.#register(new Reader(this, seq, null))
+  }
+
+  /**
+   * The reader called `name`: new ones start now; known ones resume where they stopped, even
+   * across restarts of a server with a database file. One user at a time.
+   */
+  openNamedReader(name: string): Reader {
+    if (this.#named.has(name)) throw new ProtocolError("cursor_busy", `cursor ${JSON.stringify(name)} is in use by another connection`)
+    const reader = new Reader(this, this.store.namedReaderStart(name), name)
+    for (const cursor of this.store.namedCursors(name)) reader.restoreCursor(cursor.topic, cursor.seq, cursor.ordinal)
+    this.#named.set(name, reader)
+    return this.#register(reader)
+  }
+
+  /** @internal Called by Reader.close. */
+  forgetReader(reader: Reader): void {
+    this.#readers.delete(reader)
+    if (reader.name !== null && this.#named.get(reader.name) === reader) this.#named.delete(reader.name)
   }
 
   put(topic: string, payload: Uint8Array): number {
+    this.retention.admit(topic, 1, payload.length)
     const putAt = preciseNow()
     const seq = this.store.put(topic, payload, putAt)
     this.counters.puts++
     this.counters.bytesPut += payload.length
-    this.#announce(topic, seq, payload, putAt)
+    this.#announce(topic, seq, this.store.topic(topic)!.lastOrdinal, payload, putAt)
     return seq
   }
 
   /** Stores all entries in one transaction (all or none), then announces them in order. */
   putMany(entries: readonly PutEntry[]): number {
+    const perTopic = new Map<string, { count: number; bytes: number }>()
+    for (const { topic, payload } of entries) {
+      const totals = perTopic.get(topic) ?? { count: 0, bytes: 0 }
+      totals.count++
+      totals.bytes += payload.length
+      perTopic.set(topic, totals)
+    }
+    for (const [topic, { count, bytes }] of perTopic) this.retention.admit(topic, count, bytes)
     const putAt = preciseNow()
     const firstSeq = this.store.putMany(entries, putAt)
     this.counters.puts += entries.length
+    // Each topic's ordinals were given out in order, ending at its lastOrdinal now.
+    const nextOrdinal = new Map<string, number>()
+    for (const [topic, { count }] of perTopic) nextOrdinal.set(topic, this.store.topic(topic)!.lastOrdinal - count + 1)
     for (let i = 0; i < entries.length; i++) {
       const { topic, payload } = entries[i]!
+      const ordinal = nextOrdinal.get(topic)!
+      nextOrdinal.set(topic, ordinal + 1)
       this.counters.bytesPut += payload.length
-      this.#announce(topic, firstSeq + i, payload, putAt)
+      this.#announce(topic, firstSeq + i, ordinal, payload, putAt)
     }
     return firstSeq
   }
@@ -117,6 +170,11 @@ export class Broker {
     }
   }
 
+  /** Stops the timers; the store stays open for its owner to close. */
+  close(): void {
+    for (const timer of this.#timers) clearInterval(timer)
+  }
+
   addWaiter(reader: Reader, topic: string, timeoutMs: number, callback: WaitCallback): Waiter {
     const waiter: Waiter = {
       reader,
@@ -141,9 +199,23 @@ export class Broker {
     if (answer) waiter.callback(null)
   }
 
-  #announce(topic: string, seq: number, payload: Uint8Array, putAt: number): void {
+  #register(reader: Reader): Reader {
+    this.#readers.add(reader)
+    return reader
+  }
+
+  #beforeDrop(topic: TopicState, dropped: readonly DroppedMessage[]): void {
+    for (const reader of this.#readers) reader.beforeDrop(topic, dropped)
+  }
+
+  #sweep(): void {
+    // Small steps, each its own turn of the event loop, until nothing expired is left.
+    if (this.retention.sweep(preciseNow())) setImmediate(() => this.#sweep())
+  }
+
+  #announce(topic: string, seq: number, ordinal: number, payload: Uint8Array, putAt: number): void {
     const subscribers = this.#subscribers.get(topic)
-    if (subscribers !== undefined) for (const subscriber of subscribers) subscriber.onPut(topic, seq, payload, putAt)
+    if (subscribers !== undefined) for (const subscriber of subscribers) subscriber.onPut(topic, seq, ordinal, payload, putAt)
     const waiting = this.#waiters.get(topic)
     if (waiting !== undefined) {
       // Detach first: a woken reader may go on to wait on this topic again.
@@ -157,24 +229,36 @@ export class Broker {
   }
 }
 
+/** Where a reader is in one topic: the last message read (seq, and ordinal when known). */
+interface Cursor {
+  seq: number
+  /** Ordinal of the message at `seq`, or -1 when the cursor is still the reader's start. */
+  ordinal: number
+}
+
+const UNKNOWN_ORDINAL = -1
+
 export class Reader {
   readonly #broker: Broker
   /** Cursor for topics this reader has not read yet: the newest sequence when it was opened. */
   readonly #startSeq: number
-  readonly #cursors = new Map<string, number>()
+  readonly #cursors = new Map<string, Cursor>()
   /** Pending getWaits, at most one per topic. */
   readonly #waiters = new Map<string, Waiter>()
+  /** Named readers write each cursor move to the store, so they resume exactly. */
+  readonly name: string | null
 
-  constructor(broker: Broker, startSeq: number) {
+  constructor(broker: Broker, startSeq: number, name: string | null) {
     this.#broker = broker
     this.#startSeq = startSeq
+    this.name = name
   }
 
-  get(topic: string): StoredMessage | null {
+  get(topic: string): Delivery | null {
     return this.#deliver(topic, this.#broker.store.oldestAfter(topic, this.cursor(topic)))
   }
 
-  getLatest(topic: string): StoredMessage | null {
+  getLatest(topic: string): Delivery | null {
     return this.#deliver(topic, this.#broker.store.newestAfter(topic, this.cursor(topic)))
   }
 
@@ -182,7 +266,7 @@ export class Reader {
    * Returns the oldest unread message now if there is one. Otherwise returns null and calls
    * `callback` exactly once: with the message as soon as one is put, or with null on timeout.
    */
-  getWait(topic: string, timeoutMs: number, callback: WaitCallback): StoredMessage | null {
+  getWait(topic: string, timeoutMs: number, callback: WaitCallback): Delivery | null {
     if (this.#waiters.has(topic)) throw new Error(`reader is already waiting on ${JSON.stringify(topic)}`)
     const message = this.get(topic)
     if (message === null) this.#waiters.set(topic, this.#broker.addWaiter(this, topic, timeoutMs, callback))
@@ -194,14 +278,37 @@ export class Reader {
   }
 
   /** Marks a message as read that was handed over without a look-up (a subscription push). */
-  markRead(topic: string, seq: number, bytes: number, putAt: number): void {
-    this.#cursors.set(topic, seq)
+  markRead(topic: string, seq: number, ordinal: number, bytes: number, putAt: number): void {
+    this.#setCursor(topic, seq, ordinal)
     this.#broker.counters.countDelivery(bytes, putAt)
   }
 
   /** The last sequence number this reader has read on `topic`. */
   cursor(topic: string): number {
-    return this.#cursors.get(topic) ?? this.#startSeq
+    return this.#cursors.get(topic)?.seq ?? this.#startSeq
+  }
+
+  /** @internal A named reader's saved position. */
+  restoreCursor(topic: string, seq: number, ordinal: number): void {
+    this.#cursors.set(topic, { seq, ordinal })
+  }
+
+  /**
+   * @internal Retention is about to remove `dropped` (the oldest messages of `topic`). If this
+   * reader has not read the topic yet, note how many of the topic's messages were at or before
+   * its start, while the removed rows can still tell.
+   */
+  beforeDrop(topic: TopicState, dropped: readonly DroppedMessage[]): void {
+    const cursor = this.#cursors.get(topic.name)
+    if (cursor !== undefined && cursor.ordinal !== UNKNOWN_ORDINAL) return
+    const start = cursor?.seq ?? this.#startSeq
+    if (start >= dropped[dropped.length - 1]!.seq) return
+    let ordinal = dropped[0]!.ordinal - 1
+    for (const message of dropped) {
+      if (message.seq > start) break
+      ordinal = message.ordinal
+    }
+    this.#cursors.set(topic.name, { seq: start, ordinal })
   }
 
   forgetWaiter(waiter: Waiter): void {
@@ -213,13 +320,38 @@ export class Reader {
     for (const waiter of [...this.#waiters.values()]) this.#broker.cancelWait(waiter, true)
   }
 
-  /** Drops pending waits without answering them (the connection is gone). */
+  /** Drops pending waits without answering them, and stops being told of retention. */
   close(): void {
     for (const waiter of [...this.#waiters.values()]) this.#broker.cancelWait(waiter, false)
+    this.#broker.forgetReader(this)
   }
 
-  #deliver(topic: string, message: StoredMessage | null): StoredMessage | null {
-    if (message !== null) this.markRead(topic, message.seq, message.payload.length, message.putAt)
-    return message
+  #deliver(topic: string, message: StoredMessage | null): Delivery | null {
+    if (message === null) return null
+    const missed = this.#missedBefore(topic, message)
+    this.markRead(topic, message.seq, message.ordinal, message.payload.length, message.putAt)
+    return { ...message, missed }
+  }
+
+  /** Messages of `topic` between this reader's cursor and `message` that retention removed. */
+  #missedBefore(topic: string, message: StoredMessage): number | null {
+    const state = this.#broker.store.topic(topic)!
+    const cursor = this.#cursors.get(topic)
+    const cursorSeq = cursor?.seq ?? this.#startSeq
+    if (state.droppedThroughSeq <= cursorSeq) return 0
+    // Unknown only for a start cursor that retention passed while this reader was not open
+    // (an HTTP read after an old sequence, a named reader away while its topic expired).
+    const ordinal = cursor?.ordinal ?? UNKNOWN_ORDINAL
+    return ordinal === UNKNOWN_ORDINAL ? null : Math.max(0, message.ordinal - ordinal - 1)
+  }
+
+  #setCursor(topic: string, seq: number, ordinal: number): void {
+    const cursor = this.#cursors.get(topic)
+    if (cursor === undefined) this.#cursors.set(topic, { seq, ordinal })
+    else {
+      cursor.seq = seq
+      cursor.ordinal = ordinal
+    }
+    if (this.name !== null) this.#broker.store.saveNamedCursor(this.name, topic, seq, ordinal)
   }
 }

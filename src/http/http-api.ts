@@ -5,6 +5,8 @@
  *   GET  /topics/{topic}?after=N&wait=S  the first message after sequence N (default 0);
  *                                        200 with the payload, 204 when none (after waiting
  *                                        up to S seconds for one, if asked)
+ *   GET  /topics/{topic}?cursor=NAME     the next message for the named cursor NAME, which
+ *                                        remembers its position (across restarts with --db)
  *   GET  /topics/{topic}/latest          the newest message; 200 or 204
  *   GET  /topics/{topic}/events          new messages as Server-Sent Events (resumes from
  *                                        Last-Event-ID or ?after=N)
@@ -15,11 +17,11 @@
  * {"error": {"code": "...", "text": "..."}}.
  */
 import type { Server } from "bun"
-import type { Broker } from "../broker/broker.ts"
+import type { Broker, Delivery } from "../broker/broker.ts"
 import { ProtocolError, type ErrorName } from "../protocol/errors.ts"
 import { MAX_TOPIC_BYTES, MAX_WAIT_MS } from "../protocol/limits.ts"
 import type { ServerStats } from "../server/stats.ts"
-import type { StoredMessage } from "../store/store.ts"
+import { MAX_CURSOR_NAME_BYTES } from "../protocol/binary.ts"
 import { formatMetrics, METRICS_CONTENT_TYPE } from "./metrics.ts"
 import { eventStream } from "./sse.ts"
 
@@ -33,6 +35,8 @@ export interface HttpContext {
 /** Headers that carry a message's metadata next to its raw payload. */
 export const SEQ_HEADER = "DSMQ-Seq"
 export const TOPIC_HEADER = "DSMQ-Topic"
+/** Messages before this one that retention removed unread (sent when there were any). */
+export const MISSED_HEADER = "DSMQ-Missed"
 
 class HttpError extends Error {
   constructor(
@@ -55,13 +59,16 @@ export async function handleHttp(request: Request, server: Server<unknown>, cont
     }
     if (error instanceof ProtocolError) {
       context.countError(error.errorName)
-      return json(400, { error: { code: error.errorName, text: error.message } })
+      return json(STATUS_BY_ERROR[error.errorName] ?? 400, { error: { code: error.errorName, text: error.message } })
     }
     throw error
   }
 }
 
-const ERROR_NAMES = { bad_field: true, too_large: true } as const
+const ERROR_NAMES = { bad_field: true, too_large: true, topic_full: true, store_full: true, cursor_busy: true } as const
+
+/** Statuses for the broker's own refusals. */
+const STATUS_BY_ERROR: Partial<Record<ErrorName, number>> = { topic_full: 507, store_full: 507, cursor_busy: 409 }
 
 async function route(request: Request, server: Server<unknown>, context: HttpContext): Promise<Response> {
   const url = new URL(request.url)
@@ -73,9 +80,15 @@ async function route(request: Request, server: Server<unknown>, context: HttpCon
         if (request.method === "POST") return await put(request, topic, context)
         allow(request, "GET, HEAD, POST")
         return await getAfter(request, server, url, topic, context)
-      case "latest":
+      case "latest": {
         allow(request, "GET, HEAD")
-        return messageResponse(context.broker.openReaderAt(0).getLatest(topic), topic)
+        const reader = context.broker.openReaderAt(0)
+        try {
+          return messageResponse(reader.getLatest(topic), topic)
+        } finally {
+          reader.close()
+        }
+      }
       case "events":
         allow(request, "GET")
         return events(request, server, url, topic, context)
@@ -108,17 +121,26 @@ async function getAfter(
   topic: string,
   context: HttpContext,
 ): Promise<Response> {
-  const after = readSeq(url.searchParams.get("after"), "after") ?? 0
+  const cursor = url.searchParams.get("cursor")
+  const after = readSeq(url.searchParams.get("after"), "after")
+  if (cursor !== null && after !== undefined) throw new HttpError(400, "bad_field", "give either after or cursor, not both")
+  if (cursor !== null && (cursor === "" || Buffer.byteLength(cursor) > MAX_CURSOR_NAME_BYTES)) {
+    throw new HttpError(400, "bad_field", `a cursor name must have 1 to ${MAX_CURSOR_NAME_BYTES} bytes`)
+  }
   const waitSeconds = readNumber(url.searchParams.get("wait"), "wait", 0, MAX_WAIT_MS / 1000) ?? 0
-  const reader = context.broker.openReaderAt(after)
-  if (waitSeconds === 0) return messageResponse(reader.get(topic), topic)
-  // A long poll outlives the server's idle timeout.
-  server.timeout(request, 0)
-  const { promise, resolve } = Promise.withResolvers<StoredMessage | null>()
-  const now = reader.getWait(topic, waitSeconds * 1000, resolve)
-  if (now !== null) return messageResponse(now, topic)
-  request.signal.addEventListener("abort", () => reader.close(), { once: true })
-  return messageResponse(await promise, topic)
+  const reader = cursor === null ? context.broker.openReaderAt(after ?? 0) : context.broker.openNamedReader(cursor)
+  try {
+    if (waitSeconds === 0) return messageResponse(reader.get(topic), topic)
+    const { promise, resolve } = Promise.withResolvers<Delivery | null>()
+    const now = reader.getWait(topic, waitSeconds * 1000, resolve)
+    if (now !== null) return messageResponse(now, topic)
+    // A long poll outlives the server's idle timeout; a client that gives up ends the wait.
+    server.timeout(request, 0)
+    request.signal.addEventListener("abort", () => reader.close(), { once: true })
+    return messageResponse(await promise, topic)
+  } finally {
+    reader.close()
+  }
 }
 
 function events(request: Request, server: Server<unknown>, url: URL, topic: string, context: HttpContext): Response {
@@ -131,15 +153,15 @@ function events(request: Request, server: Server<unknown>, url: URL, topic: stri
   })
 }
 
-function messageResponse(message: StoredMessage | null, topic: string): Response {
+function messageResponse(message: Delivery | null, topic: string): Response {
   if (message === null) return new Response(null, { status: 204 })
-  return new Response(message.payload, {
-    headers: {
-      "Content-Type": "application/octet-stream",
-      [SEQ_HEADER]: String(message.seq),
-      [TOPIC_HEADER]: encodeURIComponent(topic),
-    },
-  })
+  const headers: Record<string, string> = {
+    "Content-Type": "application/octet-stream",
+    [SEQ_HEADER]: String(message.seq),
+    [TOPIC_HEADER]: encodeURIComponent(topic),
+  }
+  if (message.missed !== null && message.missed > 0) headers[MISSED_HEADER] = String(message.missed)
+  return new Response(message.payload, { headers })
 }
 
 function decodeTopic(segment: string): string {

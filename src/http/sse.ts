@@ -4,7 +4,7 @@
  * so a reader that falls behind costs the server nothing but its cursor, and a reconnecting
  * browser resumes exactly where it stopped (Last-Event-ID is the last sequence it got).
  */
-import type { Broker, Reader, Subscriber } from "../broker/broker.ts"
+import type { Broker, Delivery, Reader, Subscriber } from "../broker/broker.ts"
 
 /** A comment line now and then keeps proxies from closing an idle stream and finds dead peers. */
 const KEEPALIVE_MS = 15_000
@@ -38,7 +38,7 @@ export function eventStream(broker: Broker, topic: string, afterSeq: number): Re
       for (let i = 0; i < MESSAGES_PER_PULL; i++) {
         const message = reader.get(topic)
         if (message === null) break
-        text += formatEvent(message.seq, message.payload)
+        text += formatDelivery(message)
       }
       if (text === "") {
         // Nothing unread: wait for a put on the topic, or send a keepalive.
@@ -50,7 +50,7 @@ export function eventStream(broker: Broker, topic: string, afterSeq: number): Re
         wake = null
         if (cancelled) return
         const message = reader.get(topic)
-        text = message === null ? ": keepalive\n\n" : formatEvent(message.seq, message.payload)
+        text = message === null ? ": keepalive\n\n" : formatDelivery(message)
       }
       controller.enqueue(encoder.encode(text))
     },
@@ -62,6 +62,12 @@ export function eventStream(broker: Broker, topic: string, afterSeq: number): Re
       wake?.()
     },
   })
+}
+
+/** A message event, after a `missed` event when retention removed messages before it. */
+function formatDelivery(message: Delivery): string {
+  const missed = message.missed !== null && message.missed > 0 ? `event: missed\ndata: ${message.missed}\n\n` : ""
+  return missed + formatEvent(message.seq, message.payload)
 }
 
 /** One event: `id` is the sequence number; each line of the payload is a `data:` line. */

@@ -26,6 +26,7 @@ export const Op = {
   unsubscribe: 0x08,
   ping: 0x09,
   stats: 0x0a,
+  cursor: 0x0b,
   ok: 0x80,
   welcome: 0x81,
   putAck: 0x82,
@@ -43,7 +44,12 @@ export const Flag = {
   ack: 0x01,
   /** On ERROR: the server closes the connection after this frame. */
   fatal: 0x01,
+  /** On MESSAGE and DELIVER: a u32 count of messages the reader missed follows the seq. */
+  missed: 0x01,
 } as const
+
+/** Longest cursor name, in UTF-8 bytes. */
+export const MAX_CURSOR_NAME_BYTES = 256
 
 const utf8 = new TextDecoder("utf-8", { fatal: true })
 const encoder = new TextEncoder()
@@ -175,6 +181,7 @@ export type BinaryRequest =
   | { readonly op: typeof Op.getWait; readonly requestId: number; readonly topic: string; readonly timeoutMs: number }
   | { readonly op: typeof Op.ping; readonly requestId: number; readonly body: Uint8Array }
   | { readonly op: typeof Op.stats; readonly requestId: number }
+  | { readonly op: typeof Op.cursor; readonly requestId: number; readonly name: string }
 
 export interface RejectedFrame {
   readonly op: "rejected"
@@ -198,7 +205,7 @@ export function readRequest(frame: Uint8Array): BinaryRequest | RejectedFrame {
   const body = new BodyReader(frame, opcode)
   try {
     // An unknown opcode is reported as such whatever its flags, so a client can probe for it.
-    if (opcode === 0 || opcode > Op.stats) {
+    if (opcode === 0 || opcode > Op.cursor) {
       return {
         op: "rejected",
         requestId,
@@ -250,9 +257,18 @@ export function readRequest(frame: Uint8Array): BinaryRequest | RejectedFrame {
       }
       case Op.ping:
         return { op: Op.ping, requestId, body: body.rest() }
-      default: // Op.stats, the last opcode
+      case Op.stats:
         body.end()
         return { op: Op.stats, requestId }
+      default: {
+        // Op.cursor, the last opcode
+        const name = body.topic()
+        body.end()
+        if (name === "" || Buffer.byteLength(name) > MAX_CURSOR_NAME_BYTES) {
+          throw bad(`a cursor name must have 1 to ${MAX_CURSOR_NAME_BYTES} bytes`)
+        }
+        return { op: Op.cursor, requestId, name }
+      }
     }
   } catch (error) {
     if (!(error instanceof ProtocolError)) throw error
@@ -282,6 +298,8 @@ export type BinaryReply =
       readonly op: typeof Op.message | typeof Op.deliver
       readonly requestId: number
       readonly seq: number
+      /** Messages before this one that retention removed unread (0 when the flag is absent). */
+      readonly missed: number
       readonly topic: string
       readonly payload: Uint8Array
     }
@@ -317,8 +335,9 @@ export function readReply(frame: Uint8Array): BinaryReply {
     case Op.message:
     case Op.deliver: {
       const seq = body.u64()
+      const missed = (frame[5]! & Flag.missed) !== 0 ? body.u32() : 0
       const topic = body.topic()
-      return { op: opcode, requestId, seq, topic, payload: body.rest() }
+      return { op: opcode, requestId, seq, missed, topic, payload: body.rest() }
     }
     case Op.pong:
     case Op.statsReply:
@@ -449,6 +468,21 @@ export class FrameWriter {
     this.#bytes = grown
     this.#view = new DataView(grown.buffer)
   }
+}
+
+/** A MESSAGE or DELIVER frame; the MISSED flag and count only when something was missed. */
+export function writeMessage(
+  writer: FrameWriter,
+  op: typeof Op.message | typeof Op.deliver,
+  requestId: number,
+  seq: number,
+  missed: number | null,
+  topic: string,
+  payload: Uint8Array,
+): void {
+  if (missed === null || missed === 0) writer.begin(op, 0, requestId).u64(seq)
+  else writer.begin(op, Flag.missed, requestId).u64(seq).u32(Math.min(missed, 0xffffffff))
+  writer.topic(topic).bytes(payload).end()
 }
 
 export function writeError(writer: FrameWriter, requestId: number, error: ProtocolError, fatal: boolean): void {

@@ -19,6 +19,12 @@ export const ErrorCode = {
   shutdown_refused: 7,
   /** A binary HELLO asks for a protocol version the server does not speak. */
   unsupported_version: 8,
+  /** The topic is at its retention limit and its policy is to refuse new puts. */
+  topic_full: 9,
+  /** The store is at its memory cap and nothing can be dropped to make room for this put. */
+  store_full: 10,
+  /** A named cursor is in use by another connection. */
+  cursor_busy: 11,
 } as const
 
 export type ErrorName = keyof typeof ErrorCode

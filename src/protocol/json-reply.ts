@@ -10,8 +10,10 @@ const utf8 = new TextDecoder()
 
 export const EMPTY_REPLY = '{"message":""}'
 
-export function messageReply(seq: number, payload: Uint8Array): string {
-  return `{"message":${JSON.stringify(utf8.decode(payload))},"seq":${seq}}`
+/** `missed`: messages retention removed before this one that the reader never got (shown when > 0). */
+export function messageReply(seq: number, payload: Uint8Array, missed: number | null = 0): string {
+  const lost = missed === null || missed === 0 ? "" : `,"missed":${missed}`
+  return `{"message":${JSON.stringify(utf8.decode(payload))},"seq":${seq}${lost}}`
 }
 
 /**

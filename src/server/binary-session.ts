@@ -3,7 +3,7 @@
  * a pending GET_WAIT does not hold back the requests behind it, and subscriptions push new
  * messages as they are put.
  */
-import type { Reader, Subscriber } from "../broker/broker.ts"
+import type { Delivery, Reader, Subscriber } from "../broker/broker.ts"
 import {
   BINARY_VERSION,
   detachRequest,
@@ -11,11 +11,11 @@ import {
   Op,
   readRequest,
   writeError,
+  writeMessage,
   type BinaryRequest,
   type RejectedFrame,
 } from "../protocol/binary.ts"
 import { ProtocolError } from "../protocol/errors.ts"
-import type { StoredMessage } from "../store/store.ts"
 import type { Session, SessionHost } from "./session.ts"
 
 type BinaryItem = BinaryRequest | RejectedFrame
@@ -35,14 +35,18 @@ class Subscription implements Subscriber {
     readonly session: BinarySession,
   ) {}
 
-  onPut(topic: string, seq: number, payload: Uint8Array, putAt: number): void {
-    if (this.live) this.session.push(this, topic, seq, payload, putAt)
+  onPut(topic: string, seq: number, ordinal: number, payload: Uint8Array, putAt: number): void {
+    if (this.live) this.session.push(this, topic, seq, ordinal, payload, putAt)
   }
 }
 
 export class BinarySession implements Session<BinaryItem> {
   readonly #host: SessionHost
-  readonly #reader: Reader
+  /** The connection's reader, or a named one after CURSOR. */
+  #reader: Reader
+  #named = false
+  /** Whether anything has read through #reader yet (CURSOR must come before). */
+  #readStarted = false
   readonly #writer = new FrameWriter()
   readonly #subscriptions = new Map<string, Subscription>()
   /** Subscriptions that are not live: they have messages in the store to catch up on. */
@@ -88,31 +92,28 @@ export class BinarySession implements Session<BinaryItem> {
       case Op.hello:
         this.#hello(requestId, request.version)
         return
-      case Op.put: {
-        const seq = this.#host.broker.put(request.topic, request.payload)
-        if (request.ack) writer.begin(Op.putAck, 0, requestId).u64(seq).u32(1).end()
+      case Op.put:
+      case Op.putMany:
+        this.#put(request)
         return
-      }
-      case Op.putMany: {
-        if (request.entries.length === 0) {
-          if (request.ack) writer.begin(Op.putAck, 0, requestId).u64(this.#host.broker.store.lastSeq + 1).u32(0).end()
-          return
-        }
-        const first = this.#host.broker.putMany(request.entries)
-        if (request.ack) writer.begin(Op.putAck, 0, requestId).u64(first).u32(request.entries.length).end()
-        return
-      }
       case Op.get:
+        this.#readStarted = true
         this.#writeMessage(requestId, request.topic, this.#reader.get(request.topic))
         return
       case Op.getLatest:
+        this.#readStarted = true
         this.#writeMessage(requestId, request.topic, this.#reader.getLatest(request.topic))
         return
       case Op.getWait:
+        this.#readStarted = true
         this.#getWait(requestId, request.topic, request.timeoutMs)
         return
       case Op.subscribe:
+        this.#readStarted = true
         this.#subscribe(requestId, request.topic)
+        return
+      case Op.cursor:
+        this.#useCursor(requestId, request.name)
         return
       case Op.unsubscribe: {
         const subscription = this.#subscriptions.get(request.topic)
@@ -134,14 +135,14 @@ export class BinarySession implements Session<BinaryItem> {
   }
 
   /** A live subscription's new message: encoded now unless the connection is backed up. */
-  push(subscription: Subscription, topic: string, seq: number, payload: Uint8Array, putAt: number): void {
+  push(subscription: Subscription, topic: string, seq: number, ordinal: number, payload: Uint8Array, putAt: number): void {
     if (this.#host.outboundBytes() >= this.#host.limits.maxOutboundBytes) {
       subscription.live = false
       this.#lagging.add(subscription)
       return
     }
-    this.#writer.begin(Op.deliver, 0, 0).u64(seq).topic(topic).bytes(payload).end()
-    this.#reader.markRead(topic, seq, payload.length, putAt)
+    writeMessage(this.#writer, Op.deliver, 0, seq, 0, topic, payload)
+    this.#reader.markRead(topic, seq, ordinal, payload.length, putAt)
     this.#host.wake()
   }
 
@@ -156,7 +157,7 @@ export class BinarySession implements Session<BinaryItem> {
           this.#lagging.delete(subscription)
           break
         }
-        this.#writer.begin(Op.deliver, 0, 0).u64(message.seq).topic(subscription.topic).bytes(message.payload).end()
+        writeMessage(this.#writer, Op.deliver, 0, message.seq, message.missed, subscription.topic, message.payload)
       }
       if (this.#writer.length >= stopAt) return
     }
@@ -171,9 +172,50 @@ export class BinarySession implements Session<BinaryItem> {
     this.close()
   }
 
-  /** Drops subscriptions; the connection closes the reader. */
+  /** Drops subscriptions and a named reader; the connection closes its own reader. */
   close(): void {
     for (const subscription of [...this.#subscriptions.values()]) this.#drop(subscription)
+    if (this.#named) this.#reader.close()
+  }
+
+  #put(request: Extract<BinaryRequest, { op: typeof Op.put | typeof Op.putMany }>): void {
+    const broker = this.#host.broker
+    let first: number
+    let count: number
+    try {
+      if (request.op === Op.put) {
+        first = broker.put(request.topic, request.payload)
+        count = 1
+      } else {
+        count = request.entries.length
+        first = count === 0 ? broker.store.lastSeq + 1 : broker.putMany(request.entries)
+      }
+    } catch (error) {
+      // A full topic or store (or a bad entry): the frame is refused whole, the connection goes on.
+      if (!(error instanceof ProtocolError)) throw error
+      this.#reportError(request.requestId, error)
+      return
+    }
+    if (request.ack) this.#writer.begin(Op.putAck, 0, request.requestId).u64(first).u32(count).end()
+  }
+
+  /** CURSOR: read through a named cursor from now on, resuming where that name last stopped. */
+  #useCursor(requestId: number, name: string): void {
+    if (this.#readStarted || this.#named) {
+      this.#reportError(requestId, new ProtocolError("bad_field", "CURSOR must come before any read or subscription, once"))
+      return
+    }
+    try {
+      const named = this.#host.broker.openNamedReader(name)
+      this.#reader.close()
+      this.#reader = named
+      this.#named = true
+    } catch (error) {
+      if (!(error instanceof ProtocolError)) throw error
+      this.#reportError(requestId, error)
+      return
+    }
+    this.#writer.begin(Op.ok, 0, requestId).end()
   }
 
   #hello(requestId: number, version: number): void {
@@ -222,9 +264,9 @@ export class BinarySession implements Session<BinaryItem> {
     this.#lagging.delete(subscription)
   }
 
-  #writeMessage(requestId: number, topic: string, message: StoredMessage | null): void {
+  #writeMessage(requestId: number, topic: string, message: Delivery | null): void {
     if (message === null) this.#writer.begin(Op.empty, 0, requestId).end()
-    else this.#writer.begin(Op.message, 0, requestId).u64(message.seq).topic(topic).bytes(message.payload).end()
+    else writeMessage(this.#writer, Op.message, requestId, message.seq, message.missed, topic, message.payload)
   }
 
   /** A non-fatal error: the reply to this request, and the connection goes on. */

@@ -4,7 +4,7 @@
  * pending get_wait holds back the ones behind it, because the replies carry nothing that would
  * let a client match them otherwise.
  */
-import type { Reader } from "../broker/broker.ts"
+import type { Delivery, Reader } from "../broker/broker.ts"
 import type { Output } from "../net/transport.ts"
 import { WireProtocol } from "../protocol/detect.ts"
 import { ProtocolError } from "../protocol/errors.ts"
@@ -18,7 +18,6 @@ import {
   upstreamMessageReply,
 } from "../protocol/json-reply.ts"
 import { parseJsonRequest, type RejectedRequest, type Request } from "../protocol/json-request.ts"
-import type { StoredMessage } from "../store/store.ts"
 import type { Session, SessionHost } from "./session.ts"
 
 type JsonItem = Request | RejectedRequest
@@ -75,7 +74,15 @@ export class JsonSession implements Session<JsonItem> {
     const reader = this.#reader
     switch (request.action) {
       case "put": {
-        const seq = this.#host.broker.put(request.topic, Buffer.from(request.message))
+        let seq: number
+        try {
+          seq = this.#host.broker.put(request.topic, Buffer.from(request.message))
+        } catch (error) {
+          // A full topic or store: refused like any other bad put.
+          if (!(error instanceof ProtocolError)) throw error
+          this.#reject(error, request.ack)
+          return
+        }
         if (request.ack) this.#reply(ackReply(seq))
         return
       }
@@ -119,7 +126,7 @@ export class JsonSession implements Session<JsonItem> {
   /** Nothing of its own to drop: the connection closes the reader. */
   close(): void {}
 
-  readonly #answerWait = (message: StoredMessage | null): void => {
+  readonly #answerWait = (message: Delivery | null): void => {
     this.#waiting = false
     this.#replyWith(message)
     this.#host.wake()
@@ -133,9 +140,9 @@ export class JsonSession implements Session<JsonItem> {
     else this.#host.closeAfterReplies(error)
   }
 
-  #replyWith(message: StoredMessage | null): void {
+  #replyWith(message: Delivery | null): void {
     if (this.#webSocket) this.#reply(message === null ? UPSTREAM_EMPTY_REPLY : upstreamMessageReply(message.payload))
-    else this.#reply(message === null ? EMPTY_REPLY : messageReply(message.seq, message.payload))
+    else this.#reply(message === null ? EMPTY_REPLY : messageReply(message.seq, message.payload, message.missed))
   }
 
   #reply(body: string): void {

@@ -9,7 +9,8 @@ import { Broker } from "../broker/broker.ts"
 import { handleHttp } from "../http/http-api.ts"
 import { TcpTransport } from "../net/tcp-transport.ts"
 import { WebSocketTransport } from "../net/websocket-transport.ts"
-import { Store } from "../store/store.ts"
+import { DEFAULT_RETENTION, type RetentionConfig } from "../broker/retention.ts"
+import { Store, type SyncLevel } from "../store/store.ts"
 import { Connection, type ConnectionContext } from "./connection.ts"
 import type { ConnectionLimits } from "./session.ts"
 import { collectStats, ErrorCounts, type ServerStats } from "./stats.ts"
@@ -24,6 +25,11 @@ export interface ServerOptions {
   readonly httpPort: number | null
   readonly maxMessageBytes: number
   readonly allowShutdown: boolean
+  /** How much the store keeps (DEFAULT_RETENTION when omitted). */
+  readonly retention?: RetentionConfig
+  /** A database file for durable storage; in memory when omitted. */
+  readonly db?: string
+  readonly sync?: SyncLevel
   /** Where the server reports closed connections and other events; silent when omitted. */
   readonly log?: (line: string) => void
 }
@@ -58,7 +64,8 @@ interface SocketData {
 }
 
 export function startServer(options: ServerOptions): RunningServer {
-  const broker = new Broker(new Store())
+  const store = new Store({ ...(options.db === undefined ? {} : { path: options.db }), sync: options.sync ?? "normal" })
+  const broker = new Broker(store, options.retention ?? DEFAULT_RETENTION)
   const connections = new Set<Connection>()
   const errors = new ErrorCounts()
   const log = options.log ?? (() => {})
@@ -89,7 +96,8 @@ export function startServer(options: ServerOptions): RunningServer {
     tcp?.stop(true)
     void http?.stop(true)
     broker.releaseAllWaiters()
-    broker.store.close()
+    broker.close()
+    store.close()
     resolveStopped()
   }
 
@@ -191,7 +199,8 @@ export function startServer(options: ServerOptions): RunningServer {
   } catch (error) {
     const failedPort = tcp === null ? options.port : (options.httpPort ?? 0)
     tcp?.stop(true)
-    broker.store.close()
+    broker.close()
+    store.close()
     throw new ListenError(options.host, failedPort, error)
   }
 

@@ -3,84 +3,227 @@
  * built per request would be parsed again each time (and leaks on in-memory databases).
  *
  * Messages are keyed by one global, strictly increasing sequence number (`seq`), assigned here,
- * so "what a reader has not seen yet" is an exact integer comparison. The (topic_id, seq) index
- * makes the oldest/newest-after-a-cursor look-ups a single index seek, whatever the number of
- * topics or stored messages.
+ * so "what a reader has not seen yet" is an exact integer comparison. Each message also has
+ * an `ordinal`, its position in its topic (1, 2, 3, ...), which lets a reader count the
+ * messages retention removed before it read them. The (topic_id, seq) index makes the
+ * oldest/newest-after-a-cursor look-ups one index seek, whatever the number of topics or
+ * stored messages.
+ *
+ * Messages are only ever removed from the old end of a topic (`dropOldest`), so what a topic
+ * has lost is always a prefix: `droppedThroughSeq` / `droppedOrdinal` describe it exactly.
  */
 import { Database, type Statement } from "bun:sqlite"
 
 export interface StoredMessage {
   readonly seq: number
+  /** Position in its topic: 1 for the topic's first message ever. */
+  readonly ordinal: number
   readonly payload: Uint8Array
   /** When it was put: milliseconds since the epoch, with sub-millisecond precision. */
   readonly putAt: number
 }
 
+/** What the store knows of one topic, kept in memory for the put path and retention. */
+export interface TopicState {
+  readonly id: number
+  readonly name: string
+  /** Ordinal of the newest message ever put. */
+  lastOrdinal: number
+  /** Messages and payload bytes stored now. */
+  count: number
+  bytes: number
+  /** The newest message removed by retention (0 when none), and its ordinal. */
+  droppedThroughSeq: number
+  droppedOrdinal: number
+}
+
+/** A message as retention sees it: enough to decide whether to drop it and to count it. */
+export interface DroppedMessage {
+  readonly seq: number
+  readonly ordinal: number
+  readonly bytes: number
+  readonly putAt: number
+}
+
+const TIME_ORIGIN = performance.timeOrigin
+
 /** Wall-clock milliseconds with the precision of performance.now(). */
 export function preciseNow(): number {
-  return performance.timeOrigin + performance.now()
+  return TIME_ORIGIN + performance.now()
+}
+
+/** Durability of a file store: `normal` survives a crash of the process, `full` also power loss. */
+export type SyncLevel = "normal" | "full"
+
+export interface StoreOptions {
+  /** A file for durable storage; in memory when omitted (as upstream). */
+  readonly path?: string
+  readonly sync?: SyncLevel
 }
 
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS topics (
-    id   INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE
+    id                  INTEGER PRIMARY KEY,
+    name                TEXT NOT NULL UNIQUE,
+    dropped_through_seq INTEGER NOT NULL DEFAULT 0,
+    dropped_ordinal     INTEGER NOT NULL DEFAULT 0
   );
   CREATE TABLE IF NOT EXISTS messages (
-    seq       INTEGER PRIMARY KEY,
-    topic_id  INTEGER NOT NULL REFERENCES topics (id),
-    put_at    REAL NOT NULL,
-    payload   BLOB NOT NULL
+    seq      INTEGER PRIMARY KEY,
+    topic_id INTEGER NOT NULL REFERENCES topics (id),
+    ordinal  INTEGER NOT NULL,
+    put_at   REAL NOT NULL,
+    payload  BLOB NOT NULL
   );
   CREATE INDEX IF NOT EXISTS messages_by_topic ON messages (topic_id, seq);
+  -- The highest sequence number ever assigned, so none is reused after the newest messages
+  -- were removed and the server restarted.
+  CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+  );
+  -- Named cursors: where a named reader started, and how far it has read in each topic.
+  CREATE TABLE IF NOT EXISTS named_readers (
+    name      TEXT PRIMARY KEY,
+    start_seq INTEGER NOT NULL
+  );
+  CREATE TABLE IF NOT EXISTS named_cursors (
+    reader   TEXT NOT NULL,
+    topic_id INTEGER NOT NULL,
+    seq      INTEGER NOT NULL,
+    ordinal  INTEGER NOT NULL,
+    PRIMARY KEY (reader, topic_id)
+  ) WITHOUT ROWID;
 `
 
+const SELECT_MESSAGE = "SELECT seq, ordinal, payload, put_at AS putAt FROM messages"
+
+export interface NamedCursor {
+  readonly topic: string
+  readonly seq: number
+  readonly ordinal: number
+}
+
 export class Store {
+  readonly path: string
   readonly #db: Database
-  readonly #topicIds = new Map<string, number>()
+  readonly #topics = new Map<string, TopicState>()
+  readonly #topicsById = new Map<number, TopicState>()
   #lastSeq: number
+  #messageCount = 0
+  #bytes = 0
   readonly #insertTopic: Statement<{ id: number }, [string]>
-  readonly #insertMessage: Statement<unknown, [number, number, number, Uint8Array]>
-  #bytes: number
+  readonly #insertMessage: Statement<unknown, [number, number, number, number, Uint8Array]>
+  readonly #insertMany: (entries: readonly { topic: string; payload: Uint8Array }[], putAt: number) => void
   readonly #oldestAfter: Statement<StoredMessage, [number, number]>
   readonly #newestAfter: Statement<StoredMessage, [number, number]>
-  readonly #insertMany: (entries: readonly { topic: string; payload: Uint8Array }[], putAt: number) => void
-  /** Kept in memory: count(*) scans the whole table. */
-  #messageCount: number
+  readonly #oldestOfTopic: Statement<DroppedMessage, [number, number]>
+  readonly #oldestPutAt: Statement<{ putAt: number }, [number]>
+  readonly #oldestOverall: Statement<DroppedMessage & { topicId: number }, [number, number]>
+  readonly #deleteThrough: Statement<unknown, [number, number]>
+  readonly #recordDropped: Statement<unknown, [number, number, number]>
+  readonly #recordLastSeq: Statement<unknown, [number]>
+  readonly #dropTransaction: (topic: TopicState, dropped: readonly DroppedMessage[]) => void
+  readonly #readerStart: Statement<{ start_seq: number }, [string]>
+  readonly #insertReader: Statement<unknown, [string, number]>
+  readonly #readerCursors: Statement<{ topic_id: number; seq: number; ordinal: number }, [string]>
+  readonly #saveCursor: Statement<unknown, [string, number, number, number]>
+  readonly #statements: Statement[]
 
-  constructor(path = ":memory:") {
-    this.#db = new Database(path, { strict: true })
-    this.#db.run("PRAGMA journal_mode = WAL")
-    this.#db.run("PRAGMA synchronous = NORMAL")
+  constructor(options: StoreOptions = {}) {
+    this.path = options.path ?? ":memory:"
+    this.#db = new Database(this.path, { strict: true, create: true })
+    if (options.path !== undefined) {
+      // WAL: readers never block the writer, and a commit is one append to the log.
+      this.#db.run("PRAGMA journal_mode = WAL")
+      this.#db.run(`PRAGMA synchronous = ${options.sync === "full" ? "FULL" : "NORMAL"}`)
+    }
     this.#db.run(SCHEMA)
 
-    for (const { id, name } of this.#db.query<{ id: number; name: string }, []>("SELECT id, name FROM topics").all()) {
-      this.#topicIds.set(name, id)
+    const db = this.#db
+    for (const row of db
+      .query<{ id: number; name: string; dropped_through_seq: number; dropped_ordinal: number }, []>(
+        "SELECT id, name, dropped_through_seq, dropped_ordinal FROM topics",
+      )
+      .all()) {
+      this.#addTopic({
+        id: row.id,
+        name: row.name,
+        lastOrdinal: row.dropped_ordinal,
+        count: 0,
+        bytes: 0,
+        droppedThroughSeq: row.dropped_through_seq,
+        droppedOrdinal: row.dropped_ordinal,
+      })
     }
-    this.#lastSeq = this.#db.query<{ last: number | null }, []>("SELECT max(seq) AS last FROM messages").get()?.last ?? 0
+    for (const row of db
+      .query<{ topic_id: number; count: number; bytes: number; last: number }, []>(
+        "SELECT topic_id, count(*) AS count, sum(length(payload)) AS bytes, max(ordinal) AS last FROM messages GROUP BY topic_id",
+      )
+      .all()) {
+      const topic = this.#topicsById.get(row.topic_id)!
+      topic.count = row.count
+      topic.bytes = row.bytes
+      topic.lastOrdinal = Math.max(topic.lastOrdinal, row.last)
+      this.#messageCount += row.count
+      this.#bytes += row.bytes
+    }
+    const maxSeq = db.query<{ last: number | null }, []>("SELECT max(seq) AS last FROM messages").get()?.last ?? 0
+    const recorded = db.query<{ value: number }, []>("SELECT value FROM meta WHERE key = 'last_seq'").get()?.value ?? 0
+    this.#lastSeq = Math.max(maxSeq, recorded)
 
-    this.#insertTopic = this.#db.prepare("INSERT INTO topics (name) VALUES (?) RETURNING id")
-    this.#insertMessage = this.#db.prepare(
-      "INSERT INTO messages (seq, topic_id, put_at, payload) VALUES (?, ?, ?, ?)",
-    )
+    this.#insertTopic = db.prepare("INSERT INTO topics (name) VALUES (?) RETURNING id")
+    this.#insertMessage = db.prepare("INSERT INTO messages (seq, topic_id, ordinal, put_at, payload) VALUES (?, ?, ?, ?, ?)")
+    this.#insertMany = db.transaction((entries: readonly { topic: string; payload: Uint8Array }[], putAt: number) => {
+      let seq = this.#lastSeq
+      for (const entry of entries) {
+        const topic = this.#topicFor(entry.topic)
+        this.#insertMessage.run(++seq, topic.id, ++topic.lastOrdinal, putAt, entry.payload)
+      }
+    })
     // `+?` rather than `?`: Bun's SQLite re-prepares a statement whenever a value is bound to a
     // bare parameter compared with an index's first column (so the planner can look at it),
     // which made every get cost ~5 µs. The expression keeps the same index seek, prepared once.
-    this.#oldestAfter = this.#db.prepare(
-      "SELECT seq, payload, put_at AS putAt FROM messages WHERE topic_id = +? AND seq > ? ORDER BY seq ASC LIMIT 1",
+    this.#oldestAfter = db.prepare(`${SELECT_MESSAGE} WHERE topic_id = +? AND seq > ? ORDER BY seq ASC LIMIT 1`)
+    this.#newestAfter = db.prepare(`${SELECT_MESSAGE} WHERE topic_id = +? AND seq > ? ORDER BY seq DESC LIMIT 1`)
+    this.#oldestOfTopic = db.prepare(
+      "SELECT seq, ordinal, length(payload) AS bytes, put_at AS putAt FROM messages WHERE topic_id = +? ORDER BY seq ASC LIMIT ?",
     )
-    this.#newestAfter = this.#db.prepare(
-      "SELECT seq, payload, put_at AS putAt FROM messages WHERE topic_id = +? AND seq > ? ORDER BY seq DESC LIMIT 1",
+    this.#oldestPutAt = db.prepare("SELECT put_at AS putAt FROM messages WHERE topic_id = +? ORDER BY seq ASC LIMIT 1")
+    this.#oldestOverall = db.prepare(
+      "SELECT seq, topic_id AS topicId, ordinal, length(payload) AS bytes, put_at AS putAt FROM messages WHERE seq > ? ORDER BY seq ASC LIMIT ?",
     )
-    this.#insertMany = this.#db.transaction((entries: readonly { topic: string; payload: Uint8Array }[], putAt: number) => {
-      let seq = this.#lastSeq
-      for (const entry of entries) this.#insertMessage.run(++seq, this.#topicId(entry.topic), putAt, entry.payload)
+    this.#deleteThrough = db.prepare("DELETE FROM messages WHERE topic_id = +? AND seq <= ?")
+    this.#recordDropped = db.prepare("UPDATE topics SET dropped_through_seq = ?, dropped_ordinal = ? WHERE id = ?")
+    this.#recordLastSeq = db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?)")
+    this.#dropTransaction = db.transaction((topic: TopicState, dropped: readonly DroppedMessage[]) => {
+      const last = dropped[dropped.length - 1]!
+      this.#deleteThrough.run(topic.id, last.seq)
+      this.#recordDropped.run(last.seq, last.ordinal, topic.id)
+      this.#recordLastSeq.run(this.#lastSeq)
     })
-    const totals = this.#db
-      .query<{ count: number; bytes: number | null }, []>("SELECT count(*) AS count, sum(length(payload)) AS bytes FROM messages")
-      .get()
-    this.#messageCount = totals?.count ?? 0
-    this.#bytes = totals?.bytes ?? 0
+    this.#readerStart = db.prepare("SELECT start_seq FROM named_readers WHERE name = ?")
+    this.#insertReader = db.prepare("INSERT INTO named_readers (name, start_seq) VALUES (?, ?)")
+    this.#readerCursors = db.prepare("SELECT topic_id, seq, ordinal FROM named_cursors WHERE reader = ?")
+    this.#saveCursor = db.prepare(
+      "INSERT OR REPLACE INTO named_cursors (reader, topic_id, seq, ordinal) VALUES (?, ?, ?, ?)",
+    )
+    this.#statements = [
+      this.#insertTopic,
+      this.#insertMessage,
+      this.#oldestAfter,
+      this.#newestAfter,
+      this.#oldestOfTopic,
+      this.#oldestPutAt,
+      this.#oldestOverall,
+      this.#deleteThrough,
+      this.#recordDropped,
+      this.#recordLastSeq,
+      this.#readerStart,
+      this.#insertReader,
+      this.#readerCursors,
+      this.#saveCursor,
+    ]
   }
 
   /** The sequence number of the newest message ever stored (0 when none). */
@@ -90,8 +233,12 @@ export class Store {
 
   /** Stores a message and returns its sequence number. The payload is copied into SQLite. */
   put(topic: string, payload: Uint8Array, putAt = preciseNow()): number {
+    const state = this.#topicFor(topic)
     const seq = this.#lastSeq + 1
-    this.#insertMessage.run(seq, this.#topicId(topic), putAt, payload)
+    this.#insertMessage.run(seq, state.id, state.lastOrdinal + 1, putAt, payload)
+    state.lastOrdinal++
+    state.count++
+    state.bytes += payload.length
     this.#lastSeq = seq
     this.#messageCount++
     this.#bytes += payload.length
@@ -104,30 +251,107 @@ export class Store {
    */
   putMany(entries: readonly { topic: string; payload: Uint8Array }[], putAt = preciseNow()): number {
     const first = this.#lastSeq + 1
-    const knownTopics = this.#topicIds.size
+    const knownTopics = this.#topics.size
+    const ordinals = new Map<TopicState, number>()
+    for (const entry of entries) {
+      const topic = this.#topics.get(entry.topic)
+      if (topic !== undefined && !ordinals.has(topic)) ordinals.set(topic, topic.lastOrdinal)
+    }
     try {
       this.#insertMany(entries, putAt)
     } catch (error) {
-      // Rolled back: forget topic ids made inside the transaction (Map keeps insertion order).
-      for (const name of [...this.#topicIds.keys()].slice(knownTopics)) this.#topicIds.delete(name)
+      // Rolled back: restore ordinals and forget topics made inside the transaction.
+      for (const [topic, ordinal] of ordinals) topic.lastOrdinal = ordinal
+      for (const name of [...this.#topics.keys()].slice(knownTopics)) {
+        this.#topicsById.delete(this.#topics.get(name)!.id)
+        this.#topics.delete(name)
+      }
       throw error
+    }
+    for (const entry of entries) {
+      const topic = this.#topics.get(entry.topic)!
+      topic.count++
+      topic.bytes += entry.payload.length
+      this.#bytes += entry.payload.length
     }
     this.#lastSeq += entries.length
     this.#messageCount += entries.length
-    for (const entry of entries) this.#bytes += entry.payload.length
     return first
   }
 
   /** The oldest message of `topic` with a sequence number above `afterSeq`. */
   oldestAfter(topic: string, afterSeq: number): StoredMessage | null {
-    const id = this.#topicIds.get(topic)
-    return id === undefined ? null : this.#oldestAfter.get(id, afterSeq)
+    const state = this.#topics.get(topic)
+    return state === undefined ? null : this.#oldestAfter.get(state.id, afterSeq)
   }
 
   /** The newest message of `topic` with a sequence number above `afterSeq`. */
   newestAfter(topic: string, afterSeq: number): StoredMessage | null {
-    const id = this.#topicIds.get(topic)
-    return id === undefined ? null : this.#newestAfter.get(id, afterSeq)
+    const state = this.#topics.get(topic)
+    return state === undefined ? null : this.#newestAfter.get(state.id, afterSeq)
+  }
+
+  topic(name: string): TopicState | undefined {
+    return this.#topics.get(name)
+  }
+
+  topicById(id: number): TopicState | undefined {
+    return this.#topicsById.get(id)
+  }
+
+  topics(): IterableIterator<TopicState> {
+    return this.#topics.values()
+  }
+
+  /** The oldest `limit` messages of a topic, for retention to decide what to drop. */
+  oldestOf(topic: TopicState, limit: number): DroppedMessage[] {
+    return this.#oldestOfTopic.all(topic.id, limit)
+  }
+
+  /** When the oldest message of a topic was put (ms since the epoch), or null when it has none. */
+  oldestPutAt(topic: TopicState): number | null {
+    return this.#oldestPutAt.get(topic.id)?.putAt ?? null
+  }
+
+  /** The oldest messages of the whole store after `afterSeq`, with their topics. */
+  oldestOverall(afterSeq: number, limit: number): (DroppedMessage & { topicId: number })[] {
+    return this.#oldestOverall.all(afterSeq, limit)
+  }
+
+  /** Removes the given oldest messages of a topic (a prefix of it), in one transaction. */
+  dropOldest(topic: TopicState, dropped: readonly DroppedMessage[]): void {
+    if (dropped.length === 0) return
+    this.#dropTransaction(topic, dropped)
+    const last = dropped[dropped.length - 1]!
+    let bytes = 0
+    for (const message of dropped) bytes += message.bytes
+    topic.count -= dropped.length
+    topic.bytes -= bytes
+    topic.droppedThroughSeq = last.seq
+    topic.droppedOrdinal = last.ordinal
+    this.#messageCount -= dropped.length
+    this.#bytes -= bytes
+  }
+
+  /** Where a named reader started, creating it (starting now) if it is new. */
+  namedReaderStart(name: string): number {
+    const row = this.#readerStart.get(name)
+    if (row !== null) return row.start_seq
+    this.#insertReader.run(name, this.#lastSeq)
+    return this.#lastSeq
+  }
+
+  namedCursors(name: string): NamedCursor[] {
+    return this.#readerCursors
+      .all(name)
+      .flatMap((row) => {
+        const topic = this.#topicsById.get(row.topic_id)
+        return topic === undefined ? [] : [{ topic: topic.name, seq: row.seq, ordinal: row.ordinal }]
+      })
+  }
+
+  saveNamedCursor(name: string, topic: string, seq: number, ordinal: number): void {
+    this.#saveCursor.run(name, this.#topicFor(topic).id, seq, ordinal)
   }
 
   get messageCount(): number {
@@ -140,27 +364,27 @@ export class Store {
   }
 
   get topicCount(): number {
-    return this.#topicIds.size
+    return this.#topics.size
   }
 
   close(): void {
-    for (const statement of [
-      this.#insertTopic,
-      this.#insertMessage,
-      this.#oldestAfter,
-      this.#newestAfter,
-    ]) {
-      statement.finalize()
-    }
+    for (const statement of this.#statements) statement.finalize()
+    if (this.path !== ":memory:") this.#db.run("PRAGMA wal_checkpoint(TRUNCATE)")
     this.#db.close()
   }
 
-  #topicId(topic: string): number {
-    let id = this.#topicIds.get(topic)
-    if (id === undefined) {
-      id = this.#insertTopic.get(topic)!.id
-      this.#topicIds.set(topic, id)
+  #topicFor(name: string): TopicState {
+    let topic = this.#topics.get(name)
+    if (topic === undefined) {
+      const id = this.#insertTopic.get(name)!.id
+      topic = { id, name, lastOrdinal: 0, count: 0, bytes: 0, droppedThroughSeq: 0, droppedOrdinal: 0 }
+      this.#addTopic(topic)
     }
-    return id
+    return topic
+  }
+
+  #addTopic(topic: TopicState): void {
+    this.#topics.set(topic.name, topic)
+    this.#topicsById.set(topic.id, topic)
   }
 }

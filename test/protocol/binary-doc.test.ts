@@ -115,6 +115,7 @@ function stringsOf(value: BinaryRequest | BinaryReply): string[] {
   if ("payload" in value) found.push(text(value.payload))
   if ("body" in value) found.push(text(value.body))
   if ("entries" in value) for (const entry of value.entries) found.push(entry.topic, text(entry.payload))
+  if ("name" in value) found.push(value.name)
   return found.filter((string) => string !== "")
 }
 
@@ -123,7 +124,7 @@ describe("docs/PROTOCOL.md worked examples", () => {
     expect(SECTION.startsWith(EXAMPLES_HEADING)).toBe(true)
     // A line with a typo (a stray character) would otherwise be skipped silently.
     expect(BLOCKS.flatMap((block) => block.other)).toEqual([])
-    expect(LINES.length).toBe(18)
+    expect(LINES.length).toBe(21)
     expect(BLOCKS.flatMap((block) => block.elided).length).toBe(2)
   })
 
@@ -288,6 +289,7 @@ const OP_NAMES: Partial<Record<number, string>> = {
   [Op.unsubscribe]: "UNSUBSCRIBE",
   [Op.ping]: "PING",
   [Op.stats]: "STATS",
+  [Op.cursor]: "CURSOR",
   [Op.ok]: "OK",
   [Op.welcome]: "WELCOME",
   [Op.putAck]: "PUT_ACK",
@@ -324,7 +326,18 @@ describe("docs/PROTOCOL.md tables and limits", () => {
       fatal: match[3] === "yes",
     }))
     expect(rows.map((row) => [row.code, row.name])).toEqual(
-      (["malformed_frame", "too_large", "unknown_action", "bad_field", "unsupported_version"] as ErrorName[]).map((name) => [
+      (
+        [
+          "malformed_frame",
+          "too_large",
+          "unknown_action",
+          "bad_field",
+          "unsupported_version",
+          "topic_full",
+          "store_full",
+          "cursor_busy",
+        ] as ErrorName[]
+      ).map((name) => [
         ErrorCode[name],
         name,
       ]),

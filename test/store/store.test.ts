@@ -20,7 +20,7 @@ function tempDbPath(): string {
 // The same contract for the in-memory store and a file store.
 for (const [kind, open] of [
   ["in memory", () => new Store()],
-  ["in a file", () => new Store(tempDbPath())],
+  ["in a file", () => new Store({ path: tempDbPath() })],
 ] as const) {
   describe(`Store ${kind}`, () => {
     test("numbers messages with one increasing sequence across topics", () => {
@@ -69,11 +69,11 @@ for (const [kind, open] of [
 test("a file store reopens with its messages and continues the sequence", () => {
   const path = tempDbPath()
   {
-    using store = disposable(new Store(path))
+    using store = disposable(new Store({ path }))
     store.put("t", bytes("first"))
     store.put("t", bytes("second"))
   }
-  using reopened = disposable(new Store(path))
+  using reopened = disposable(new Store({ path }))
   expect(reopened.lastSeq).toBe(2)
   expect(text(reopened.oldestAfter("t", 1)!.payload)).toBe("second")
   expect(reopened.put("t", bytes("third"))).toBe(3)

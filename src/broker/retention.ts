@@ -1,0 +1,236 @@
+/**
+ * Retention: how much a topic and the whole store may hold, and what happens at the limit.
+ * Limits are enforced incrementally: a put frees just the room it needs (or is refused), and
+ * a timer removes expired messages in small batches, so no sweep ever stalls the event loop.
+ * Messages always leave from the old end of a topic.
+ */
+import { ProtocolError } from "../protocol/errors.ts"
+import type { DroppedMessage, Store, TopicState } from "../store/store.ts"
+
+export type FullPolicy = "drop-oldest" | "reject"
+
+export interface RetentionLimits {
+  /** Oldest message age, in milliseconds; null: no limit. */
+  readonly maxAgeMs: number | null
+  /** Messages per topic; null: no limit. */
+  readonly maxMessages: number | null
+  /** Payload bytes per topic; null: no limit. */
+  readonly maxBytes: number | null
+  /** At a limit: remove the oldest messages (telemetry) or refuse new puts. */
+  readonly policy: FullPolicy
+}
+
+export interface RetentionRule {
+  /** A topic, `prefix/#` (the prefix and everything below it), or `+` for one level, e.g. `lab/+/temp`. */
+  readonly pattern: string
+  readonly limits: Partial<RetentionLimits>
+}
+
+export interface RetentionConfig {
+  readonly defaults: RetentionLimits
+  /** First matching rule wins; what it leaves out comes from `defaults`. */
+  readonly rules: readonly RetentionRule[]
+  /** Stored payload bytes plus STORED_MESSAGE_OVERHEAD per message, for the whole store; null: none. */
+  readonly maxStoreBytes: number | null
+}
+
+/**
+ * What one stored message costs beyond its payload in an in-memory SQLite database (row,
+ * index entry, page slack), counted against `maxStoreBytes` so that the cap tracks memory.
+ */
+export const STORED_MESSAGE_OVERHEAD = 100
+
+export const DEFAULT_RETENTION: RetentionConfig = {
+  defaults: { maxAgeMs: null, maxMessages: 100_000, maxBytes: null, policy: "drop-oldest" },
+  rules: [],
+  maxStoreBytes: 256 * 1024 * 1024,
+}
+
+/** Most messages dropped beyond what a put needs, to leave room for the next puts. */
+const DROP_SLACK_MAX = 1024
+/** Rows looked at, per batch, when freeing room across the whole store. */
+const GLOBAL_SCAN_BATCH = 256
+/** Rows looked at, at most, for one put: beyond this the store counts as full. */
+const GLOBAL_SCAN_LIMIT = 16_384
+/** Expired messages removed per topic per sweep step, and topics visited per step. */
+const SWEEP_BATCH = 1000
+const SWEEP_TOPICS_PER_STEP = 256
+
+export class Retention {
+  readonly config: RetentionConfig
+  readonly #store: Store
+  readonly #onDrop: (topic: TopicState, dropped: readonly DroppedMessage[]) => void
+  readonly #limitsByTopic = new Map<string, RetentionLimits>()
+  readonly #compiledRules: readonly { matches: (topic: string) => boolean; limits: RetentionLimits }[]
+  /** Messages removed by retention since start. */
+  droppedCount = 0
+
+  constructor(
+    config: RetentionConfig,
+    store: Store,
+    onDrop: (topic: TopicState, dropped: readonly DroppedMessage[]) => void,
+  ) {
+    this.config = config
+    this.#store = store
+    this.#onDrop = onDrop
+    this.#compiledRules = config.rules.map((rule) => ({
+      matches: compilePattern(rule.pattern),
+      limits: { ...config.defaults, ...rule.limits },
+    }))
+  }
+
+  get hasAgeLimits(): boolean {
+    return this.config.defaults.maxAgeMs !== null || this.#compiledRules.some((rule) => rule.limits.maxAgeMs !== null)
+  }
+
+  limitsFor(topic: string): RetentionLimits {
+    let limits = this.#limitsByTopic.get(topic)
+    if (limits === undefined) {
+      limits = this.#compiledRules.find((rule) => rule.matches(topic))?.limits ?? this.config.defaults
+      this.#limitsByTopic.set(topic, limits)
+    }
+    return limits
+  }
+
+  /**
+   * Makes room for `count` new messages of `bytes` payload bytes in all on `topic`, removing
+   * old messages where the policy allows; throws ProtocolError when the put must be refused.
+   */
+  admit(topicName: string, count: number, bytes: number): void {
+    const limits = this.limitsFor(topicName)
+    const topic = this.#store.topic(topicName)
+    if (limits.maxBytes !== null && bytes > limits.maxBytes) {
+      throw new ProtocolError("topic_full", `${bytes} bytes do not fit the topic's limit of ${limits.maxBytes} bytes`)
+    }
+    if (limits.maxMessages !== null && count > limits.maxMessages) {
+      throw new ProtocolError("topic_full", `${count} messages do not fit the topic's limit of ${limits.maxMessages}`)
+    }
+    if (topic !== undefined) {
+      const excessCount = limits.maxMessages === null ? 0 : topic.count + count - limits.maxMessages
+      const excessBytes = limits.maxBytes === null ? 0 : topic.bytes + bytes - limits.maxBytes
+      if (excessCount > 0 || excessBytes > 0) {
+        if (limits.policy === "reject") {
+          throw new ProtocolError(
+            "topic_full",
+            `topic ${JSON.stringify(topicName)} is full (${topic.count} messages, ${topic.bytes} bytes) and its policy is reject`,
+          )
+        }
+        // A little more than needed, so that the next puts need not drop again: a topic at
+        // its limit then pays one batched delete per few dozen puts, not one per put.
+        const slackCount = limits.maxMessages === null ? 0 : Math.min(DROP_SLACK_MAX, Math.floor(limits.maxMessages / 64))
+        const slackBytes = limits.maxBytes === null ? 0 : Math.floor(limits.maxBytes / 64)
+        this.#dropFromTopic(
+          topic,
+          excessCount > 0 ? excessCount + slackCount : 0,
+          excessBytes > 0 ? excessBytes + slackBytes : 0,
+        )
+      }
+    }
+    this.#admitToStore(topicName, limits, count, bytes)
+  }
+
+  /**
+   * Removes expired messages, at most SWEEP_BATCH per topic and SWEEP_TOPICS_PER_STEP topics
+   * per call. Returns true when there may be more to remove (call again soon).
+   */
+  sweep(now: number): boolean {
+    let more = false
+    let visited = 0
+    for (const topic of this.#sweepOrder()) {
+      this.#sweepCursor++
+      const { maxAgeMs } = this.limitsFor(topic.name)
+      if (maxAgeMs === null || topic.count === 0) continue
+      if (++visited > SWEEP_TOPICS_PER_STEP) {
+        this.#sweepCursor-- // start here next time
+        return true
+      }
+      const cutoff = now - maxAgeMs
+      const oldest = this.#store.oldestPutAt(topic)
+      if (oldest === null || oldest >= cutoff) continue
+      const candidates = this.#store.oldestOf(topic, SWEEP_BATCH)
+      const expired = candidates.filter((message) => message.putAt < cutoff)
+      // Put times grow with seq, so the expired messages are a prefix of the candidates.
+      this.#drop(topic, expired)
+      if (expired.length === SWEEP_BATCH) more = true
+    }
+    return more
+  }
+
+  #sweepCursor = 0
+
+  /** Topics starting where the last step stopped, so a long list is covered over several steps. */
+  #sweepOrder(): TopicState[] {
+    const topics = [...this.#store.topics()]
+    const start = topics.length === 0 ? 0 : this.#sweepCursor % topics.length
+    return [...topics.slice(start), ...topics.slice(0, start)]
+  }
+
+  #dropFromTopic(topic: TopicState, excessCount: number, excessBytes: number): void {
+    while (excessCount > 0 || excessBytes > 0) {
+      const candidates = this.#store.oldestOf(topic, Math.max(excessCount, 16))
+      if (candidates.length === 0) return
+      const dropped: DroppedMessage[] = []
+      for (const message of candidates) {
+        if (excessCount <= 0 && excessBytes <= 0) break
+        dropped.push(message)
+        excessCount--
+        excessBytes -= message.bytes
+      }
+      this.#drop(topic, dropped)
+    }
+  }
+
+  #admitToStore(topicName: string, limits: RetentionLimits, count: number, bytes: number): void {
+    const cap = this.config.maxStoreBytes
+    if (cap === null) return
+    const used = this.#store.payloadBytes + this.#store.messageCount * STORED_MESSAGE_OVERHEAD
+    let toFree = used + bytes + count * STORED_MESSAGE_OVERHEAD - cap
+    if (toFree <= 0) return
+    toFree += Math.floor(cap / 256) // slack, as for topics
+    if (limits.policy === "reject") {
+      throw new ProtocolError("store_full", `the store is at its cap of ${cap} bytes and topic ${JSON.stringify(topicName)}'s policy is reject`)
+    }
+    // Oldest messages first, from topics whose policy allows dropping. Reading in seq order
+    // takes each topic's messages oldest first, so every topic still loses only a prefix.
+    const plan = new Map<TopicState, DroppedMessage[]>()
+    let after = 0
+    for (let scanned = 0; toFree > 0 && scanned < GLOBAL_SCAN_LIMIT; scanned += GLOBAL_SCAN_BATCH) {
+      const rows = this.#store.oldestOverall(after, GLOBAL_SCAN_BATCH)
+      if (rows.length === 0) break
+      for (const row of rows) {
+        after = row.seq
+        const topic = this.#store.topicById(row.topicId)!
+        if (this.limitsFor(topic.name).policy !== "drop-oldest") continue
+        let dropped = plan.get(topic)
+        if (dropped === undefined) plan.set(topic, (dropped = []))
+        dropped.push(row)
+        toFree -= row.bytes + STORED_MESSAGE_OVERHEAD
+        if (toFree <= 0) break
+      }
+    }
+    if (toFree > 0) {
+      throw new ProtocolError("store_full", `the store is at its cap of ${cap} bytes and nothing more can be dropped to make room`)
+    }
+    for (const [topic, dropped] of plan) this.#drop(topic, dropped)
+  }
+
+  #drop(topic: TopicState, dropped: readonly DroppedMessage[]): void {
+    if (dropped.length === 0) return
+    // Readers are told first, while what they lose can still be counted.
+    this.#onDrop(topic, dropped)
+    this.#store.dropOldest(topic, dropped)
+    this.droppedCount += dropped.length
+  }
+}
+
+/** `a/b` exact; `a/#` a and everything below; `+` any one level. */
+export function compilePattern(pattern: string): (topic: string) => boolean {
+  const levels = pattern.split("/")
+  const multi = levels[levels.length - 1] === "#"
+  const fixed = multi ? levels.slice(0, -1) : levels
+  return (topic) => {
+    const parts = topic.split("/")
+    if (multi ? parts.length < fixed.length : parts.length !== fixed.length) return false
+    return fixed.every((level, i) => level === "+" || level === parts[i])
+  }
+}
