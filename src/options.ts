@@ -2,7 +2,12 @@
  * Command-line options, parsed in one place. Upstream's positional form
  * `server.ts [host] [port]` is accepted as well as flags.
  */
+import { readFileSync } from "node:fs"
+import { DEFAULT_RETENTION, type FullPolicy, type RetentionLimits, type RetentionRule } from "./broker/retention.ts"
 import { DEFAULT_HOST, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_PORT, type ServerOptions } from "./server/listener.ts"
+import type { SyncLevel } from "./store/store.ts"
+
+const retentionDefaults = DEFAULT_RETENTION.defaults
 
 export const USAGE = `Usage: bun run src/server.ts [host] [port] [options]
 
@@ -16,6 +21,22 @@ Options:
   --no-http                 no HTTP/WebSocket listener
   --max-message-bytes N     largest request accepted, in bytes (default ${DEFAULT_MAX_MESSAGE_BYTES})
   --allow-shutdown          obey the dsmq "shutdown" action (refused by default)
+
+Storage (in memory unless --db is given):
+  --db FILE                 keep messages and named cursors in a SQLite file (WAL mode)
+  --sync normal|full        with --db: normal survives a crash of the server process,
+                            full also a power loss (slower puts) (default normal)
+
+Retention (what the store keeps; sizes take KiB/MiB/GiB, ages s/m/h; "none" for no limit):
+  --max-memory SIZE         cap on all stored messages (default ${formatSize(DEFAULT_RETENTION.maxStoreBytes)})
+  --max-messages N          messages per topic (default ${retentionDefaults.maxMessages ?? "none"})
+  --max-topic-bytes SIZE    payload bytes per topic (default ${formatSize(retentionDefaults.maxBytes)})
+  --max-age AGE             oldest message kept (default ${retentionDefaults.maxAgeMs ?? "none"})
+  --full-policy POLICY      at a limit: drop-oldest (default) or reject new puts
+  --retention-config FILE   per-topic rules, JSON: {"rules": [{"pattern": "lab/#",
+                            "maxAge": "10m", "maxMessages": 1000, "maxBytes": "1MiB",
+                            "policy": "reject"}]}; the first matching pattern wins
+
   -h, --help                show this help
 `
 
@@ -31,6 +52,11 @@ export function parseArguments(argv: readonly string[]): ParsedCommand {
   let httpPort: number | null | undefined
   let maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES
   let allowShutdown = false
+  let db: string | undefined
+  let sync: SyncLevel = "normal"
+  let maxStoreBytes = DEFAULT_RETENTION.maxStoreBytes
+  let defaults: RetentionLimits = DEFAULT_RETENTION.defaults
+  let rules: readonly RetentionRule[] = []
   const positional: string[] = []
 
   for (let i = 0; i < argv.length; i++) {
@@ -66,6 +92,30 @@ export function parseArguments(argv: readonly string[]): ParsedCommand {
       case "--allow-shutdown":
         allowShutdown = true
         break
+      case "--db":
+        db = value()
+        break
+      case "--sync":
+        sync = oneOf("--sync", value(), ["normal", "full"])
+        break
+      case "--max-memory":
+        maxStoreBytes = parseSize("--max-memory", value())
+        break
+      case "--max-messages":
+        defaults = { ...defaults, maxMessages: parseCount("--max-messages", value()) }
+        break
+      case "--max-topic-bytes":
+        defaults = { ...defaults, maxBytes: parseSize("--max-topic-bytes", value()) }
+        break
+      case "--max-age":
+        defaults = { ...defaults, maxAgeMs: parseAge("--max-age", value()) }
+        break
+      case "--full-policy":
+        defaults = { ...defaults, policy: oneOf("--full-policy", value(), ["drop-oldest", "reject"]) }
+        break
+      case "--retention-config":
+        rules = readRetentionRules(value())
+        break
       default:
         if (flag.startsWith("-")) throw new UsageError(`unknown option ${flag}`)
         positional.push(argument)
@@ -78,7 +128,84 @@ export function parseArguments(argv: readonly string[]): ParsedCommand {
   if (httpPort === undefined) httpPort = port === 0 ? 0 : port + 1
   if (httpPort !== null && httpPort === port && port !== 0) throw new UsageError(`--http-port must differ from the TCP port ${port}`)
   if (httpPort !== null && httpPort > 65535) throw new UsageError(`the default HTTP port ${httpPort} is out of range; give --http-port`)
-  return { kind: "serve", options: { host, port, httpPort, maxMessageBytes, allowShutdown } }
+  if (sync !== "normal" && db === undefined) throw new UsageError("--sync needs --db")
+  return {
+    kind: "serve",
+    options: {
+      host,
+      port,
+      httpPort,
+      maxMessageBytes,
+      allowShutdown,
+      ...(db === undefined ? {} : { db, sync }),
+      retention: { defaults, rules, maxStoreBytes },
+    },
+  }
+}
+
+function oneOf<T extends string>(name: string, text: string, choices: readonly T[]): T {
+  if (!(choices as readonly string[]).includes(text)) throw new UsageError(`${name} must be one of ${choices.join(", ")}, got ${JSON.stringify(text)}`)
+  return text as T
+}
+
+const SIZE_UNITS: Record<string, number> = { "": 1, b: 1, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, kb: 1e3, mb: 1e6, gb: 1e9 }
+const AGE_UNITS: Record<string, number> = { "": 1000, ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
+
+/** "256MiB", "1.5GiB", "4096"; "none" for no limit. */
+export function parseSize(name: string, text: string): number | null {
+  if (text === "none") return null
+  const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(text.trim())
+  const unit = SIZE_UNITS[match?.[2]?.toLowerCase() ?? "?"]
+  if (match === null || unit === undefined) throw new UsageError(`${name} must be a size like 4096, 64KiB or 256MiB, or none; got ${JSON.stringify(text)}`)
+  return Math.round(Number(match[1]) * unit)
+}
+
+/** "600" (seconds), "10m", "1h", "250ms"; "none" for no limit. Returns milliseconds. */
+export function parseAge(name: string, text: string): number | null {
+  if (text === "none") return null
+  const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(text.trim())
+  const unit = AGE_UNITS[match?.[2]?.toLowerCase() ?? "?"]
+  if (match === null || unit === undefined || Number(match[1]) === 0) {
+    throw new UsageError(`${name} must be an age like 600 (seconds), 10m or 1h, or none; got ${JSON.stringify(text)}`)
+  }
+  return Math.round(Number(match[1]) * unit)
+}
+
+function parseCount(name: string, text: string): number | null {
+  if (text === "none") return null
+  return parseInteger(name, text, 1, Number.MAX_SAFE_INTEGER)
+}
+
+function formatSize(bytes: number | null): string {
+  if (bytes === null) return "none"
+  if (bytes % 1024 ** 2 === 0) return `${bytes / 1024 ** 2}MiB`
+  return String(bytes)
+}
+
+/** Reads --retention-config: {"rules": [{"pattern", "maxAge", "maxMessages", "maxBytes", "policy"}]}. */
+function readRetentionRules(path: string): RetentionRule[] {
+  let config: unknown
+  try {
+    config = JSON.parse(readFileSync(path, "utf8"))
+  } catch (error) {
+    throw new UsageError(`--retention-config ${path}: ${error instanceof Error ? error.message : String(error)}`)
+  }
+  const list = (config as { rules?: unknown } | null)?.rules
+  if (!Array.isArray(list)) throw new UsageError(`--retention-config ${path}: expected {"rules": [...]}`)
+  return list.map((entry: unknown, i) => {
+    const where = `--retention-config ${path}: rule ${i + 1}`
+    if (typeof entry !== "object" || entry === null) throw new UsageError(`${where} must be an object`)
+    const { pattern, maxAge, maxMessages, maxBytes, policy, ...unknown } = entry as Record<string, unknown>
+    const extra = Object.keys(unknown)
+    if (extra.length > 0) throw new UsageError(`${where}: unknown field ${extra[0]}`)
+    if (typeof pattern !== "string" || pattern === "") throw new UsageError(`${where} needs a "pattern"`)
+    const limits: { -readonly [K in keyof RetentionLimits]?: RetentionLimits[K] } = {}
+    if (maxAge !== undefined) limits.maxAgeMs = parseAge(`${where} maxAge`, String(maxAge))
+    if (maxMessages !== undefined) limits.maxMessages = parseCount(`${where} maxMessages`, String(maxMessages))
+    if (maxBytes !== undefined) limits.maxBytes = parseSize(`${where} maxBytes`, String(maxBytes))
+    if (policy !== undefined) limits.policy = oneOf<FullPolicy>(`${where} policy`, String(policy), ["drop-oldest", "reject"])
+    return { pattern, limits }
+  })
 }
 
 function parseHost(text: string): string {

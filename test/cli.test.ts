@@ -1,6 +1,9 @@
 /** The entry point as a user runs it: `bun run src/server.ts ...` in its own process. */
 import { describe, expect, test } from "bun:test"
 import { join } from "node:path"
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { DEFAULT_RETENTION } from "../src/broker/retention.ts"
 import { parseArguments } from "../src/options.ts"
 import { request, TestClient } from "./helpers.ts"
 
@@ -91,7 +94,14 @@ describe("parseArguments", () => {
   test("defaults to upstream's address", () => {
     expect(parseArguments([])).toEqual({
       kind: "serve",
-      options: { host: "127.0.0.1", port: 30008, httpPort: 30009, maxMessageBytes: 1048576, allowShutdown: false },
+      options: {
+        host: "127.0.0.1",
+        port: 30008,
+        httpPort: 30009,
+        maxMessageBytes: 1048576,
+        allowShutdown: false,
+        retention: DEFAULT_RETENTION,
+      },
     })
   })
 
@@ -102,7 +112,51 @@ describe("parseArguments", () => {
     })
   })
 
+  test("reads storage and retention options", () => {
+    const parsed = parseArguments([
+      "--db", "/tmp/x.db", "--sync", "full", "--max-memory", "64MiB", "--max-messages", "none",
+      "--max-topic-bytes", "1.5KiB", "--max-age", "10m", "--full-policy", "reject",
+    ])
+    expect(parsed).toMatchObject({
+      options: {
+        db: "/tmp/x.db",
+        sync: "full",
+        retention: {
+          maxStoreBytes: 64 * 1024 * 1024,
+          defaults: { maxMessages: null, maxBytes: 1536, maxAgeMs: 600_000, policy: "reject" },
+          rules: [],
+        },
+      },
+    })
+    expect(parseArguments(["--max-age", "250ms", "--max-memory", "none"])).toMatchObject({
+      options: { retention: { maxStoreBytes: null, defaults: { maxAgeMs: 250 } } },
+    })
+  })
+
+  test("reads per-topic rules from --retention-config", () => {
+    const directory = mkdtempSync(join(tmpdir(), "dsmq-config-"))
+    try {
+      const path = join(directory, "retention.json")
+      writeFileSync(path, JSON.stringify({ rules: [{ pattern: "lab/#", maxAge: "1h", maxMessages: 10, policy: "reject" }] }))
+      expect(parseArguments(["--retention-config", path])).toMatchObject({
+        options: { retention: { rules: [{ pattern: "lab/#", limits: { maxAgeMs: 3_600_000, maxMessages: 10, policy: "reject" } }] } },
+      })
+      writeFileSync(path, JSON.stringify({ rules: [{ pattern: "a", maxAge: "soon" }] }))
+      expect(() => parseArguments(["--retention-config", path])).toThrow("rule 1 maxAge must be an age")
+      writeFileSync(path, JSON.stringify({ rules: [{ pattern: "a", colour: "red" }] }))
+      expect(() => parseArguments(["--retention-config", path])).toThrow("unknown field colour")
+      expect(() => parseArguments(["--retention-config", join(directory, "missing.json")])).toThrow("--retention-config")
+    } finally {
+      rmSync(directory, { recursive: true, force: true })
+    }
+  })
+
   test.each([
+    [["--sync", "full"], "--sync needs --db"],
+    [["--db", "x.db", "--sync", "always"], "--sync must be one of normal, full"],
+    [["--max-memory", "lots"], "--max-memory must be a size"],
+    [["--max-age", "0"], "--max-age must be an age"],
+    [["--full-policy", "panic"], "--full-policy must be one of drop-oldest, reject"],
     [["--port", "70000"], "port must be a whole number from 0 to 65535"],
     [["--port", "12ab"], "port must be a whole number"],
     [["--port"], "--port needs a value"],

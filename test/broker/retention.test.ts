@@ -1,0 +1,249 @@
+import { describe, expect, test } from "bun:test"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { Broker } from "../../src/broker/broker.ts"
+import { compilePattern, DEFAULT_RETENTION, type RetentionConfig, type RetentionLimits } from "../../src/broker/retention.ts"
+import { ProtocolError } from "../../src/protocol/errors.ts"
+import { preciseNow, Store } from "../../src/store/store.ts"
+
+const bytes = (text: string) => new TextEncoder().encode(text)
+const text = (payload: Uint8Array) => new TextDecoder().decode(payload)
+const NO_LIMITS: RetentionLimits = { maxAgeMs: null, maxMessages: null, maxBytes: null, policy: "drop-oldest" }
+
+function openBroker(
+  config: Omit<Partial<RetentionConfig>, "defaults"> & { defaults?: Partial<RetentionLimits> },
+  store = new Store(),
+) {
+  const broker = new Broker(store, {
+    maxStoreBytes: config.maxStoreBytes ?? null,
+    rules: config.rules ?? [],
+    defaults: { ...NO_LIMITS, ...config.defaults },
+  })
+  return Object.assign(broker, {
+    [Symbol.dispose]: () => {
+      broker.close()
+      store.close()
+    },
+  })
+}
+
+function refusal(work: () => unknown): string {
+  try {
+    work()
+  } catch (error) {
+    if (error instanceof ProtocolError) return error.errorName
+    throw error
+  }
+  throw new Error("expected a refusal")
+}
+
+describe("per-topic limits", () => {
+  test("max messages, drop-oldest: the topic keeps its newest, a reader learns how many it missed", () => {
+    using broker = openBroker({ defaults: { maxMessages: 10 } })
+    const reader = broker.openReader()
+    for (let i = 1; i <= 25; i++) broker.put("t", bytes(`m${i}`))
+    broker.put("other", bytes("untouched"))
+    expect(broker.store.topic("t")!.count).toBe(10)
+    const first = reader.get("t")!
+    expect({ text: text(first.payload), missed: first.missed }).toEqual({ text: "m16", missed: 15 })
+    expect(reader.get("t")!.missed).toBe(0)
+    expect(text(reader.get("other")!.payload)).toBe("untouched")
+    expect(broker.retention.droppedCount).toBe(15)
+  })
+
+  test("a reader part-way through a topic is told exactly what it missed after its last message", () => {
+    using broker = openBroker({ defaults: { maxMessages: 5 } })
+    const reader = broker.openReader()
+    for (let i = 1; i <= 3; i++) broker.put("t", bytes(`m${i}`))
+    expect(text(reader.get("t")!.payload)).toBe("m1")
+    for (let i = 4; i <= 12; i++) broker.put("t", bytes(`m${i}`))
+    const next = reader.get("t")!
+    expect({ text: text(next.payload), missed: next.missed }).toEqual({ text: "m8", missed: 6 })
+  })
+
+  test("a large topic limit drops in batches, not one message per put", () => {
+    using broker = openBroker({ defaults: { maxMessages: 6400 } })
+    for (let i = 0; i < 6400; i++) broker.put("t", bytes("x"))
+    broker.put("t", bytes("one more"))
+    // 1/64 of the limit of slack: 100 dropped at once, so the next 99 puts drop nothing.
+    expect(broker.store.topic("t")!.count).toBe(6400 - 100 + 1 - 1)
+    const dropped = broker.retention.droppedCount
+    for (let i = 0; i < 99; i++) broker.put("t", bytes("x"))
+    expect(broker.retention.droppedCount).toBe(dropped)
+  })
+
+  test("max bytes, drop-oldest", () => {
+    using broker = openBroker({ defaults: { maxBytes: 100 } })
+    for (let i = 0; i < 30; i++) broker.put("t", bytes("0123456789"))
+    expect(broker.store.topic("t")!.bytes).toBeLessThanOrEqual(100)
+    expect(broker.store.topic("t")!.bytes).toBeGreaterThanOrEqual(80)
+    expect(refusal(() => broker.put("t", bytes("x".repeat(101))))).toBe("topic_full")
+  })
+
+  test("policy reject refuses the put and keeps what the topic has", () => {
+    using broker = openBroker({ defaults: { maxMessages: 3, policy: "reject" } })
+    for (let i = 1; i <= 3; i++) broker.put("t", bytes(`m${i}`))
+    expect(refusal(() => broker.put("t", bytes("m4")))).toBe("topic_full")
+    expect(refusal(() => broker.putMany([{ topic: "u", payload: bytes("a") }, { topic: "t", payload: bytes("b") }]))).toBe("topic_full")
+    expect(broker.store.topic("t")!.count).toBe(3)
+    expect(broker.store.topic("u")).toBeUndefined() // the batch was refused whole
+    expect(broker.store.lastSeq).toBe(3)
+  })
+
+  test("rules by pattern override the defaults; the first match wins", () => {
+    using broker = openBroker({
+      defaults: { maxMessages: 100 },
+      rules: [
+        { pattern: "lab/+/temp", limits: { maxMessages: 2 } },
+        { pattern: "lab/#", limits: { policy: "reject", maxMessages: 1 } },
+      ],
+    })
+    for (let i = 0; i < 5; i++) broker.put("lab/a/temp", bytes("t"))
+    expect(broker.store.topic("lab/a/temp")!.count).toBe(2)
+    broker.put("lab/b", bytes("once"))
+    expect(refusal(() => broker.put("lab/b", bytes("twice")))).toBe("topic_full")
+    for (let i = 0; i < 5; i++) broker.put("office", bytes("o"))
+    expect(broker.store.topic("office")!.count).toBe(5)
+  })
+})
+
+describe("the store-wide cap", () => {
+  test("drops the oldest messages of the store, across topics, to make room", () => {
+    // 100 bytes of overhead a message: room for about 10 messages of 100 bytes.
+    using broker = openBroker({ maxStoreBytes: 2000 })
+    const reader = broker.openReader()
+    for (let i = 0; i < 15; i++) broker.put(i % 2 === 0 ? "a" : "b", bytes("x".repeat(100)))
+    expect(broker.store.messageCount).toBeLessThanOrEqual(10)
+    expect(broker.store.payloadBytes + broker.store.messageCount * 100).toBeLessThanOrEqual(2000)
+    const a = reader.get("a")!
+    expect(a.seq).toBeGreaterThan(1)
+    expect(a.missed).toBe((a.seq - 1) / 2)
+  })
+
+  test("a reject topic is refused with store_full; its messages are never dropped for others", () => {
+    using broker = openBroker({ maxStoreBytes: 1000, rules: [{ pattern: "keep", limits: { policy: "reject" } }] })
+    for (let i = 0; i < 4; i++) broker.put("keep", bytes("k".repeat(100)))
+    expect(refusal(() => broker.put("keep", bytes("k".repeat(200))))).toBe("store_full")
+    for (let i = 0; i < 20; i++) broker.put("drop", bytes("d"))
+    expect(broker.store.topic("keep")!.count).toBe(4)
+    expect(refusal(() => broker.put("drop", bytes("d".repeat(300))))).toBe("store_full")
+  })
+})
+
+describe("ages", () => {
+  test("a sweep removes expired messages in bounded steps; readers are told what they missed", () => {
+    using broker = openBroker({ defaults: { maxAgeMs: 60_000 } })
+    const reader = broker.openReader()
+    for (let i = 0; i < 2500; i++) broker.put("old", bytes("o"))
+    broker.put("fresh", bytes("f"))
+    const later = preciseNow() + 120_000
+    // 1000 per topic per step: three steps for 2500 expired messages.
+    expect(broker.retention.sweep(later)).toBe(true)
+    expect(broker.store.topic("old")!.count).toBe(1500)
+    expect(broker.retention.sweep(later)).toBe(true)
+    expect(broker.retention.sweep(later)).toBe(false)
+    expect(broker.store.messageCount).toBe(0)
+    broker.put("old", bytes("new"))
+    expect(reader.get("old")).toMatchObject({ missed: 2500 })
+  })
+
+  test("messages younger than the limit stay", () => {
+    using broker = openBroker({ defaults: { maxAgeMs: 60_000 } })
+    broker.put("t", bytes("young"))
+    expect(broker.retention.sweep(preciseNow())).toBe(false)
+    expect(broker.store.messageCount).toBe(1)
+  })
+})
+
+describe("missed counts that cannot be known", () => {
+  test("a reader opened after an old sequence, once retention passed it, gets null", () => {
+    using broker = openBroker({ defaults: { maxMessages: 3 } })
+    for (let i = 0; i < 10; i++) broker.put("t", bytes(`m${i}`))
+    const late = broker.openReaderAt(2)
+    expect(late.get("t")).toMatchObject({ missed: null })
+    late.close()
+  })
+})
+
+describe("named cursors", () => {
+  test("resume where they stopped, one user at a time", () => {
+    using broker = openBroker({})
+    const reader = broker.openNamedReader("lab")
+    for (let i = 1; i <= 4; i++) broker.put("t", bytes(`m${i}`))
+    expect(text(reader.get("t")!.payload)).toBe("m1")
+    expect(refusal(() => broker.openNamedReader("lab"))).toBe("cursor_busy")
+    reader.close()
+    const again = broker.openNamedReader("lab")
+    expect(text(again.get("t")!.payload)).toBe("m2")
+    again.close()
+  })
+
+  test("survive a restart of a file store, and the sequence continues", () => {
+    const directory = mkdtempSync(join(tmpdir(), "dsmq-named-"))
+    const path = join(directory, "db.sqlite")
+    try {
+      {
+        using broker = openBroker({}, new Store({ path }))
+        const reader = broker.openNamedReader("lab")
+        for (let i = 1; i <= 3; i++) broker.put("t", bytes(`m${i}`))
+        reader.get("t")
+        reader.close()
+      }
+      using broker = openBroker({}, new Store({ path }))
+      expect(broker.store.lastSeq).toBe(3)
+      expect(broker.put("t", bytes("m4"))).toBe(4)
+      const reader = broker.openNamedReader("lab")
+      expect([reader.get("t"), reader.get("t"), reader.get("t"), reader.get("t")].map((m) => m && text(m.payload))).toEqual([
+        "m2",
+        "m3",
+        "m4",
+        null,
+      ])
+      reader.close()
+    } finally {
+      rmSync(directory, { recursive: true, force: true })
+    }
+  })
+
+  test("sequence numbers are not reused after retention removed the newest messages and the store reopened", () => {
+    const directory = mkdtempSync(join(tmpdir(), "dsmq-seq-"))
+    const path = join(directory, "db.sqlite")
+    try {
+      {
+        using broker = openBroker({ defaults: { maxAgeMs: 1000 } }, new Store({ path }))
+        for (let i = 0; i < 5; i++) broker.put("t", bytes("x"))
+        broker.retention.sweep(preciseNow() + 10_000)
+        expect(broker.store.messageCount).toBe(0)
+      }
+      using broker = openBroker({}, new Store({ path }))
+      expect(broker.put("t", bytes("after restart"))).toBe(6)
+    } finally {
+      rmSync(directory, { recursive: true, force: true })
+    }
+  })
+})
+
+test("patterns: exact, + for one level, # for the rest", () => {
+  const cases: [string, string, boolean][] = [
+    ["lab/temp", "lab/temp", true],
+    ["lab/temp", "lab/temp2", false],
+    ["lab/#", "lab", true],
+    ["lab/#", "lab/a/b", true],
+    ["lab/#", "labs/a", false],
+    ["lab/+/temp", "lab/1/temp", true],
+    ["lab/+/temp", "lab/1/2/temp", false],
+    ["+", "anything", true],
+    ["+", "a/b", false],
+    ["#", "a/b/c", true],
+  ]
+  expect(cases.map(([pattern, topic]) => compilePattern(pattern)(topic))).toEqual(cases.map(([, , expected]) => expected))
+})
+
+test("the defaults protect a small machine", () => {
+  expect(DEFAULT_RETENTION).toEqual({
+    defaults: { maxAgeMs: null, maxMessages: 100_000, maxBytes: null, policy: "drop-oldest" },
+    rules: [],
+    maxStoreBytes: 256 * 1024 * 1024,
+  })
+})
