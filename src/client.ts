@@ -43,6 +43,11 @@ export interface ConnectOptions {
    * its store and sends them once the application catches up: nothing is lost.
    */
   readonly subscriptionBuffer?: number
+  /**
+   * Read through the server's named cursor of this name: reads resume where the last
+   * connection with this name stopped (also across restarts of a server with --db).
+   */
+  readonly cursor?: string
 }
 
 /** An error the server reported, with its stable code (see docs/PROTOCOL.md). */
@@ -76,6 +81,8 @@ export class Message {
     readonly seq: number,
     readonly topic: string,
     readonly payload: Uint8Array,
+    /** Messages of the topic before this one that retention removed before this reader got them. */
+    readonly missed = 0,
   ) {}
 
   /** The payload decoded as UTF-8. */
@@ -105,7 +112,12 @@ export async function connect(options: ConnectOptions = {}): Promise<Client> {
   for (let attempt = 0; ; attempt++) {
     try {
       const client = new Client(options)
-      await client.open(host, port)
+      try {
+        await client.open(host, port, options.cursor)
+      } catch (error) {
+        await client.close()
+        throw error
+      }
       return client
     } catch (error) {
       const code = (error as { code?: string }).code
@@ -156,8 +168,8 @@ export class Client {
     return this.#maxFrameBytes
   }
 
-  /** @internal Connects and exchanges HELLO / WELCOME. */
-  async open(host: string, port: number): Promise<void> {
+  /** @internal Connects, exchanges HELLO / WELCOME, and picks the named cursor if asked. */
+  async open(host: string, port: number, cursor?: string): Promise<void> {
     this.#socket = await Bun.connect({
       hostname: host,
       port,
@@ -173,6 +185,10 @@ export class Client {
     const welcome = await this.#await(id)
     if (welcome.op !== Op.welcome) throw unexpected(welcome)
     this.#maxFrameBytes = welcome.maxFrameBytes
+    if (cursor !== undefined) {
+      const ok = await this.#await(this.#write(Op.cursor, 0, (writer) => writer.topic(cursor)))
+      if (ok.op !== Op.ok) throw unexpected(ok)
+    }
   }
 
   /** Puts a message without waiting: errors go to `onError`. Use `putAck` to learn its sequence number. */
@@ -251,7 +267,8 @@ export class Client {
 
   /** Sends what is queued and closes. Pending requests fail; subscriptions end. */
   async close(): Promise<void> {
-    if (this.#socket !== null && this.#closedError === null) {
+    if (this.#socket === null) this.#fail(new ConnectionClosedError("closed before connecting"))
+    else if (this.#closedError === null) {
       this.#flush()
       this.#socket.end()
     }
@@ -352,7 +369,7 @@ export class Client {
     if (reply.op === Op.deliver) {
       const subscription = this.#subscriptions.get(reply.topic)
       // After unsubscribe, pushes already on the wire are dropped.
-      subscription?.add(new Message(reply.seq, reply.topic, reply.payload.slice()))
+      subscription?.add(new Message(reply.seq, reply.topic, reply.payload.slice(), reply.missed))
       this.#updateReading()
       return
     }
@@ -482,7 +499,7 @@ function bytesOf(payload: Payload): Uint8Array {
 function messageOf(reply: BinaryReply): Message | null {
   if (reply.op === Op.empty) return null
   if (reply.op !== Op.message) throw unexpected(reply)
-  return new Message(reply.seq, reply.topic, reply.payload)
+  return new Message(reply.seq, reply.topic, reply.payload, reply.missed)
 }
 
 function unexpected(reply: BinaryReply): Error {

@@ -38,6 +38,7 @@ export type Framing = "json-stream" | "json-header"
 export interface Reply {
   message: string
   seq?: number
+  missed?: number
   error?: { code: string; text: string }
 }
 

@@ -327,7 +327,10 @@ export class Reader {
   }
 
   #deliver(topic: string, message: StoredMessage | null): Delivery | null {
-    if (message === null) return null
+    if (message === null) {
+      this.#caughtUp(topic)
+      return null
+    }
     const missed = this.#missedBefore(topic, message)
     this.markRead(topic, message.seq, message.ordinal, message.payload.length, message.putAt)
     return { ...message, missed }
@@ -343,6 +346,19 @@ export class Reader {
     // (an HTTP read after an old sequence, a named reader away while its topic expired).
     const ordinal = cursor?.ordinal ?? UNKNOWN_ORDINAL
     return ordinal === UNKNOWN_ORDINAL ? null : Math.max(0, message.ordinal - ordinal - 1)
+  }
+
+  /**
+   * Nothing of `topic` is unread: move the cursor to the end of the store, with the topic's
+   * last ordinal, so that what retention removes later can be counted exactly even when this
+   * reader is not open then (an HTTP named cursor between requests).
+   */
+  #caughtUp(topic: string): void {
+    // A topic that does not exist yet has had no message: ordinal 0.
+    const lastOrdinal = this.#broker.store.topic(topic)?.lastOrdinal ?? 0
+    const cursor = this.#cursors.get(topic)
+    if (cursor !== undefined && cursor.ordinal === lastOrdinal) return
+    this.#setCursor(topic, this.#broker.store.lastSeq, lastOrdinal)
   }
 
   #setCursor(topic: string, seq: number, ordinal: number): void {
