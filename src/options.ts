@@ -21,6 +21,10 @@ Options:
   --no-http                 no HTTP/WebSocket listener
   --max-message-bytes N     largest request accepted, in bytes (default ${DEFAULT_MAX_MESSAGE_BYTES})
   --allow-shutdown          obey the dsmq "shutdown" action (refused by default)
+  --shutdown-timeout SECS   on SIGINT/SIGTERM, how long clients may take to read their last
+                            replies before they are disconnected (default 5)
+  --idle-timeout SECS       close TCP connections silent for this long (default: never;
+                            TCP keepalive still finds dead peers)
 
 Storage (in memory unless --db is given):
   --db FILE                 keep messages and named cursors in a SQLite file (WAL mode)
@@ -52,6 +56,8 @@ export function parseArguments(argv: readonly string[]): ParsedCommand {
   let httpPort: number | null | undefined
   let maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES
   let allowShutdown = false
+  let shutdownTimeoutMs: number | undefined
+  let idleTimeoutSeconds: number | undefined
   let db: string | undefined
   let sync: SyncLevel = "normal"
   let maxStoreBytes = DEFAULT_RETENTION.maxStoreBytes
@@ -91,6 +97,12 @@ export function parseArguments(argv: readonly string[]): ParsedCommand {
         break
       case "--allow-shutdown":
         allowShutdown = true
+        break
+      case "--shutdown-timeout":
+        shutdownTimeoutMs = parseInteger("--shutdown-timeout", value(), 0, 3600) * 1000
+        break
+      case "--idle-timeout":
+        idleTimeoutSeconds = parseInteger("--idle-timeout", value(), 0, 86_400)
         break
       case "--db":
         db = value()
@@ -138,6 +150,8 @@ export function parseArguments(argv: readonly string[]): ParsedCommand {
       maxMessageBytes,
       allowShutdown,
       ...(db === undefined ? {} : { db, sync }),
+      ...(shutdownTimeoutMs === undefined ? {} : { shutdownTimeoutMs }),
+      ...(idleTimeoutSeconds === undefined ? {} : { idleTimeoutSeconds }),
       retention: { defaults, rules, maxStoreBytes },
     },
   }

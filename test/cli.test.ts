@@ -6,38 +6,9 @@ import { tmpdir } from "node:os"
 import { DEFAULT_RETENTION } from "../src/broker/retention.ts"
 import { parseArguments } from "../src/options.ts"
 import { request, TestClient } from "./helpers.ts"
+import { spawnServer } from "./server-process.ts"
 
 const SERVER = join(import.meta.dir, "..", "src", "server.ts")
-
-interface ServerProcess extends AsyncDisposable {
-  readonly process: Bun.Subprocess<"ignore", "pipe", "pipe">
-  readonly firstLine: string
-  readonly port: number
-}
-
-/** Starts the server and resolves once it has printed its address line. */
-async function spawnServer(args: string[]): Promise<ServerProcess> {
-  const child = Bun.spawn(["bun", "run", SERVER, ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe" })
-  const reader = child.stdout.getReader()
-  let text = ""
-  while (!text.includes("\n")) {
-    const { value, done } = await reader.read()
-    if (done) throw new Error(`server exited before printing its address: ${await new Response(child.stderr).text()}`)
-    text += new TextDecoder().decode(value)
-  }
-  reader.releaseLock()
-  const firstLine = text.slice(0, text.indexOf("\n"))
-  const port = Number(/tcp:\/\/[^ ]+:(\d+)/.exec(firstLine)?.[1])
-  return {
-    process: child,
-    firstLine,
-    port,
-    async [Symbol.asyncDispose]() {
-      child.kill("SIGKILL")
-      await child.exited
-    },
-  }
-}
 
 describe("bun run src/server.ts", () => {
   test("prints the real address when given port 0, serves, and exits 0 on SIGTERM", async () => {
@@ -127,6 +98,9 @@ describe("parseArguments", () => {
           rules: [],
         },
       },
+    })
+    expect(parseArguments(["--shutdown-timeout", "2", "--idle-timeout", "60"])).toMatchObject({
+      options: { shutdownTimeoutMs: 2000, idleTimeoutSeconds: 60 },
     })
     expect(parseArguments(["--max-age", "250ms", "--max-memory", "none"])).toMatchObject({
       options: { retention: { maxStoreBytes: null, defaults: { maxAgeMs: 250 } } },

@@ -30,6 +30,8 @@ export interface HttpContext {
   readonly maxMessageBytes: number
   stats(): ServerStats
   countError(name: ErrorName): void
+  /** Aborted when the server stops: event streams end. */
+  readonly shutdown: AbortSignal
 }
 
 /** Headers that carry a message's metadata next to its raw payload. */
@@ -148,7 +150,7 @@ function events(request: Request, server: Server<unknown>, url: URL, topic: stri
   const after =
     readSeq(lastEventId, "Last-Event-ID") ?? readSeq(url.searchParams.get("after"), "after") ?? context.broker.store.lastSeq
   server.timeout(request, 0)
-  return new Response(eventStream(context.broker, topic, after), {
+  return new Response(eventStream(context.broker, topic, after, context.shutdown), {
     headers: { "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache" },
   })
 }

@@ -14,7 +14,7 @@ const MESSAGES_PER_PULL = 64
 const encoder = new TextEncoder()
 const utf8 = new TextDecoder()
 
-export function eventStream(broker: Broker, topic: string, afterSeq: number): ReadableStream<Uint8Array> {
+export function eventStream(broker: Broker, topic: string, afterSeq: number, shutdown: AbortSignal): ReadableStream<Uint8Array> {
   const reader: Reader = broker.openReaderAt(afterSeq)
   let wake: (() => void) | null = null
   const subscriber: Subscriber = {
@@ -26,14 +26,31 @@ export function eventStream(broker: Broker, topic: string, afterSeq: number): Re
   }
   let timer: Timer | undefined
   let cancelled = false
+  let end: (() => void) | null = null
 
   return new ReadableStream<Uint8Array>({
     start(controller) {
       broker.subscribe(topic, subscriber)
+      end = () => {
+        if (cancelled) return
+        cancelled = true
+        clearTimeout(timer)
+        broker.unsubscribe(topic, subscriber)
+        reader.close()
+        wake?.()
+        try {
+          controller.close()
+        } catch {
+          // Already closed by the client going away.
+        }
+      }
+      if (shutdown.aborted) end()
+      else shutdown.addEventListener("abort", end, { once: true })
       // A first chunk at once, so the response's headers go out now, not with the first event.
       controller.enqueue(encoder.encode(`: stream of ${JSON.stringify(topic)} after ${afterSeq}\n\n`))
     },
     async pull(controller) {
+      if (cancelled) return
       let text = ""
       for (let i = 0; i < MESSAGES_PER_PULL; i++) {
         const message = reader.get(topic)
@@ -55,6 +72,7 @@ export function eventStream(broker: Broker, topic: string, afterSeq: number): Re
       controller.enqueue(encoder.encode(text))
     },
     cancel() {
+      if (end !== null) shutdown.removeEventListener("abort", end)
       cancelled = true
       clearTimeout(timer)
       broker.unsubscribe(topic, subscriber)

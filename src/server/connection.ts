@@ -50,6 +50,8 @@ export class Connection implements FrameSink {
   #paused = false
   #pumpScheduled = false
   #closing = false
+  /** The server is stopping: read nothing more, but answer what was already received. */
+  #draining = false
   /** Why the server is closing this connection, for transports that can say (WebSocket). */
   #closeReason: string | undefined
   #ended = false
@@ -79,7 +81,7 @@ export class Connection implements FrameSink {
 
   /** A chunk of the TCP byte stream; the first bytes decide the protocol. */
   onData(chunk: Uint8Array): void {
-    if (this.#closed || this.#closing) return
+    if (this.#closed || this.#closing || this.#draining) return
     if (this.#decoder === null) {
       this.#undecided.append(chunk)
       const protocol = detectProtocol(this.#undecided.view())
@@ -98,7 +100,7 @@ export class Connection implements FrameSink {
    * request per message), binary carries binary frames (one or more per message).
    */
   onMessage(message: string | Uint8Array): void {
-    if (this.#closed || this.#closing) return
+    if (this.#closed || this.#closing || this.#draining) return
     if (this.#session === null) this.#start(typeof message === "string" ? WireProtocol.webSocketJson : WireProtocol.webSocketBinary)
     if (typeof message === "string") {
       if (this.#decoder !== null) this.fail(new ProtocolError("malformed_frame", "a text message on a WebSocket that sends binary frames"))
@@ -127,11 +129,17 @@ export class Connection implements FrameSink {
     this.#transport.discard()
   }
 
-  /** Answers what can still be answered and sends what is pending (server shutdown). */
-  flushForShutdown(): void {
-    if (this.#closed || this.#session === null) return
-    this.#session.shutdown()
-    this.#pump()
+  /**
+   * The server is stopping: answer what can still be answered (pending waits get "nothing"),
+   * read no more requests, and close once the client has taken every reply.
+   */
+  beginShutdown(): void {
+    if (this.#closed) return
+    this.#draining = true
+    this.#decoder?.stop()
+    this.#session?.shutdown()
+    if (this.#session === null) this.#transport.end()
+    else this.#pump()
   }
 
   // FrameSink: called by the decoder, synchronously, for each complete frame.
@@ -263,7 +271,8 @@ export class Connection implements FrameSink {
   }
 
   #endIfDone(): void {
-    if (this.#closing && this.#transport.isIdle && !this.#closed && !this.#ended) {
+    const done = this.#closing || (this.#draining && this.#inboxHead === this.#inbox.length && !this.#session?.holding)
+    if (done && this.#transport.isIdle && !this.#closed && !this.#ended) {
       this.#ended = true
       this.#transport.end(this.#closeReason)
     }

@@ -30,6 +30,10 @@ export interface ServerOptions {
   /** A database file for durable storage; in memory when omitted. */
   readonly db?: string
   readonly sync?: SyncLevel
+  /** How long stopping may wait for clients to take their last replies (default 5 s). */
+  readonly shutdownTimeoutMs?: number
+  /** Close TCP connections that send nothing for this long; 0 or omitted: never. */
+  readonly idleTimeoutSeconds?: number
   /** Where the server reports closed connections and other events; silent when omitted. */
   readonly log?: (line: string) => void
 }
@@ -38,6 +42,9 @@ export const DEFAULT_HOST = "127.0.0.1"
 export const DEFAULT_PORT = 30008
 export const DEFAULT_HTTP_PORT = 30009
 export const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
+export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 5000
+/** TCP keepalive probes start after this much silence, so half-open connections are found. */
+const KEEPALIVE_DELAY_MS = 30_000
 /** Output waiting for one slow reader before its requests stop running: a few large replies. */
 export const MAX_OUTBOUND_BYTES = 4 * 1024 * 1024
 /**
@@ -53,7 +60,10 @@ export interface RunningServer {
   readonly httpPort: number | null
   readonly broker: Broker
   stats(): ServerStats
-  /** Stops accepting, answers pending waits with "nothing", closes every connection and the store. */
+  /**
+   * Stops accepting, answers pending waits with "nothing", lets clients take their last
+   * replies (up to the shutdown timeout), then closes every connection and the store.
+   */
   stop(): void
   /** Resolves once the server has stopped, by `stop()` or by an allowed `shutdown` request. */
   readonly stopped: Promise<void>
@@ -89,16 +99,29 @@ export function startServer(options: ServerOptions): RunningServer {
       })),
     )
 
+  const shutdown = new AbortController()
+  let finishStop: (() => void) | null = null
   const stop = (): void => {
     if (!running) return
     running = false
-    for (const connection of connections) connection.flushForShutdown()
-    tcp?.stop(true)
-    void http?.stop(true)
+    tcp?.stop(false)
+    void http?.stop(false)
+    // Event streams end; long polls and pending waits are answered with "nothing".
+    shutdown.abort()
     broker.releaseAllWaiters()
-    broker.close()
-    store.close()
-    resolveStopped()
+    for (const connection of connections) connection.beginShutdown()
+    const deadline = setTimeout(() => finish(), options.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS)
+    const finish = (): void => {
+      finishStop = null
+      clearTimeout(deadline)
+      tcp?.stop(true)
+      void http?.stop(true)
+      broker.close()
+      store.close()
+      resolveStopped()
+    }
+    finishStop = finish
+    if (connections.size === 0) finish()
   }
 
   const countError = errors.count.bind(errors)
@@ -130,6 +153,7 @@ export function startServer(options: ServerOptions): RunningServer {
   const closed = (connection: Connection): void => {
     connections.delete(connection)
     connection.onClose()
+    if (connections.size === 0) finishStop?.()
   }
 
   try {
@@ -138,7 +162,13 @@ export function startServer(options: ServerOptions): RunningServer {
       port: options.port,
       socket: {
         open(socket) {
+          socket.setKeepAlive(true, KEEPALIVE_DELAY_MS)
+          if (options.idleTimeoutSeconds) socket.timeout(options.idleTimeoutSeconds)
           socket.data = { connection: open(new TcpTransport(socket as Socket<unknown>)) }
+        },
+        timeout(socket) {
+          log(`closing idle connection from ${socket.remoteAddress}`)
+          socket.end()
         },
         data(socket, chunk) {
           guarded("data", socket.remoteAddress, () => socket.data.connection.onData(chunk), () => socket.terminate())
@@ -167,7 +197,13 @@ export function startServer(options: ServerOptions): RunningServer {
             if (server.upgrade(request, { data: { connection: null as unknown as Connection } })) return undefined
             return new Response("WebSocket upgrade failed", { status: 400 })
           }
-          return handleHttp(request, server, { broker, maxMessageBytes: options.maxMessageBytes, stats, countError })
+          return handleHttp(request, server, {
+            broker,
+            maxMessageBytes: options.maxMessageBytes,
+            stats,
+            countError,
+            shutdown: shutdown.signal,
+          })
         },
         error(error) {
           log(`internal error in the HTTP API: ${String(error)}`)

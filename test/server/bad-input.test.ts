@@ -178,3 +178,10 @@ test("bad bytes behind a pending get_wait are answered after it, in order", asyn
     { message: "", error: { code: "malformed_frame", text: expect.any(String) } },
   ])
 })
+
+test("an idle timeout closes a silent connection; the server goes on serving", async () => {
+  using server = startTestServer({ idleTimeoutSeconds: 1 })
+  await using silent = await TestClient.connect(server.port)
+  await silent.closed
+  await expectServerStillServes(server)
+})
