@@ -27,6 +27,12 @@ export function formatMetrics(stats: ServerStats): string {
   single("dsmq_stored_messages", "gauge", "Messages in the store.", stats.storedMessages)
   single("dsmq_stored_bytes", "gauge", "Payload bytes of the messages in the store.", stats.storedBytes)
   single("dsmq_topics", "gauge", "Topics in the store.", stats.topics)
+  single(
+    "dsmq_messages_dropped_total",
+    "counter",
+    "Messages removed by retention (slow readers never cause drops: they are caught up from the store).",
+    stats.droppedByRetention,
+  )
   metric(
     "dsmq_errors_total",
     "counter",

@@ -17,6 +17,8 @@ export interface ServerStats {
   readonly bytesDelivered: number
   readonly storedMessages: number
   readonly storedBytes: number
+  /** Messages removed by retention since the server started. */
+  readonly droppedByRetention: number
   readonly lastSeq: number
   readonly topics: number
   /** Errors reported to clients, by code name. */
@@ -77,6 +79,7 @@ export function collectStats(broker: Broker, errors: ErrorCounts, connections: I
     bytesDelivered: counters.bytesDelivered,
     storedMessages: store.messageCount,
     storedBytes: store.payloadBytes,
+    droppedByRetention: broker.retention.droppedCount,
     lastSeq: store.lastSeq,
     topics: store.topicCount,
     errors: errors.snapshot(),

@@ -534,6 +534,7 @@ test("STATS returns a JSON object whose counters match the traffic", async () =>
     bytesPut: 15,
     storedBytes: 15,
     bytesDelivered: 14,
+    droppedByRetention: 0,
   }
   expect(stats).toEqual({
     ...counters,

@@ -17,6 +17,9 @@ describe("JSON protocols", () => {
     await writer.ask({ action: "get", topic: "sync" })
     expect(await reader.ask({ action: "get", topic: "t" })).toEqual({ message: "m8", seq: 8, missed: 7 })
     expect(await reader.ask({ action: "get", topic: "t" })).toEqual({ message: "m9", seq: 9 })
+    expect(server.stats().droppedByRetention).toBe(7)
+    const metrics = await (await fetch(`http://127.0.0.1:${server.httpPort}/metrics`)).text()
+    expect(metrics).toContain("\ndsmq_messages_dropped_total 7\n")
   })
 
   test("a put refused by a full topic: answered in place with ack, else the connection closes", async () => {
