@@ -2,9 +2,11 @@
  * Shared by the bench files (not a bench file itself: bench/run.ts only runs `*.bench.ts`).
  *
  * Environment, set by bench/run.ts or by hand:
- *   BENCH_QUICK=1     smaller sizes (at most 10,000 stored messages) and gc "once" instead of
- *                     "inner", for a quick smoke run; the numbers are rougher.
- *   BENCH_FILTER=RE   run only the benchmarks whose name matches this regular expression.
+ *   BENCH_QUICK=1       smaller sizes (at most 10,000 stored messages, fewer message sizes) and
+ *                       gc "once" instead of "inner", for a quick smoke run; the numbers are rougher.
+ *   BENCH_FILTER=RE     run only the benchmarks whose name matches this regular expression.
+ *   BENCH_RESULTS=FILE  where a bench file writes its results as JSON (`writeResults`), for the
+ *                       runner's summary, its --json output and the Markdown report.
  */
 import { run } from "mitata"
 
@@ -21,9 +23,31 @@ export const ALLOCATING_GC: "inner" | "once" = QUICK ? "once" : "inner"
 export interface RunStats {
   readonly avg: number
   readonly p50: number
+  readonly p75: number
+  readonly p99: number
   readonly min: number
   readonly max: number
 }
+
+/** A table as printed, kept for the results file. */
+export interface ResultTable {
+  readonly title: string
+  readonly header: readonly string[]
+  readonly rows: readonly (readonly string[])[]
+}
+
+/** What a bench file hands to the runner (see `writeResults`). */
+export interface GroupResults {
+  readonly group: string
+  readonly tables: readonly ResultTable[]
+  /** mitata's stats per benchmark name, in nanoseconds (micro-benchmarks only). */
+  readonly benchmarks?: Readonly<Record<string, RunStats>>
+  /** Anything else the group measures (the load scenarios). */
+  readonly [key: string]: unknown
+}
+
+const printedTables: ResultTable[] = []
+const measured: Record<string, RunStats> = {}
 
 /**
  * mitata's `run`, with colours only on a terminal, the BENCH_FILTER filter, and a non-zero exit
@@ -41,7 +65,10 @@ export async function runBenchmarks(): Promise<Map<string, RunStats>> {
   for (const trial of result.benchmarks) {
     for (const benchRun of trial.runs) {
       if (benchRun.stats !== undefined) {
-        stats.set(benchRun.name, benchRun.stats)
+        const { avg, p50, p75, p99, min, max } = benchRun.stats
+        const kept = { avg, p50, p75, p99, min, max }
+        stats.set(benchRun.name, kept)
+        measured[benchRun.name] = kept
       } else {
         failed++
         console.error(`\nbenchmark "${benchRun.name}" failed:`, benchRun.error)
@@ -99,4 +126,16 @@ export function printTable(title: string, header: readonly string[], rows: reado
   console.log(line(header))
   console.log(widths.map((width) => "-".repeat(width)).join("  "))
   for (const row of rows) console.log(line(row))
+  printedTables.push({ title, header, rows })
+}
+
+/**
+ * Writes this file's results (every table printed with `printTable`, mitata's stats, and
+ * `extra`) to $BENCH_RESULTS, when the runner asked for them.
+ */
+export async function writeResults(group: string, extra: Record<string, unknown> = {}): Promise<void> {
+  const path = process.env.BENCH_RESULTS
+  if (path === undefined || path === "") return
+  const results: GroupResults = { group, tables: printedTables, benchmarks: measured, ...extra }
+  await Bun.write(path, JSON.stringify(results))
 }

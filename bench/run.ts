@@ -1,33 +1,69 @@
 /**
- * The benchmark suite runner behind `bun run bench`: runs every bench/*.bench.ts file in its own
- * `bun run` child process (so one file's heap, JIT state and stores do not skew the next),
- * one after another, with their output passed straight through.
+ * The benchmark suite behind `bun run bench`: the micro-benchmarks (every bench/*.bench.ts file)
+ * and the end-to-end load scenarios (bench/load.ts), each group in its own `bun run` child
+ * process (so one group's heap, JIT state and stores do not skew the next), one after another,
+ * with their output passed straight through. At the end it prints every group's summary tables
+ * again, together, and writes a Markdown report with an SVG latency chart (and, with --json,
+ * all results as JSON).
  */
-import { basename, dirname, join, relative } from "node:path"
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { basename, dirname, join, relative, resolve } from "node:path"
+import type { GroupResults } from "./common.ts"
+import { printTable } from "./common.ts"
+import {
+  LOAD_PROTOCOLS,
+  LOAD_TABLE_HEADER,
+  LOAD_TABLE_NOTES,
+  loadTableRows,
+  parseLoopbackAddress,
+  SCENARIOS,
+  TARGET_TABLE_HEADER,
+  targetTableRows,
+} from "./load/results.ts"
+import { describeMachine, loadResultsOf, renderChart, renderMarkdown, type SuiteRun } from "./report.ts"
+
+const DEFAULT_TIMEOUT_SECONDS = 300
+const LOAD_NAMES = [...SCENARIOS, "floor"] as const
 
 const USAGE = `Usage: bun run bench [options]
        bun run bench/run.ts [options]
 
-Runs every bench/*.bench.ts file, one at a time, each in its own process.
+Runs the micro-benchmarks (bench/*.bench.ts) and the load scenarios (bench/load.ts), one group
+at a time, each in its own process; prints every group's results, then all summary tables
+together; writes a Markdown report with an SVG latency chart.
 
 Options:
-  --quick           smaller sizes (at most 10,000 stored messages) and shorter runs
-                    (sets BENCH_QUICK=1 for the bench files)
-  --only NAME       run only the files whose name contains NAME (may be repeated)
-  --filter REGEX    inside each file, run only the benchmarks whose name matches REGEX
-                    (sets BENCH_FILTER)
-  --timeout SECS    time budget for the whole suite (default ${300}); a file still running
-                    when it is used up is stopped and counts as failed
-  -h, --help        show this help
+  --quick             smaller sizes and shorter phases, for a smoke run (sets BENCH_QUICK=1)
+  --only NAME         run only some groups (repeatable): a group whose file name contains NAME
+                      (decoders, store, load), or a load scenario (${LOAD_NAMES.join(", ")}),
+                      which runs the load group with just that scenario and its floor
+  --protocol NAME     load scenarios over this protocol only (repeatable): json-stream,
+                      binary-pull, binary-push
+  --filter REGEX      inside each micro-benchmark file, run only the benchmarks whose name
+                      matches REGEX (sets BENCH_FILTER)
+  --against HOST:PORT also run the json-stream load scenarios against another dsmq-compatible
+                      server there (loopback addresses only)
+  --json FILE         write all results as JSON to FILE
+  --report FILE       where to write the Markdown report (the chart goes next to it, as
+                      NAME-latency.svg). Default: bench/RESULTS.md for a full run (no --quick,
+                      --only, --protocol or --filter), bench/out/report.md otherwise
+  --timeout SECS      time budget for the whole suite (default ${DEFAULT_TIMEOUT_SECONDS}); a group still
+                      running when it is used up is stopped and counts as failed
+  -h, --help          show this help
 
-A single file also runs on its own: bun run bench/store.bench.ts (BENCH_QUICK=1 for quick).
-Exits with status 1 if a bench file fails or runs out of time, 2 on a usage error.
+A group also runs on its own: bun run bench/store.bench.ts, bun run bench/load.ts --help.
+Exits with status 1 if a group fails or runs out of time, 2 on a usage error.
 `
 
 interface Options {
   readonly quick: boolean
   readonly only: readonly string[]
+  readonly protocols: readonly string[]
   readonly filter: string | undefined
+  readonly against: string | undefined
+  readonly jsonFile: string | undefined
+  readonly reportFile: string | undefined
   readonly timeoutSeconds: number
 }
 
@@ -36,8 +72,12 @@ class UsageError extends Error {}
 function parseOptions(argv: readonly string[]): Options | "help" {
   let quick = false
   const only: string[] = []
+  const protocols: string[] = []
   let filter: string | undefined
-  let timeoutSeconds = 300
+  let against: string | undefined
+  let jsonFile: string | undefined
+  let reportFile: string | undefined
+  let timeoutSeconds = DEFAULT_TIMEOUT_SECONDS
   for (let i = 0; i < argv.length; i++) {
     const argument = argv[i]!
     const value = (): string => {
@@ -53,7 +93,15 @@ function parseOptions(argv: readonly string[]): Options | "help" {
         quick = true
         break
       case "--only":
-        only.push(value())
+        only.push(...value().split(","))
+        break
+      case "--protocol":
+        for (const protocol of value().split(",")) {
+          if (!(LOAD_PROTOCOLS as readonly string[]).includes(protocol)) {
+            throw new UsageError(`--protocol: unknown protocol "${protocol}" (have: ${LOAD_PROTOCOLS.join(", ")})`)
+          }
+          protocols.push(protocol)
+        }
         break
       case "--filter": {
         filter = value()
@@ -64,6 +112,20 @@ function parseOptions(argv: readonly string[]): Options | "help" {
         }
         break
       }
+      case "--against":
+        against = value()
+        try {
+          parseLoopbackAddress(against)
+        } catch (error) {
+          throw new UsageError((error as Error).message)
+        }
+        break
+      case "--json":
+        jsonFile = value()
+        break
+      case "--report":
+        reportFile = value()
+        break
       case "--timeout": {
         const text = value()
         timeoutSeconds = Number(text)
@@ -76,17 +138,73 @@ function parseOptions(argv: readonly string[]): Options | "help" {
         throw new UsageError(`unknown argument ${argument}`)
     }
   }
-  return { quick, only, filter, timeoutSeconds }
+  return { quick, only, protocols, filter, against, jsonFile, reportFile, timeoutSeconds }
+}
+
+interface Group {
+  readonly name: string
+  readonly path: string
+  readonly args: readonly string[]
 }
 
 interface Outcome {
-  readonly file: string
+  readonly group: string
   readonly status: "ok" | "failed" | "timed out" | "not run"
   readonly seconds: number
 }
 
 const benchDir = import.meta.dir
 const projectDir = dirname(benchDir)
+
+function selectGroups(options: Options): Group[] {
+  const micro = Array.from(new Bun.Glob("*.bench.ts").scanSync({ cwd: benchDir }))
+    .sort()
+    .map((file) => ({ name: basename(file, ".bench.ts"), file }))
+  const all = [...micro, { name: "load", file: "load.ts" }]
+  const scenarios = options.only.filter((name) => (LOAD_NAMES as readonly string[]).includes(name))
+  const byName = options.only.filter((name) => !(LOAD_NAMES as readonly string[]).includes(name))
+  const chosen =
+    options.only.length === 0
+      ? all
+      : all.filter(({ name, file }) => byName.some((wanted) => file.includes(wanted)) || (name === "load" && scenarios.length > 0))
+  return chosen.map(({ name, file }) => ({
+    name,
+    path: join(benchDir, file),
+    args:
+      name === "load"
+        ? [
+            ...(options.quick ? ["--quick"] : []),
+            ...scenarios.flatMap((scenario) => ["--only", scenario]),
+            ...options.protocols.flatMap((protocol) => ["--protocol", protocol]),
+            ...(options.against === undefined ? [] : ["--against", options.against]),
+          ]
+        : [],
+  }))
+}
+
+/** The command as the user typed it, for the report. */
+function commandLine(): string {
+  const args = process.argv.slice(2).map((arg) => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", "'\\''")}'`))
+  const base = process.env.npm_lifecycle_event === "bench" ? "bun run bench" : `bun run ${relative(process.cwd(), process.argv[1] ?? "bench/run.ts") || "bench/run.ts"}`
+  return [base, ...args].join(" ")
+}
+
+function printSummary(groups: readonly GroupResults[]): void {
+  console.log("\n━━━ summary: all results of this run ━━━")
+  for (const group of groups) {
+    if (group.group === "load") {
+      const load = loadResultsOf({ groups } as unknown as SuiteRun)
+      if (load === null) continue
+      printTable("Load scenarios (loopback; one fresh server process per row)", [...LOAD_TABLE_HEADER], loadTableRows(load.scenarios))
+      for (const { cell, reason } of load.unavailable) console.log(`${cell}: ${reason}`)
+      console.log()
+      for (const line of LOAD_TABLE_NOTES) console.log(line)
+      printTable("Targets of issue 4 (this run)", [...TARGET_TABLE_HEADER], targetTableRows(load.targets))
+      continue
+    }
+    for (const table of group.tables) printTable(`[${group.group}] ${table.title}`, table.header, table.rows)
+  }
+}
 
 async function main(): Promise<number> {
   let options: Options | "help"
@@ -101,22 +219,28 @@ async function main(): Promise<number> {
     console.log(USAGE)
     return 0
   }
-
-  const all = Array.from(new Bun.Glob("*.bench.ts").scanSync({ cwd: benchDir })).sort()
-  const files = options.only.length === 0 ? all : all.filter((file) => options.only.some((name) => file.includes(name)))
-  if (files.length === 0) {
-    console.error(`bench: no bench file matches ${options.only.map((name) => `"${name}"`).join(", ")} (have: ${all.join(", ")})`)
+  const groups = selectGroups(options)
+  if (groups.length === 0) {
+    console.error(`bench: nothing matches ${options.only.map((name) => `"${name}"`).join(", ")} (groups: decoders, store, load; scenarios: ${LOAD_NAMES.join(", ")})`)
     return 2
   }
+  const machine = await describeMachine()
+  const startedAt = new Date()
+  const command = commandLine()
+  const full = !options.quick && options.only.length === 0 && options.protocols.length === 0 && options.filter === undefined
+  const reportFile = resolve(options.reportFile ?? (full ? join(benchDir, "RESULTS.md") : join(benchDir, "out", "report.md")))
 
   const env: Record<string, string | undefined> = { ...process.env }
   if (options.quick) env.BENCH_QUICK = "1"
   else delete env.BENCH_QUICK
   if (options.filter !== undefined) env.BENCH_FILTER = options.filter
+  else delete env.BENCH_FILTER
+  const resultsDir = mkdtempSync(join(tmpdir(), "dsmq-bench-"))
 
   const started = performance.now()
   const deadline = started + options.timeoutSeconds * 1000
   const outcomes: Outcome[] = []
+  const collected: GroupResults[] = []
   let current: Bun.Subprocess | null = null
   let interrupted = false
   const onSignal = (signal: NodeJS.Signals): void => {
@@ -127,47 +251,81 @@ async function main(): Promise<number> {
   process.on("SIGTERM", onSignal)
 
   console.log(
-    `bench: ${files.length} file${files.length === 1 ? "" : "s"}${options.quick ? ", quick" : ""}` +
-      `${options.filter === undefined ? "" : `, filter /${options.filter}/`}, budget ${options.timeoutSeconds} s`,
+    `bench: ${groups.map((group) => group.name).join(", ")}${options.quick ? ", quick" : ""}` +
+      `${options.filter === undefined ? "" : `, filter /${options.filter}/`}, budget ${options.timeoutSeconds} s` +
+      ` (${machine.cpus} CPUs, ${machine.cpuModel}, Bun ${machine.bun}, ${machine.revision})`,
   )
-  for (const file of files) {
-    const path = join(benchDir, file)
-    if (interrupted || performance.now() >= deadline) {
-      outcomes.push({ file, status: "not run", seconds: 0 })
-      continue
-    }
-    console.log(`\n━━━ ${relative(projectDir, path)} ━━━`)
-    const fileStarted = performance.now()
-    const child = Bun.spawn([process.execPath, "run", path], {
-      cwd: projectDir,
-      env,
-      stdin: "ignore",
-      stdout: "inherit",
-      stderr: "inherit",
-    })
-    current = child
-    let timedOut = false
-    const timer = setTimeout(() => {
-      timedOut = true
-      console.error(`\nbench: ${file} is still running when the ${options.timeoutSeconds} s budget is used up; stopping it`)
-      child.kill("SIGTERM")
-      setTimeout(() => child.kill("SIGKILL"), 5000).unref()
-    }, Math.max(0, deadline - performance.now()))
-    const exitCode = await child.exited
-    clearTimeout(timer)
-    current = null
-    const seconds = (performance.now() - fileStarted) / 1000
-    const status = timedOut ? "timed out" : exitCode === 0 && !interrupted ? "ok" : "failed"
-    outcomes.push({ file, status, seconds })
-    if (status === "failed") console.error(`\nbench: ${file} failed (exit ${exitCode ?? child.signalCode})`)
+  if (machine.busyAtStart !== null && machine.busyAtStart > 10) {
+    console.log(`bench: note: ${machine.busyAtStart.toFixed(0)} % of the CPUs were busy just before the start; expect noisier numbers`)
   }
-
+  try {
+    for (const group of groups) {
+      if (interrupted || performance.now() >= deadline) {
+        outcomes.push({ group: group.name, status: "not run", seconds: 0 })
+        continue
+      }
+      console.log(`\n━━━ ${relative(projectDir, group.path)}${group.args.length === 0 ? "" : ` ${group.args.join(" ")}`} ━━━`)
+      const resultsFile = join(resultsDir, `${group.name}.json`)
+      const groupStarted = performance.now()
+      const child = Bun.spawn([process.execPath, "run", group.path, ...group.args], {
+        cwd: projectDir,
+        env: { ...env, BENCH_RESULTS: resultsFile },
+        stdin: "ignore",
+        stdout: "inherit",
+        stderr: "inherit",
+      })
+      current = child
+      let timedOut = false
+      const timer = setTimeout(() => {
+        timedOut = true
+        console.error(`\nbench: ${group.name} is still running when the ${options.timeoutSeconds} s budget is used up; stopping it`)
+        child.kill("SIGTERM")
+        setTimeout(() => child.kill("SIGKILL"), 5000).unref()
+      }, Math.max(0, deadline - performance.now()))
+      const exitCode = await child.exited
+      clearTimeout(timer)
+      current = null
+      const seconds = (performance.now() - groupStarted) / 1000
+      const status = timedOut ? "timed out" : exitCode === 0 && !interrupted ? "ok" : "failed"
+      outcomes.push({ group: group.name, status, seconds })
+      if (status === "failed") console.error(`\nbench: ${group.name} failed (exit ${exitCode ?? child.signalCode})`)
+      try {
+        collected.push(JSON.parse(readFileSync(resultsFile, "utf8")) as GroupResults)
+      } catch {
+        // The group wrote no results (it failed before the end).
+      }
+    }
+  } finally {
+    rmSync(resultsDir, { recursive: true, force: true })
+  }
   const totalSeconds = (performance.now() - started) / 1000
-  console.log("\nbench: summary")
-  for (const { file, status, seconds } of outcomes) {
-    console.log(`  ${basename(file).padEnd(24)} ${status.padEnd(9)} ${status === "not run" ? "" : `${seconds.toFixed(1)} s`}`)
+
+  printSummary(collected)
+  console.log("\nbench: groups")
+  for (const { group, status, seconds } of outcomes) {
+    console.log(`  ${group.padEnd(24)} ${status.padEnd(9)} ${status === "not run" ? "" : `${seconds.toFixed(1)} s`}`)
   }
   console.log(`  total ${totalSeconds.toFixed(1)} s`)
+
+  const run: SuiteRun = { startedAt, seconds: totalSeconds, command, quick: options.quick, machine, outcomes, groups: collected }
+  if (!interrupted && collected.length > 0) {
+    mkdirSync(dirname(reportFile), { recursive: true })
+    const chartName = `${basename(reportFile, ".md")}-latency.svg`
+    const load = loadResultsOf(run)
+    const chart =
+      load === null
+        ? null
+        : renderChart(load.scenarios, `${machine.cpus} CPUs, ${machine.cpuModel}, Bun ${Bun.version}; ${startedAt.toISOString().slice(0, 16).replace("T", " ")} UTC; ${command}`)
+    if (chart !== null) writeFileSync(join(dirname(reportFile), chartName), chart)
+    writeFileSync(reportFile, renderMarkdown(run, chart === null ? null : chartName))
+    console.log(`bench: report written to ${relative(process.cwd(), reportFile)}${chart === null ? "" : ` (chart: ${chartName})`}`)
+  }
+  if (options.jsonFile !== undefined) {
+    const path = resolve(options.jsonFile)
+    mkdirSync(dirname(path), { recursive: true })
+    writeFileSync(path, `${JSON.stringify({ ...run, startedAt: startedAt.toISOString() }, null, 2)}\n`)
+    console.log(`bench: results written to ${relative(process.cwd(), path)}`)
+  }
   if (interrupted) return 130
   return outcomes.every((outcome) => outcome.status === "ok") ? 0 : 1
 }

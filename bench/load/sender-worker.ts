@@ -1,0 +1,199 @@
+/**
+ * The writers of a load scenario, on their own thread (a Worker), so that sending on schedule
+ * does not wait for the main thread, which is busy reading.
+ *
+ * - "paced" (khz, fanout): each writer puts one message every 1/rate seconds, open loop: the
+ *   schedule is fixed in advance and every message carries its scheduled send time, so a
+ *   sender or server that falls behind shows up as latency instead of as a slower rate. The
+ *   thread sleeps with Atomics.wait until shortly before each send time (timers in Bun have a
+ *   1 ms granularity, too coarse for 1 kHz) and spins the last few tens of microseconds.
+ * - "blast" (max): one writer puts as fast as the connection takes the bytes (single PUTs, or
+ *   PUT_MANY frames of `batch` messages), written in large chunks, waiting for `drain` when
+ *   the kernel's socket buffer is full. Each message carries the time its chunk was built.
+ *
+ * Times are on the main thread's performance.now() clock: this thread adds the difference of
+ * the two threads' timeOrigins (the same clock underneath, so this is exact to well under a
+ * microsecond).
+ */
+import { PAYLOAD_BYTES, PHASE_MEASURED, PHASE_WARMUP, BinaryLink, EchoLink, JsonLink, Out, topicBytes } from "./wire.ts"
+import { Samples, summarize, type LatencySummary } from "./tally.ts"
+
+declare const self: Worker
+
+export interface SenderSetup {
+  readonly host: string
+  readonly port: number
+  /** "raw": 64-byte payloads to the floor's relay (bench/load/echo-server.ts --relay). */
+  readonly protocol: "binary" | "json" | "raw"
+  /** Writer w puts on topics[w]. */
+  readonly topics: readonly string[]
+  /** The main thread's performance.timeOrigin. */
+  readonly base: number
+  readonly mode: "paced" | "blast"
+  /** Messages per second per writer (paced). */
+  readonly rateHz: number
+  /** Writers are spread over this many evenly spaced send times per period (paced). */
+  readonly slots: number
+  /** Messages per PUT_MANY frame (blast, binary); 1 sends single PUTs. */
+  readonly batch: number
+  readonly warmupMs: number
+  readonly durationMs: number
+}
+
+export type ToSender = { readonly type: "setup"; readonly setup: SenderSetup } | { readonly type: "go"; readonly startAt: number } | { readonly type: "close" }
+
+export type FromSender =
+  | { readonly type: "ready" }
+  | {
+      readonly type: "done"
+      /** Measured messages sent per writer (indexes 0 … sent - 1). */
+      readonly sent: readonly number[]
+      readonly warmupSent: readonly number[]
+      /** How late the sends were against their schedule (paced), in µs. */
+      readonly lag: LatencySummary | null
+      /** Main-clock times the measured phase began and ended. */
+      readonly measuredFrom: number
+      readonly measuredTo: number
+    }
+  | { readonly type: "closed" }
+  | { readonly type: "error"; readonly message: string }
+
+/** Sleep with Atomics.wait until this long before a send time, then spin (ms). */
+const SPIN_MS = 0.08
+/** Atomics.wait overshoots by ~0.05-0.07 ms; shorter waits are not worth a system call. */
+const MIN_WAIT_MS = 0.1
+/** Bytes built per write in blast mode. */
+const BLAST_CHUNK_BYTES = 128 * 1024
+/** How long to wait for the kernel to take the last bytes. */
+const DRAIN_TIMEOUT_MS = 10_000
+
+let setup: SenderSetup
+let links: (BinaryLink | JsonLink | EchoLink)[] = []
+let clockOffset = 0
+const now = (): number => performance.now() + clockOffset
+const sleeper = new Int32Array(new SharedArrayBuffer(4))
+
+function post(message: FromSender): void {
+  self.postMessage(message)
+}
+
+self.onmessage = (event: MessageEvent<ToSender>) => {
+  const message = event.data
+  const work =
+    message.type === "setup" ? connect(message.setup) : message.type === "go" ? run(message.startAt) : close()
+  work.catch((error: unknown) => post({ type: "error", message: error instanceof Error ? (error.stack ?? error.message) : String(error) }))
+}
+
+async function connect(given: SenderSetup): Promise<void> {
+  setup = given
+  clockOffset = performance.timeOrigin - setup.base
+  links = await Promise.all(
+    setup.topics.map((): Promise<BinaryLink | JsonLink | EchoLink> =>
+      setup.protocol === "binary"
+        ? BinaryLink.open(setup.host, setup.port)
+        : setup.protocol === "json"
+          ? JsonLink.open(setup.host, setup.port)
+          : EchoLink.open(setup.host, setup.port, "writer"),
+    ),
+  )
+  post({ type: "ready" })
+}
+
+async function run(startAt: number): Promise<void> {
+  const outs = links.map((link) => link.out)
+  const result = setup.mode === "paced" ? paced(startAt, outs) : await blast(startAt, outs[0]!)
+  for (const out of outs) out.flush()
+  await Promise.race([Promise.all(outs.map((out) => out.whenDrained())), Bun.sleep(DRAIN_TIMEOUT_MS)])
+  post({ type: "done", ...result })
+}
+
+interface SendResult {
+  readonly sent: number[]
+  readonly warmupSent: number[]
+  readonly lag: LatencySummary | null
+  readonly measuredFrom: number
+  readonly measuredTo: number
+}
+
+function waitUntil(time: number): void {
+  const remaining = time - now()
+  if (remaining > MIN_WAIT_MS + SPIN_MS) Atomics.wait(sleeper, 0, 0, remaining - SPIN_MS)
+  while (now() < time) {
+    // spin: the last few tens of microseconds
+  }
+}
+
+/** Sends on schedule; blocks this thread until the last message is sent. */
+function paced(startAt: number, outs: Out[]): SendResult {
+  const writers = outs.length
+  const topics = setup.topics.map(topicBytes)
+  const period = 1000 / setup.rateHz
+  const slots = Math.max(1, Math.min(setup.slots, writers))
+  const gap = period / slots
+  const measuredFrom = startAt + setup.warmupMs
+  const end = measuredFrom + setup.durationMs
+  const sent = new Array<number>(writers).fill(0)
+  const warmupSent = new Array<number>(writers).fill(0)
+  const lag = new Samples()
+  const protocol = setup.protocol
+  for (let tick = 0; ; tick++) {
+    const tickStart = startAt + tick * period
+    if (tickStart >= end) break
+    for (let slot = 0; slot < slots; slot++) {
+      const time = tickStart + slot * gap
+      if (time >= end) break
+      waitUntil(time)
+      const measured = time >= measuredFrom
+      const phase = measured ? PHASE_MEASURED : PHASE_WARMUP
+      for (let writer = slot; writer < writers; writer += slots) {
+        const index = measured ? sent[writer]!++ : warmupSent[writer]!++
+        const out = outs[writer]!
+        const sentAt = now()
+        if (protocol === "binary") out.put(topics[writer]!, phase, writer, index, time, sentAt)
+        else if (protocol === "json") out.jsonPut(setup.topics[writer]!, phase, writer, index, time, sentAt)
+        else out.payloadAt(out.reserve(PAYLOAD_BYTES), phase, writer, index, time, sentAt)
+        out.flush()
+      }
+      if (measured) lag.push(now() - time)
+    }
+  }
+  return { sent, warmupSent, lag: summarize(lag.values()), measuredFrom, measuredTo: end }
+}
+
+/** Sends as fast as the connection takes it, until the measured phase ends. */
+async function blast(startAt: number, out: Out): Promise<SendResult> {
+  const topic = topicBytes(setup.topics[0]!)
+  const binary = setup.protocol === "binary"
+  // JSON has no batch frame: JSON puts are always single.
+  const batch = binary ? Math.max(1, setup.batch) : 1
+  const measuredFrom = startAt + setup.warmupMs
+  const end = measuredFrom + setup.durationMs
+  let sent = 0
+  let warmupSent = 0
+  while (now() < startAt) {
+    // the start time is a few milliseconds away
+  }
+  for (;;) {
+    const time = now()
+    if (time >= end) break
+    const measured = time >= measuredFrom
+    const phase = measured ? PHASE_MEASURED : PHASE_WARMUP
+    while (out.length < BLAST_CHUNK_BYTES) {
+      const index = measured ? sent : warmupSent
+      if (setup.protocol === "json") out.jsonPut(setup.topics[0]!, phase, 0, index, time)
+      else if (setup.protocol === "raw") out.payloadAt(out.reserve(PAYLOAD_BYTES), phase, 0, index, time)
+      else if (batch === 1) out.put(topic, phase, 0, index, time)
+      else out.putMany(topic, phase, 0, index, batch, time)
+      if (measured) sent += batch
+      else warmupSent += batch
+    }
+    out.flush()
+    if (out.backlog > 0) await Promise.race([out.whenDrained(), Bun.sleep(Math.max(1, end - now()))])
+  }
+  return { sent: [sent], warmupSent: [warmupSent], lag: null, measuredFrom, measuredTo: end }
+}
+
+async function close(): Promise<void> {
+  await Promise.all(links.map((link) => link.close()))
+  post({ type: "closed" })
+}
