@@ -203,7 +203,7 @@ describe("client", () => {
     const wrong = messages.filter((message, i) => message.seq !== i + 1 || !message.text().startsWith(`${i}:`))
     expect(wrong).toEqual([])
     await subscriber.close()
-  })
+  }, 60_000)
 
   test("one client puts 1,000,000 small messages pipelined; a subscriber gets them all in order", async () => {
     // Room for all of them: the default per-topic limit would drop the oldest.
@@ -232,7 +232,7 @@ describe("client", () => {
     await reading
     expect({ received, outOfOrder }).toEqual({ received: count, outOfOrder: 0 })
     expect(server.stats().puts).toBe(count)
-  })
+  }, 60_000)
 
   test("writes issued in the same tick go out in one socket write", async () => {
     // A stand-in server that answers HELLO and counts the chunks it receives.

@@ -33,6 +33,12 @@ class StreamFailure {
 
 /** Passes of the run loop before yielding to other connections, when a client keeps it busy. */
 const MAX_PASSES_PER_TURN = 64
+/**
+ * A chunk this large means the client is streaming requests. Reading from it then pauses
+ * until the next turn of the event loop, so every other connection is served in between:
+ * without this, a flooding client's socket is read again and again while others wait.
+ */
+const YIELD_AFTER_CHUNK_BYTES = 16 * 1024
 
 export class Connection implements FrameSink {
   readonly #transport: Transport
@@ -48,6 +54,8 @@ export class Connection implements FrameSink {
   #inbox: unknown[] = []
   #inboxHead = 0
   #paused = false
+  /** Paused for a turn after a large chunk (see YIELD_AFTER_CHUNK_BYTES). */
+  #yielding = false
   #pumpScheduled = false
   #closing = false
   /** The server is stopping: read nothing more, but answer what was already received. */
@@ -91,6 +99,13 @@ export class Connection implements FrameSink {
       this.#undecided.clear()
     } else {
       this.#decoder.push(chunk)
+    }
+    if (chunk.length >= YIELD_AFTER_CHUNK_BYTES && !this.#yielding) {
+      this.#yielding = true
+      setImmediate(() => {
+        this.#yielding = false
+        this.#updatePause()
+      })
     }
     this.#pump()
   }
@@ -279,7 +294,7 @@ export class Connection implements FrameSink {
   }
 
   #updatePause(): void {
-    const shouldPause = this.#inboxHead < this.#inbox.length
+    const shouldPause = this.#yielding || this.#inboxHead < this.#inbox.length
     if (shouldPause === this.#paused || this.#closed) return
     this.#paused = shouldPause
     if (shouldPause) this.#transport.pause()

@@ -132,7 +132,7 @@ describe("upstream dsmq 1.x over WebSocket", () => {
     const replies = await slow.waitForTexts(count)
     const wrong = replies.filter((reply, i) => reply !== `{"message": "${message(i)}"}`)
     expect(wrong.length).toBe(0)
-  })
+  }, 60_000)
 })
 
 describe("binary frames over WebSocket", () => {

@@ -161,7 +161,7 @@ test("a client that never reads its replies is held back, bounded, and loses not
   expect(replies.length).toBe(count)
   const wrong = replies.filter((reply, i) => reply.message !== message(i) || reply.seq !== i + 1)
   expect(wrong).toEqual([])
-})
+}, 60_000)
 
 test("bad bytes behind a pending get_wait are answered after it, in order", async () => {
   using server = startTestServer()
@@ -184,4 +184,4 @@ test("an idle timeout closes a silent connection; the server goes on serving", a
   await using silent = await TestClient.connect(server.port)
   await silent.closed
   await expectServerStillServes(server)
-})
+}, 60_000)

@@ -116,7 +116,7 @@ test("a paused subscriber holds no one up, stays bounded, then catches up with n
   })
   expect({ received: fastChecker.received, problems: fastChecker.problems }).toEqual({ received: TOTAL + 2, problems: [] })
   expect(server.stats().maxConnectionBufferedBytes).toBe(0)
-})
+}, 60_000)
 
 test("what waits for a paused subscriber costs the memory it is counted as", async () => {
   using server = startTestServer()
