@@ -5,9 +5,11 @@
  * socket events (never time).
  */
 import type { Socket } from "bun"
+import { Outbound } from "../src/net/outbound.ts"
 import { BinaryDecoder, FrameWriter, Op, readReply, type BinaryReply, type BinaryRequest } from "../src/protocol/binary.ts"
 import type { ProtocolError } from "../src/protocol/errors.ts"
 import { detachReply, writeRequest } from "./binary-frames.ts"
+import { EventWaiter } from "./event-waiter.ts"
 
 export interface BinaryClientOptions {
   /** Send HELLO and wait for its WELCOME before `connect` resolves (default true). */
@@ -33,13 +35,13 @@ export class BinaryClient implements AsyncDisposable {
   welcome: BinaryReply | null = null
   readonly closed: Promise<void>
   #socket!: Socket<undefined>
-  readonly #unsent: Uint8Array[] = []
+  #outbound!: Outbound
   readonly #decoder: BinaryDecoder
   readonly #keepPushes: boolean
   readonly #onFrame: ((reply: BinaryReply) => void) | undefined
   #streamError: Error | null = null
   #isClosed = false
-  #waiting: (() => void)[] = []
+  readonly #events = new EventWaiter()
   #resolveClosed!: () => void
   /** Ids from `nextId` start high, so tests may also use small literal ids on one connection. */
   #nextId = 1_000_000
@@ -66,17 +68,18 @@ export class BinaryClient implements AsyncDisposable {
       socket: {
         data: (_socket, chunk) => {
           client.#decoder.push(chunk)
-          client.#notify()
+          client.#events.notify()
         },
-        drain: () => client.#writeUnsent(),
+        drain: () => client.#writeQueued(),
         close: () => {
           client.#isClosed = true
           client.#resolveClosed()
-          client.#notify()
+          client.#events.notify()
         },
         error: () => {},
       },
     })
+    client.#outbound = new Outbound(client.#socket)
     if (options.hello ?? true) {
       client.welcome = await client.call({ op: Op.hello, requestId: 1, version: 1 })
       if (client.welcome.op !== Op.welcome) throw new Error(`HELLO answered with ${JSON.stringify(client.welcome)}`)
@@ -111,8 +114,7 @@ export class BinaryClient implements AsyncDisposable {
   sendBytes(bytes: Uint8Array): void {
     if (bytes.length === 0) return
     if (this.#finishing) throw new Error("sendBytes after finishSending")
-    this.#unsent.push(bytes)
-    if (this.#unsent.length === 1) this.#writeUnsent()
+    this.#outbound.send(bytes)
   }
 
   /** Sends one request and resolves with the first frame that carries its request id. */
@@ -139,14 +141,18 @@ export class BinaryClient implements AsyncDisposable {
 
   /** Waits on socket events until `condition` holds; throws if the stream breaks or closes first. */
   async waitUntil(condition: () => boolean, what: string): Promise<void> {
-    while (!condition()) {
-      if (this.#streamError !== null) throw new Error(`reply stream is malformed: ${this.#streamError.message}`)
-      if (this.#isClosed) throw new Error(`connection closed while waiting for ${what}`)
-      const { promise, resolve } = Promise.withResolvers<void>()
-      this.#waiting.push(resolve)
-      await promise
-    }
+    await this.#events.until(
+      condition,
+      () =>
+        this.#streamError !== null
+          ? `reply stream is malformed: ${this.#streamError.message}`
+          : this.#isClosed
+            ? "connection closed"
+            : null,
+      what,
+    )
   }
+
 
   /** Stops reading from the socket: the server's writes back up in the kernel, then in the server. */
   pause(): void {
@@ -168,7 +174,7 @@ export class BinaryClient implements AsyncDisposable {
    */
   finishSending(): void {
     this.#finishing = true
-    if (this.#unsent.length === 0) this.#socket.shutdown()
+    if (this.#outbound.isIdle) this.#socket.shutdown()
   }
 
   /** Closes without a FIN-after-data handshake: the peer sees the connection vanish. */
@@ -196,23 +202,9 @@ export class BinaryClient implements AsyncDisposable {
     if (this.#keepPushes || reply.op !== Op.deliver) this.frames.push(detachReply(reply))
   }
 
-  #writeUnsent(): void {
-    while (this.#unsent.length > 0) {
-      const bytes = this.#unsent[0]!
-      const written = Math.max(0, this.#socket.write(bytes))
-      if (written < bytes.length) {
-        this.#unsent[0] = bytes.subarray(written)
-        return
-      }
-      this.#unsent.shift()
-    }
-    if (this.#finishing) this.#socket.shutdown()
-  }
-
-  #notify(): void {
-    const waiting = this.#waiting
-    this.#waiting = []
-    for (const resolve of waiting) resolve()
+  #writeQueued(): void {
+    this.#outbound.writeQueued()
+    if (this.#finishing && this.#outbound.isIdle) this.#socket.shutdown()
   }
 }
 

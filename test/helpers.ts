@@ -3,10 +3,12 @@
  * what the kernel does not take, and lets a test wait for replies or for the close event.
  */
 import type { Socket } from "bun"
+import { Outbound } from "../src/net/outbound.ts"
 import type { FrameDecoder } from "../src/protocol/decoder.ts"
 import type { ProtocolError } from "../src/protocol/errors.ts"
 import { JsonHeaderDecoder, encodeHeader } from "../src/protocol/json-header.ts"
 import { JsonStreamDecoder } from "../src/protocol/json-stream.ts"
+import { EventWaiter } from "./event-waiter.ts"
 import { startServer, DEFAULT_MAX_MESSAGE_BYTES, type RunningServer, type ServerOptions } from "../src/server/listener.ts"
 
 export function startTestServer(options: Partial<ServerOptions> = {}): RunningServer & Disposable {
@@ -68,11 +70,11 @@ export class TestClient implements AsyncDisposable {
   readonly closed: Promise<void>
   #chunks: Uint8Array[] = []
   #socket!: Socket<undefined>
-  #unsent: Uint8Array[] = []
+  #outbound!: Outbound
+  readonly #events = new EventWaiter()
   #decoder: FrameDecoder
   #decodeError: ProtocolError | null = null
   #isClosed = false
-  #onEvent: (() => void) | null = null
   #resolveClosed!: () => void
 
   private constructor(framing: Framing) {
@@ -93,17 +95,18 @@ export class TestClient implements AsyncDisposable {
         data: (_socket, chunk) => {
           client.#chunks.push(Buffer.from(chunk))
           client.#decoder.push(chunk)
-          client.#notify()
+          client.#events.notify()
         },
-        drain: () => client.#writeUnsent(),
+        drain: () => client.#outbound.writeQueued(),
         close: () => {
           client.#isClosed = true
           client.#resolveClosed()
-          client.#notify()
+          client.#events.notify()
         },
         error: () => {},
       },
     })
+    client.#outbound = new Outbound(client.#socket)
     return client
   }
 
@@ -123,8 +126,7 @@ export class TestClient implements AsyncDisposable {
   }
 
   send(data: string | Uint8Array): void {
-    this.#unsent.push(typeof data === "string" ? Buffer.from(data) : data)
-    if (this.#unsent.length === 1) this.#writeUnsent()
+    this.#outbound.send(typeof data === "string" ? Buffer.from(data) : data)
   }
 
   /** Sends requests as one write. */
@@ -147,13 +149,16 @@ export class TestClient implements AsyncDisposable {
 
   /** Waits on socket events (data, close) until `condition` holds. */
   async waitUntil(condition: () => boolean, what: string): Promise<void> {
-    while (!condition()) {
-      if (this.#decodeError !== null) throw new Error(`reply stream is malformed: ${this.#decodeError.message}`)
-      if (this.#isClosed) throw new Error(`connection closed while waiting for ${what}`)
-      const { promise, resolve } = Promise.withResolvers<void>()
-      this.#onEvent = resolve
-      await promise
-    }
+    await this.#events.until(
+      condition,
+      () =>
+        this.#decodeError !== null
+          ? `reply stream is malformed: ${this.#decodeError.message}`
+          : this.#isClosed
+            ? "connection closed"
+            : null,
+      what,
+    )
   }
 
   /** Stops reading from the socket, like a client that never reads its replies. */
@@ -181,21 +186,4 @@ export class TestClient implements AsyncDisposable {
     }
   }
 
-  #writeUnsent(): void {
-    while (this.#unsent.length > 0) {
-      const bytes = this.#unsent[0]!
-      const written = Math.max(0, this.#socket.write(bytes))
-      if (written < bytes.length) {
-        this.#unsent[0] = bytes.subarray(written)
-        return
-      }
-      this.#unsent.shift()
-    }
-  }
-
-  #notify(): void {
-    const resolve = this.#onEvent
-    this.#onEvent = null
-    resolve?.()
-  }
 }

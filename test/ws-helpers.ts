@@ -3,6 +3,8 @@
  * does), and a raw one over a TCP socket that can stop reading, like a stuck client.
  */
 import type { Socket } from "bun"
+import { Outbound } from "../src/net/outbound.ts"
+import { EventWaiter } from "./event-waiter.ts"
 
 export interface Closed {
   code: number
@@ -15,7 +17,7 @@ export class WsClient implements AsyncDisposable {
   readonly closed: Promise<Closed>
   #socket: WebSocket
   #isClosed = false
-  #onEvent: (() => void) | null = null
+  readonly #events = new EventWaiter()
 
   private constructor(socket: WebSocket) {
     this.#socket = socket
@@ -24,12 +26,12 @@ export class WsClient implements AsyncDisposable {
       socket.addEventListener("close", (event) => {
         this.#isClosed = true
         resolve({ code: event.code, reason: event.reason })
-        this.#notify()
+        this.#events.notify()
       })
     })
     socket.addEventListener("message", (event) => {
       this.messages.push(typeof event.data === "string" ? event.data : new Uint8Array(event.data as ArrayBuffer))
-      this.#notify()
+      this.#events.notify()
     })
   }
 
@@ -56,10 +58,11 @@ export class WsClient implements AsyncDisposable {
   }
 
   async waitForMessages(count: number): Promise<(string | Uint8Array)[]> {
-    while (this.messages.length < count) {
-      if (this.#isClosed) throw new Error(`closed while waiting for ${count} messages (have ${this.messages.length})`)
-      await new Promise<void>((resolve) => (this.#onEvent = resolve))
-    }
+    await this.#events.until(
+      () => this.messages.length >= count,
+      () => (this.#isClosed ? "closed" : null),
+      `${count} messages (have ${this.messages.length})`,
+    )
     return this.messages
   }
 
@@ -73,12 +76,6 @@ export class WsClient implements AsyncDisposable {
       await this.closed
     }
   }
-
-  #notify(): void {
-    const resolve = this.#onEvent
-    this.#onEvent = null
-    resolve?.()
-  }
 }
 
 /**
@@ -88,10 +85,10 @@ export class WsClient implements AsyncDisposable {
 export class RawWsClient implements AsyncDisposable {
   readonly texts: string[] = []
   #socket!: Socket<undefined>
+  #outbound!: Outbound
   #buffer = Buffer.alloc(0)
   #upgraded = false
-  #unsent: Uint8Array[] = []
-  #onEvent: (() => void) | null = null
+  readonly #events = new EventWaiter()
   #isClosed = false
 
   static async connect(port: number): Promise<RawWsClient> {
@@ -101,15 +98,16 @@ export class RawWsClient implements AsyncDisposable {
       port,
       socket: {
         data: (_socket, chunk) => client.#onData(chunk),
-        drain: () => client.#writeUnsent(),
+        drain: () => client.#outbound.writeQueued(),
         close: () => {
           client.#isClosed = true
-          client.#notify()
+          client.#events.notify()
         },
         error: () => {},
       },
     })
-    client.#write(
+    client.#outbound = new Outbound(client.#socket)
+    client.#outbound.send(
       Buffer.from(
         "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
@@ -121,7 +119,7 @@ export class RawWsClient implements AsyncDisposable {
 
   /** Sends text messages in one write. */
   sendTexts(texts: string[]): void {
-    this.#write(Buffer.concat(texts.map((text) => maskedFrame(0x1, Buffer.from(text)))))
+    this.#outbound.send(Buffer.concat(texts.map((text) => maskedFrame(0x1, Buffer.from(text)))))
   }
 
   pauseReading(): void {
@@ -169,37 +167,11 @@ export class RawWsClient implements AsyncDisposable {
       if (opcode === 0x1) this.texts.push(this.#buffer.subarray(offset, offset + length).toString())
       this.#buffer = this.#buffer.subarray(offset + length)
     }
-    this.#notify()
-  }
-
-  #write(bytes: Uint8Array): void {
-    this.#unsent.push(bytes)
-    if (this.#unsent.length === 1) this.#writeUnsent()
-  }
-
-  #writeUnsent(): void {
-    while (this.#unsent.length > 0) {
-      const bytes = this.#unsent[0]!
-      const written = Math.max(0, this.#socket.write(bytes))
-      if (written < bytes.length) {
-        this.#unsent[0] = bytes.subarray(written)
-        return
-      }
-      this.#unsent.shift()
-    }
+    this.#events.notify()
   }
 
   async #waitUntil(condition: () => boolean, what: string): Promise<void> {
-    while (!condition()) {
-      if (this.#isClosed) throw new Error(`closed while waiting for ${what}`)
-      await new Promise<void>((resolve) => (this.#onEvent = resolve))
-    }
-  }
-
-  #notify(): void {
-    const resolve = this.#onEvent
-    this.#onEvent = null
-    resolve?.()
+    await this.#events.until(condition, () => (this.#isClosed ? "closed" : null), what)
   }
 }
 
