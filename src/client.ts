@@ -48,6 +48,8 @@ export interface ConnectOptions {
    * connection with this name stopped (also across restarts of a server with --db).
    */
   readonly cursor?: string
+  /** The token to present in HELLO, when the server requires one. */
+  readonly token?: string
 }
 
 /** An error the server reported, with its stable code (see docs/PROTOCOL.md). */
@@ -132,6 +134,7 @@ export async function connect(options: ConnectOptions = {}): Promise<Client> {
 export class Client {
   readonly #onError: (error: DsmqError) => void
   readonly #subscriptionBuffer: number
+  readonly #token: string | undefined
   readonly #writer = new FrameWriter()
   readonly #pending = new Map<number, Pending>()
   readonly #subscriptions = new Map<string, Subscription>()
@@ -149,6 +152,7 @@ export class Client {
   constructor(options: ConnectOptions) {
     this.#onError = options.onError ?? ((error) => console.error(`dsmq: ${error.codeName}: ${error.message}`))
     this.#subscriptionBuffer = options.subscriptionBuffer ?? 10_000
+    this.#token = options.token
     this.#decoder = new BinaryDecoder(
       {
         frame: (frame) => this.#onFrame(frame),
@@ -181,7 +185,10 @@ export class Client {
       },
     })
     this.#outbound = new Outbound(this.#socket)
-    const id = this.#write(Op.hello, 0, (writer) => writer.bytes(MAGIC).u8(BINARY_VERSION))
+    const id = this.#write(Op.hello, 0, (writer) => {
+      writer.bytes(MAGIC).u8(BINARY_VERSION)
+      if (this.#token !== undefined) writer.topic(this.#token)
+    })
     const welcome = await this.#await(id)
     if (welcome.op !== Op.welcome) throw unexpected(welcome)
     this.#maxFrameBytes = welcome.maxFrameBytes

@@ -3,6 +3,7 @@
  * `server.ts [host] [port]` is accepted as well as flags.
  */
 import { readFileSync } from "node:fs"
+import { AuthError, parseAuthConfig, type AuthConfig } from "./auth/auth.ts"
 import { DEFAULT_RETENTION, type FullPolicy, type RetentionLimits, type RetentionRule } from "./broker/retention.ts"
 import { DEFAULT_HOST, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_PORT, type ServerOptions } from "./server/listener.ts"
 import type { SyncLevel } from "./store/store.ts"
@@ -25,6 +26,14 @@ Options:
                             replies before they are disconnected (default 5)
   --idle-timeout SECS       close TCP connections silent for this long (default: never;
                             TCP keepalive still finds dead peers)
+
+Access (open to anyone who can connect unless tokens are configured):
+  --auth-file FILE          tokens and the topics each may read and write, JSON:
+                            {"tokens": [{"name": "lab", "token": "...", "read": ["lab/#"],
+                            "write": ["lab/#"]}]}; or the same JSON in the DSMQ_AUTH
+                            environment variable
+  --allow-anonymous-legacy  with tokens: let upstream JSON clients that send no auth action
+                            in (with the file's "anonymousLegacy" permissions, default all)
 
 Storage (in memory unless --db is given):
   --db FILE                 keep messages and named cursors in a SQLite file (WAL mode)
@@ -50,12 +59,14 @@ export class UsageError extends Error {
   override readonly name = "UsageError"
 }
 
-export function parseArguments(argv: readonly string[]): ParsedCommand {
+export function parseArguments(argv: readonly string[], env: Record<string, string | undefined> = {}): ParsedCommand {
   let host = DEFAULT_HOST
   let port = DEFAULT_PORT
   let httpPort: number | null | undefined
   let maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES
   let allowShutdown = false
+  let authFile: string | undefined
+  let allowAnonymousLegacy = false
   let shutdownTimeoutMs: number | undefined
   let idleTimeoutSeconds: number | undefined
   let db: string | undefined
@@ -97,6 +108,12 @@ export function parseArguments(argv: readonly string[]): ParsedCommand {
         break
       case "--allow-shutdown":
         allowShutdown = true
+        break
+      case "--auth-file":
+        authFile = value()
+        break
+      case "--allow-anonymous-legacy":
+        allowAnonymousLegacy = true
         break
       case "--shutdown-timeout":
         shutdownTimeoutMs = parseInteger("--shutdown-timeout", value(), 0, 3600) * 1000
@@ -141,6 +158,7 @@ export function parseArguments(argv: readonly string[]): ParsedCommand {
   if (httpPort !== null && httpPort === port && port !== 0) throw new UsageError(`--http-port must differ from the TCP port ${port}`)
   if (httpPort !== null && httpPort > 65535) throw new UsageError(`the default HTTP port ${httpPort} is out of range; give --http-port`)
   if (sync !== "normal" && db === undefined) throw new UsageError("--sync needs --db")
+  const auth = readAuth(authFile, env.DSMQ_AUTH, allowAnonymousLegacy)
   return {
     kind: "serve",
     options: {
@@ -153,7 +171,34 @@ export function parseArguments(argv: readonly string[]): ParsedCommand {
       ...(shutdownTimeoutMs === undefined ? {} : { shutdownTimeoutMs }),
       ...(idleTimeoutSeconds === undefined ? {} : { idleTimeoutSeconds }),
       retention: { defaults, rules, maxStoreBytes },
+      auth,
     },
+  }
+}
+
+/** The warning to print when the server is reachable from other machines without tokens. */
+export function exposureWarning(host: string, auth: AuthConfig | null): string | null {
+  const loopback = host === "localhost" || host === "::1" || host.startsWith("127.")
+  if (loopback || auth !== null) return null
+  return (
+    `WARNING: listening on ${host} without authentication: anyone who can reach these ports can ` +
+    "read and write every topic. Configure tokens (--auth-file or DSMQ_AUTH) on shared networks."
+  )
+}
+
+/** Tokens from --auth-file, or from the DSMQ_AUTH environment variable; null: none. */
+function readAuth(file: string | undefined, fromEnv: string | undefined, allowAnonymousLegacy: boolean): AuthConfig | null {
+  if (file !== undefined && fromEnv !== undefined) throw new UsageError("give tokens in --auth-file or DSMQ_AUTH, not both")
+  if (file === undefined && fromEnv === undefined) {
+    if (allowAnonymousLegacy) throw new UsageError("--allow-anonymous-legacy needs tokens (--auth-file or DSMQ_AUTH)")
+    return null
+  }
+  try {
+    if (file !== undefined) return parseAuthConfig(readFileSync(file, "utf8"), allowAnonymousLegacy, `--auth-file ${file}`)
+    return parseAuthConfig(fromEnv!, allowAnonymousLegacy, "DSMQ_AUTH")
+  } catch (error) {
+    if (error instanceof AuthError) throw new UsageError(error.message)
+    throw new UsageError(`--auth-file ${file}: ${error instanceof Error ? error.message : String(error)}`)
   }
 }
 

@@ -3,14 +3,14 @@
  * address once listening, and stops cleanly (exit code 0) on SIGINT, SIGTERM or an allowed
  * `shutdown` request.
  */
-import { parseArguments, UsageError, USAGE } from "./options.ts"
+import { exposureWarning, parseArguments, UsageError, USAGE } from "./options.ts"
 import { rateLimitedLog } from "./rate-limited-log.ts"
 import { ListenError, startServer } from "./server/listener.ts"
 
 function main(argv: readonly string[]): void {
   let command
   try {
-    command = parseArguments(argv)
+    command = parseArguments(argv, process.env)
   } catch (error) {
     if (!(error instanceof UsageError)) throw error
     console.error(`error: ${error.message}\n\n${USAGE}`)
@@ -36,6 +36,8 @@ function main(argv: readonly string[]): void {
   process.on("SIGINT", () => stopOnSignal("SIGINT"))
   process.on("SIGTERM", () => stopOnSignal("SIGTERM"))
   void server.stopped.then(() => process.exit(0))
+  const warning = exposureWarning(server.host, command.options.auth ?? null)
+  if (warning !== null) console.error(`dsmq: ${warning}`)
   // Printed last: whoever waits for this line may signal the server at once.
   const host = formatHost(server.host)
   const http = server.httpPort === null ? "" : `, http://${host}:${server.httpPort} (WebSocket ws://${host}:${server.httpPort}/)`

@@ -21,6 +21,8 @@ export interface BinaryClientOptions {
   readonly keepPushes?: boolean
   /** Called for each frame; byte fields are views, valid only during the call. */
   readonly onFrame?: (reply: BinaryReply) => void
+  /** A token for the HELLO. */
+  readonly token?: string
 }
 
 export class BinaryClient implements AsyncDisposable {
@@ -81,7 +83,7 @@ export class BinaryClient implements AsyncDisposable {
     })
     client.#outbound = new Outbound(client.#socket)
     if (options.hello ?? true) {
-      client.welcome = await client.call({ op: Op.hello, requestId: 1, version: 1 })
+      client.welcome = await client.call({ op: Op.hello, requestId: 1, version: 1, token: options.token ?? null })
       if (client.welcome.op !== Op.welcome) throw new Error(`HELLO answered with ${JSON.stringify(client.welcome)}`)
       client.frames.length = 0
       client.frameCount = 0

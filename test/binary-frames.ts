@@ -26,7 +26,9 @@ export function writeRequest(writer: FrameWriter, request: BinaryRequest): void 
   const { requestId } = request
   switch (request.op) {
     case Op.hello:
-      writer.begin(Op.hello, 0, requestId).bytes(MAGIC).u8(request.version).end()
+      writer.begin(Op.hello, 0, requestId).bytes(MAGIC).u8(request.version)
+      if (request.token !== null) writer.topic(request.token)
+      writer.end()
       return
     case Op.put:
       writer.begin(Op.put, request.ack ? Flag.ack : 0, requestId).topic(request.topic).bytes(request.payload).end()
@@ -128,7 +130,12 @@ export function readReplyCopy(frame: Uint8Array): BinaryReply {
 
 // Request and reply values, for whole-object comparisons.
 export const req = {
-  hello: (requestId: number, version = 1): BinaryRequest => ({ op: Op.hello, requestId, version }),
+  hello: (requestId: number, version = 1, token: string | null = null): BinaryRequest => ({
+    op: Op.hello,
+    requestId,
+    version,
+    token,
+  }),
   cursor: (requestId: number, name: string): BinaryRequest => ({ op: Op.cursor, requestId, name }),
   put: (requestId: number, topic: string, payload: Uint8Array | string, ack = false): BinaryRequest => ({
     op: Op.put,

@@ -72,6 +72,7 @@ describe("parseArguments", () => {
         maxMessageBytes: 1048576,
         allowShutdown: false,
         retention: DEFAULT_RETENTION,
+        auth: null,
       },
     })
   })

@@ -41,6 +41,7 @@ export interface Reply {
   message: string
   seq?: number
   missed?: number
+  auth?: string
   error?: { code: string; text: string }
 }
 

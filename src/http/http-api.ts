@@ -17,6 +17,7 @@
  * {"error": {"code": "...", "text": "..."}}.
  */
 import type { Server } from "bun"
+import { bearerToken, type Authenticator, type Principal } from "../auth/auth.ts"
 import type { Broker, Delivery } from "../broker/broker.ts"
 import { ProtocolError, type ErrorName } from "../protocol/errors.ts"
 import { MAX_TOPIC_BYTES, MAX_WAIT_MS } from "../protocol/limits.ts"
@@ -26,6 +27,7 @@ import { formatMetrics, METRICS_CONTENT_TYPE } from "./metrics.ts"
 import { eventStream } from "./sse.ts"
 
 export interface HttpContext {
+  readonly auth: Authenticator
   readonly broker: Broker
   readonly maxMessageBytes: number
   stats(): ServerStats
@@ -67,7 +69,15 @@ export async function handleHttp(request: Request, server: Server<unknown>, cont
   }
 }
 
-const ERROR_NAMES = { bad_field: true, too_large: true, topic_full: true, store_full: true, cursor_busy: true } as const
+const ERROR_NAMES = {
+  bad_field: true,
+  too_large: true,
+  topic_full: true,
+  store_full: true,
+  cursor_busy: true,
+  unauthorized: true,
+  forbidden: true,
+} as const
 
 /** Statuses for the broker's own refusals. */
 const STATUS_BY_ERROR: Partial<Record<ErrorName, number>> = { topic_full: 507, store_full: 507, cursor_busy: 409 }
@@ -75,8 +85,18 @@ const STATUS_BY_ERROR: Partial<Record<ErrorName, number>> = { topic_full: 507, s
 async function route(request: Request, server: Server<unknown>, context: HttpContext): Promise<Response> {
   const url = new URL(request.url)
   const segments = url.pathname.split("/").slice(1)
+  if (url.pathname === "/healthz") {
+    // Open to all, for health checks.
+    allow(request, "GET, HEAD")
+    return json(200, { status: "ok" })
+  }
+  const principal = authenticate(request, url, context)
   if (segments[0] === "topics" && segments.length >= 2 && segments.length <= 3 && segments[1] !== "") {
     const topic = decodeTopic(segments[1]!)
+    const writing = segments[2] === undefined && request.method === "POST"
+    if (!(writing ? principal.canWrite(topic) : principal.canRead(topic))) {
+      throw new HttpError(403, "forbidden", `${principal.name} may not ${writing ? "write" : "read"} topic ${JSON.stringify(topic)}`)
+    }
     switch (segments[2]) {
       case undefined:
         if (request.method === "POST") return await put(request, topic, context)
@@ -96,15 +116,22 @@ async function route(request: Request, server: Server<unknown>, context: HttpCon
         return events(request, server, url, topic, context)
     }
   }
-  if (url.pathname === "/healthz") {
-    allow(request, "GET, HEAD")
-    return json(200, { status: "ok" })
-  }
   if (url.pathname === "/metrics") {
     allow(request, "GET, HEAD")
     return new Response(formatMetrics(context.stats()), { headers: { "Content-Type": METRICS_CONTENT_TYPE } })
   }
   throw new HttpError(404, "not_found", `no route for ${request.method} ${url.pathname}; see the README for the HTTP API`)
+}
+
+/** Who the request acts as: everyone when no tokens are configured, else its bearer token's owner. */
+function authenticate(request: Request, url: URL, context: HttpContext): Principal {
+  const token = bearerToken(request, url)
+  const principal = token === null ? context.auth.initial : context.auth.authenticate(token)
+  if (principal === null) {
+    const text = token === null ? "a token is required: Authorization: Bearer TOKEN" : "the token is not valid"
+    throw new HttpError(401, "unauthorized", text, { "WWW-Authenticate": "Bearer" })
+  }
+  return principal
 }
 
 async function put(request: Request, topic: string, context: HttpContext): Promise<Response> {

@@ -170,7 +170,7 @@ export interface PutEntry {
 }
 
 export type BinaryRequest =
-  | { readonly op: typeof Op.hello; readonly requestId: number; readonly version: number }
+  | { readonly op: typeof Op.hello; readonly requestId: number; readonly version: number; readonly token: string | null }
   | { readonly op: typeof Op.put; readonly requestId: number; readonly ack: boolean; readonly topic: string; readonly payload: Uint8Array }
   | { readonly op: typeof Op.putMany; readonly requestId: number; readonly ack: boolean; readonly entries: readonly PutEntry[] }
   | {
@@ -222,7 +222,9 @@ export function readRequest(frame: Uint8Array): BinaryRequest | RejectedFrame {
           return { op: "rejected", requestId, error: new ProtocolError("malformed_frame", "HELLO must start with DSMQ"), fatal: true }
         }
         const version = body.u8()
-        return { op: Op.hello, requestId, version }
+        // An optional token follows: u16 length + UTF-8, as a topic is written.
+        const token = body.remaining >= 2 ? body.topic() : null
+        return { op: Op.hello, requestId, version, token }
       }
       case Op.put: {
         const topic = body.topic()

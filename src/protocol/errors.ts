@@ -25,6 +25,10 @@ export const ErrorCode = {
   store_full: 10,
   /** A named cursor is in use by another connection. */
   cursor_busy: 11,
+  /** Tokens are configured and the client presented none, or one that is not valid. */
+  unauthorized: 12,
+  /** The client's token does not permit this topic (read or write). */
+  forbidden: 13,
 } as const
 
 export type ErrorName = keyof typeof ErrorCode

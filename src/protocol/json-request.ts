@@ -16,6 +16,7 @@ export type Request =
   | { readonly action: "get" | "get_latest"; readonly topic: string }
   | { readonly action: "get_wait"; readonly topic: string; readonly timeoutMs: number }
   | { readonly action: "shutdown" }
+  | { readonly action: "auth"; readonly token: string }
 
 export interface RejectedRequest {
   readonly action: "rejected"
@@ -52,11 +53,15 @@ export function parseJsonRequest(body: Uint8Array | string): Request | RejectedR
       return parseGetWait(fields)
     case "shutdown":
       return { action }
+    case "auth":
+      return typeof fields.token === "string" && fields.token !== ""
+        ? { action, token: fields.token }
+        : reject("unauthorized", "'auth' needs a string field 'token'", true)
     default:
       return reject(
         "unknown_action",
         typeof action === "string"
-          ? `unknown action ${JSON.stringify(action.slice(0, 64))}; known: put, get, get_latest, get_wait, shutdown`
+          ? `unknown action ${JSON.stringify(action.slice(0, 64))}; known: put, get, get_latest, get_wait, shutdown, auth`
           : "request has no string field 'action'",
         false,
       )

@@ -3,6 +3,7 @@
  * a pending GET_WAIT does not hold back the requests behind it, and subscriptions push new
  * messages as they are put.
  */
+import type { Principal } from "../auth/auth.ts"
 import type { Delivery, Reader, Subscriber } from "../broker/broker.ts"
 import {
   BINARY_VERSION,
@@ -52,6 +53,8 @@ export class BinarySession implements Session<BinaryItem> {
   /** Subscriptions that are not live: they have messages in the store to catch up on. */
   readonly #lagging = new Set<Subscription>()
   #greeted = false
+  /** Who the client acts as, from its HELLO (or the WebSocket upgrade). */
+  #principal: Principal | null = null
 
   constructor(host: SessionHost, reader: Reader) {
     this.#host = host
@@ -90,25 +93,29 @@ export class BinarySession implements Session<BinaryItem> {
     const { requestId } = request
     switch (request.op) {
       case Op.hello:
-        this.#hello(requestId, request.version)
+        this.#hello(requestId, request.version, request.token)
         return
       case Op.put:
       case Op.putMany:
-        this.#put(request)
+        if (this.#mayWrite(request)) this.#put(request)
         return
       case Op.get:
+        if (!this.#mayRead(requestId, request.topic)) return
         this.#readStarted = true
         this.#writeMessage(requestId, request.topic, this.#reader.get(request.topic))
         return
       case Op.getLatest:
+        if (!this.#mayRead(requestId, request.topic)) return
         this.#readStarted = true
         this.#writeMessage(requestId, request.topic, this.#reader.getLatest(request.topic))
         return
       case Op.getWait:
+        if (!this.#mayRead(requestId, request.topic)) return
         this.#readStarted = true
         this.#getWait(requestId, request.topic, request.timeoutMs)
         return
       case Op.subscribe:
+        if (!this.#mayRead(requestId, request.topic)) return
         this.#readStarted = true
         this.#subscribe(requestId, request.topic)
         return
@@ -218,7 +225,22 @@ export class BinarySession implements Session<BinaryItem> {
     this.#writer.begin(Op.ok, 0, requestId).end()
   }
 
-  #hello(requestId: number, version: number): void {
+  #mayRead(requestId: number, topic: string): boolean {
+    if (this.#principal!.canRead(topic)) return true
+    this.#reportError(requestId, new ProtocolError("forbidden", `${this.#principal!.name} may not read topic ${JSON.stringify(topic)}`))
+    return false
+  }
+
+  /** A PUT_MANY is refused whole if any of its topics may not be written. */
+  #mayWrite(request: Extract<BinaryRequest, { op: typeof Op.put | typeof Op.putMany }>): boolean {
+    const topics = request.op === Op.put ? [request.topic] : request.entries.map((entry) => entry.topic)
+    const denied = topics.find((topic) => !this.#principal!.canWrite(topic))
+    if (denied === undefined) return true
+    this.#reportError(request.requestId, new ProtocolError("forbidden", `${this.#principal!.name} may not write topic ${JSON.stringify(denied)}`))
+    return false
+  }
+
+  #hello(requestId: number, version: number, token: string | null): void {
     if (this.#greeted) {
       this.#reportError(requestId, new ProtocolError("bad_field", "HELLO was already received"))
       return
@@ -230,6 +252,12 @@ export class BinarySession implements Session<BinaryItem> {
       )
       return
     }
+    const principal = token === null ? (this.#host.authenticated ?? this.#host.auth.initial) : this.#host.auth.authenticate(token)
+    if (principal === null) {
+      this.#fail(requestId, new ProtocolError("unauthorized", token === null ? "a token is required in HELLO" : "the token is not valid"))
+      return
+    }
+    this.#principal = principal
     this.#greeted = true
     this.#writer.begin(Op.welcome, 0, requestId).u8(BINARY_VERSION).u32(this.#host.limits.maxFrameBytes).end()
   }

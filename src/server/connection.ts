@@ -10,6 +10,7 @@
  *   requests wait in the inbox (copied off the chunk), and reading from the peer is paused
  *   meanwhile, so the client feels TCP backpressure instead of the server buffering for it.
  */
+import type { Principal } from "../auth/auth.ts"
 import type { Reader } from "../broker/broker.ts"
 import type { Transport } from "../net/transport.ts"
 import { BinaryDecoder } from "../protocol/binary.ts"
@@ -24,7 +25,10 @@ import { JsonSession } from "./json-session.ts"
 import type { Session, SessionHost } from "./session.ts"
 
 /** What a connection needs from the server that owns it. */
-export type ConnectionContext = Omit<SessionHost, "remoteAddress" | "outboundBytes" | "wake" | "closeAfterReplies">
+export type ConnectionContext = Omit<
+  SessionHost,
+  "remoteAddress" | "outboundBytes" | "wake" | "closeAfterReplies" | "authenticated"
+>
 
 /** Bad bytes in the stream, queued behind the requests that came before them. */
 class StreamFailure {
@@ -65,9 +69,13 @@ export class Connection implements FrameSink {
   #ended = false
   #closed = false
 
-  constructor(transport: Transport, context: ConnectionContext) {
+  readonly #authenticated: Principal | null
+
+  /** `authenticated`: who the transport already authenticated (a WebSocket upgrade), if anyone. */
+  constructor(transport: Transport, context: ConnectionContext, authenticated: Principal | null = null) {
     this.#transport = transport
     this.#context = context
+    this.#authenticated = authenticated
     this.#reader = context.broker.openReader()
   }
 
@@ -186,6 +194,7 @@ export class Connection implements FrameSink {
     const host: SessionHost = {
       ...this.#context,
       remoteAddress: this.#transport.remoteAddress,
+      authenticated: this.#authenticated,
       outboundBytes: () => this.#transport.queuedBytes + (this.#session?.pendingBytes ?? 0),
       wake: () => this.#schedulePump(),
       closeAfterReplies: (error) => this.#closeAfterReplies(error),

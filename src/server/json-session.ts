@@ -4,6 +4,7 @@
  * pending get_wait holds back the ones behind it, because the replies carry nothing that would
  * let a client match them otherwise.
  */
+import type { Principal } from "../auth/auth.ts"
 import type { Delivery, Reader } from "../broker/broker.ts"
 import type { Output } from "../net/transport.ts"
 import { WireProtocol } from "../protocol/detect.ts"
@@ -33,12 +34,15 @@ export class JsonSession implements Session<JsonItem> {
   #replies: string[] = []
   #pendingBytes = 0
   #waiting = false
+  /** Who the client acts as; null until it authenticates, when tokens are required. */
+  #principal: Principal | null
 
   constructor(host: SessionHost, reader: Reader, protocol: JsonProtocol) {
     this.#host = host
     this.#reader = reader
     this.#protocol = protocol
     this.#webSocket = protocol === WireProtocol.webSocketJson
+    this.#principal = host.authenticated ?? host.auth.initialLegacy
   }
 
   get holding(): boolean {
@@ -72,6 +76,25 @@ export class JsonSession implements Session<JsonItem> {
 
   run(request: JsonItem): void {
     const reader = this.#reader
+    if (request.action === "rejected") {
+      this.#reject(request.error, request.expectsReply)
+      return
+    }
+    if (request.action === "auth") {
+      this.#authenticate(request.token)
+      return
+    }
+    const principal = this.#principal
+    if (principal === null) {
+      this.#reject(new ProtocolError("unauthorized", "authenticate first: send {\"action\": \"auth\", \"token\": ...}"), false)
+      return
+    }
+    if (request.action !== "shutdown" && !(request.action === "put" ? principal.canWrite(request.topic) : principal.canRead(request.topic))) {
+      const what = request.action === "put" ? "write" : "read"
+      const error = new ProtocolError("forbidden", `${principal.name} may not ${what} topic ${JSON.stringify(request.topic)}`)
+      this.#reject(error, request.action !== "put" || request.ack)
+      return
+    }
     switch (request.action) {
       case "put": {
         let seq: number
@@ -109,10 +132,17 @@ export class JsonSession implements Session<JsonItem> {
           )
         }
         return
-      case "rejected":
-        this.#reject(request.error, request.expectsReply)
-        return
     }
+  }
+
+  #authenticate(token: string): void {
+    const principal = this.#host.auth.authenticate(token)
+    if (principal === null) {
+      this.#reject(new ProtocolError("unauthorized", "the token is not valid"), false)
+      return
+    }
+    this.#principal = principal
+    this.#reply(`{"message":"","auth":${JSON.stringify(principal.name)}}`)
   }
 
   failStream(error: ProtocolError): void {

@@ -5,6 +5,7 @@
  * socket's state is a Connection in its `data`.
  */
 import type { Server, ServerWebSocket, Socket, TCPSocketListener } from "bun"
+import { Authenticator, bearerToken, type AuthConfig, type Principal } from "../auth/auth.ts"
 import { Broker } from "../broker/broker.ts"
 import { handleHttp } from "../http/http-api.ts"
 import { TcpTransport } from "../net/tcp-transport.ts"
@@ -34,6 +35,8 @@ export interface ServerOptions {
   readonly shutdownTimeoutMs?: number
   /** Close TCP connections that send nothing for this long; 0 or omitted: never. */
   readonly idleTimeoutSeconds?: number
+  /** Tokens and their topic permissions; omitted or null: no authentication. */
+  readonly auth?: AuthConfig | null
   /** Where the server reports closed connections and other events; silent when omitted. */
   readonly log?: (line: string) => void
 }
@@ -71,11 +74,14 @@ export interface RunningServer {
 
 interface SocketData {
   connection: Connection
+  /** Who a WebSocket's upgrade request authenticated as (its bearer token), if anyone. */
+  principal: Principal | null
 }
 
 export function startServer(options: ServerOptions): RunningServer {
   const store = new Store({ ...(options.db === undefined ? {} : { path: options.db }), sync: options.sync ?? "normal" })
   const broker = new Broker(store, options.retention ?? DEFAULT_RETENTION)
+  const auth = new Authenticator(options.auth ?? null)
   const connections = new Set<Connection>()
   const errors = new ErrorCounts()
   const log = options.log ?? (() => {})
@@ -129,6 +135,7 @@ export function startServer(options: ServerOptions): RunningServer {
     broker,
     limits,
     allowShutdown: options.allowShutdown,
+    auth,
     // Deferred so the request that asked for it finishes before the store closes.
     requestShutdown: () => void setImmediate(stop),
     countError,
@@ -145,8 +152,8 @@ export function startServer(options: ServerOptions): RunningServer {
       abort()
     }
   }
-  const open = (transport: ConstructorParameters<typeof Connection>[0]): Connection => {
-    const connection = new Connection(transport, context)
+  const open = (transport: ConstructorParameters<typeof Connection>[0], principal: Principal | null = null): Connection => {
+    const connection = new Connection(transport, context, principal)
     connections.add(connection)
     return connection
   }
@@ -164,7 +171,7 @@ export function startServer(options: ServerOptions): RunningServer {
         open(socket) {
           socket.setKeepAlive(true, KEEPALIVE_DELAY_MS)
           if (options.idleTimeoutSeconds) socket.timeout(options.idleTimeoutSeconds)
-          socket.data = { connection: open(new TcpTransport(socket as Socket<unknown>)) }
+          socket.data = { connection: open(new TcpTransport(socket as Socket<unknown>)), principal: null }
         },
         timeout(socket) {
           log(`closing idle connection from ${socket.remoteAddress}`)
@@ -193,11 +200,20 @@ export function startServer(options: ServerOptions): RunningServer {
         fetch(request, server) {
           const url = new URL(request.url)
           if (url.pathname === "/" && request.headers.get("upgrade")?.toLowerCase() === "websocket") {
+            // A token may come with the upgrade (browsers cannot set headers: ?token=); without
+            // one, the client may still authenticate inside the protocol (HELLO, auth action).
+            const token = bearerToken(request, url)
+            const principal = token === null ? null : auth.authenticate(token)
+            if (token !== null && principal === null) {
+              countError("unauthorized")
+              return new Response("the token is not valid", { status: 401, headers: { "WWW-Authenticate": "Bearer" } })
+            }
             // The Connection is made in `open`, once the upgrade has succeeded.
-            if (server.upgrade(request, { data: { connection: null as unknown as Connection } })) return undefined
+            if (server.upgrade(request, { data: { connection: null as unknown as Connection, principal } })) return undefined
             return new Response("WebSocket upgrade failed", { status: 400 })
           }
           return handleHttp(request, server, {
+            auth,
             broker,
             maxMessageBytes: options.maxMessageBytes,
             stats,
@@ -218,7 +234,7 @@ export function startServer(options: ServerOptions): RunningServer {
           backpressureLimit: WEBSOCKET_BACKPRESSURE_LIMIT,
           closeOnBackpressureLimit: false,
           open(socket) {
-            socket.data.connection = open(new WebSocketTransport(socket as ServerWebSocket<unknown>))
+            socket.data.connection = open(new WebSocketTransport(socket as ServerWebSocket<unknown>), socket.data.principal)
           },
           message(socket, message) {
             guarded("a WebSocket message", socket.remoteAddress, () => socket.data.connection.onMessage(message), () => socket.terminate())

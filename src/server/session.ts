@@ -3,6 +3,7 @@
  * against the broker and encodes the replies; the Connection around it owns the socket, the
  * order in which requests run, and flow control.
  */
+import type { Authenticator, Principal } from "../auth/auth.ts"
 import type { Broker } from "../broker/broker.ts"
 import type { Output } from "../net/transport.ts"
 import type { ErrorName, ProtocolError } from "../protocol/errors.ts"
@@ -19,6 +20,9 @@ export interface SessionHost {
   readonly broker: Broker
   readonly limits: ConnectionLimits
   readonly allowShutdown: boolean
+  readonly auth: Authenticator
+  /** Who the transport already authenticated (a WebSocket's upgrade request), if anyone. */
+  readonly authenticated: Principal | null
   readonly remoteAddress: string
   /** Reply bytes waiting for this connection's socket, produced or not yet sent. */
   outboundBytes(): number

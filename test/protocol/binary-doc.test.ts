@@ -336,13 +336,20 @@ describe("docs/PROTOCOL.md tables and limits", () => {
           "topic_full",
           "store_full",
           "cursor_busy",
+          "unauthorized",
+          "forbidden",
         ] as ErrorName[]
       ).map((name) => [
         ErrorCode[name],
         name,
       ]),
     )
-    expect(rows.filter((row) => row.fatal).map((row) => row.name)).toEqual(["malformed_frame", "too_large", "unsupported_version"])
+    expect(rows.filter((row) => row.fatal).map((row) => row.name)).toEqual([
+      "malformed_frame",
+      "too_large",
+      "unsupported_version",
+      "unauthorized",
+    ])
     const json = /Codes (\d+), (\d+) and (\d+) belong to the JSON protocols/.exec(DOC)
     expect(json?.slice(1).map(Number)).toEqual([ErrorCode.bad_json, ErrorCode.not_an_object, ErrorCode.shutdown_refused])
   })
