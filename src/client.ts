@@ -50,6 +50,8 @@ export interface ConnectOptions {
   readonly cursor?: string
   /** The token to present in HELLO, when the server requires one. */
   readonly token?: string
+  /** TLS: true to verify against the system's CAs, or options (e.g. `{ ca: pem }` for a private CA). */
+  readonly tls?: boolean | { readonly ca?: string; readonly rejectUnauthorized?: boolean; readonly serverName?: string }
 }
 
 /** An error the server reported, with its stable code (see docs/PROTOCOL.md). */
@@ -135,6 +137,7 @@ export class Client {
   readonly #onError: (error: DsmqError) => void
   readonly #subscriptionBuffer: number
   readonly #token: string | undefined
+  readonly #tls: ConnectOptions["tls"]
   readonly #writer = new FrameWriter()
   readonly #pending = new Map<number, Pending>()
   readonly #subscriptions = new Map<string, Subscription>()
@@ -153,6 +156,7 @@ export class Client {
     this.#onError = options.onError ?? ((error) => console.error(`dsmq: ${error.codeName}: ${error.message}`))
     this.#subscriptionBuffer = options.subscriptionBuffer ?? 10_000
     this.#token = options.token
+    this.#tls = options.tls
     this.#decoder = new BinaryDecoder(
       {
         frame: (frame) => this.#onFrame(frame),
@@ -177,6 +181,7 @@ export class Client {
     this.#socket = await Bun.connect({
       hostname: host,
       port,
+      ...(this.#tls === undefined || this.#tls === false ? {} : { tls: this.#tls === true ? true : { ...this.#tls } }),
       socket: {
         data: (_socket, chunk) => this.#decoder.push(chunk),
         drain: () => this.#outbound?.writeQueued(),

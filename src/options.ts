@@ -34,6 +34,8 @@ Access (open to anyone who can connect unless tokens are configured):
                             environment variable
   --allow-anonymous-legacy  with tokens: let upstream JSON clients that send no auth action
                             in (with the file's "anonymousLegacy" permissions, default all)
+  --tls-cert FILE           PEM certificate (chain): TLS on the TCP port, HTTPS and WSS on
+  --tls-key FILE            the HTTP port; both or neither
 
 Storage (in memory unless --db is given):
   --db FILE                 keep messages and named cursors in a SQLite file (WAL mode)
@@ -65,6 +67,8 @@ export function parseArguments(argv: readonly string[], env: Record<string, stri
   let httpPort: number | null | undefined
   let maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES
   let allowShutdown = false
+  let tlsCert: string | undefined
+  let tlsKey: string | undefined
   let authFile: string | undefined
   let allowAnonymousLegacy = false
   let shutdownTimeoutMs: number | undefined
@@ -108,6 +112,12 @@ export function parseArguments(argv: readonly string[], env: Record<string, stri
         break
       case "--allow-shutdown":
         allowShutdown = true
+        break
+      case "--tls-cert":
+        tlsCert = value()
+        break
+      case "--tls-key":
+        tlsKey = value()
         break
       case "--auth-file":
         authFile = value()
@@ -159,6 +169,8 @@ export function parseArguments(argv: readonly string[], env: Record<string, stri
   if (httpPort !== null && httpPort > 65535) throw new UsageError(`the default HTTP port ${httpPort} is out of range; give --http-port`)
   if (sync !== "normal" && db === undefined) throw new UsageError("--sync needs --db")
   const auth = readAuth(authFile, env.DSMQ_AUTH, allowAnonymousLegacy)
+  if ((tlsCert === undefined) !== (tlsKey === undefined)) throw new UsageError("--tls-cert and --tls-key go together")
+  const tls = tlsCert === undefined ? undefined : { cert: readPem("--tls-cert", tlsCert), key: readPem("--tls-key", tlsKey!) }
   return {
     kind: "serve",
     options: {
@@ -172,8 +184,20 @@ export function parseArguments(argv: readonly string[], env: Record<string, stri
       ...(idleTimeoutSeconds === undefined ? {} : { idleTimeoutSeconds }),
       retention: { defaults, rules, maxStoreBytes },
       auth,
+      ...(tls === undefined ? {} : { tls }),
     },
   }
+}
+
+function readPem(name: string, path: string): string {
+  let text: string
+  try {
+    text = readFileSync(path, "utf8")
+  } catch (error) {
+    throw new UsageError(`${name} ${path}: ${error instanceof Error ? error.message : String(error)}`)
+  }
+  if (!text.includes("-----BEGIN ")) throw new UsageError(`${name} ${path}: not a PEM file`)
+  return text
 }
 
 /** The warning to print when the server is reachable from other machines without tokens. */

@@ -40,8 +40,9 @@ function main(argv: readonly string[]): void {
   if (warning !== null) console.error(`dsmq: ${warning}`)
   // Printed last: whoever waits for this line may signal the server at once.
   const host = formatHost(server.host)
-  const http = server.httpPort === null ? "" : `, http://${host}:${server.httpPort} (WebSocket ws://${host}:${server.httpPort}/)`
-  console.log(`dsmq listening on tcp://${host}:${server.port}${http}`)
+  const [tcp, http, ws] = command.options.tls === undefined ? ["tcp", "http", "ws"] : ["tls", "https", "wss"]
+  const httpAddress = server.httpPort === null ? "" : `, ${http}://${host}:${server.httpPort} (WebSocket ${ws}://${host}:${server.httpPort}/)`
+  console.log(`dsmq listening on ${tcp}://${host}:${server.port}${httpAddress}`)
 }
 
 function formatHost(host: string): string {

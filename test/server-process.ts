@@ -22,8 +22,8 @@ export async function spawnServer(args: string[]): Promise<ServerProcess> {
   }
   reader.releaseLock()
   const firstLine = text.slice(0, text.indexOf("\n"))
-  const port = Number(/tcp:\/\/[^ ]+:(\d+)/.exec(firstLine)?.[1])
-  const http = /http:\/\/[^ ]+:(\d+)/.exec(firstLine)?.[1]
+  const port = Number(/(?:tcp|tls):\/\/[^ ]+:(\d+)/.exec(firstLine)?.[1])
+  const http = /https?:\/\/[^ ]+:(\d+)/.exec(firstLine)?.[1]
   return {
     process: child,
     firstLine,

@@ -37,6 +37,8 @@ export interface ServerOptions {
   readonly idleTimeoutSeconds?: number
   /** Tokens and their topic permissions; omitted or null: no authentication. */
   readonly auth?: AuthConfig | null
+  /** PEM certificate and key: TLS on the TCP port, HTTPS and WSS on the HTTP port. */
+  readonly tls?: { readonly cert: string; readonly key: string }
   /** Where the server reports closed connections and other events; silent when omitted. */
   readonly log?: (line: string) => void
 }
@@ -167,6 +169,7 @@ export function startServer(options: ServerOptions): RunningServer {
     tcp = Bun.listen<SocketData>({
       hostname: options.host,
       port: options.port,
+      ...(options.tls === undefined ? {} : { tls: { cert: options.tls.cert, key: options.tls.key } }),
       socket: {
         open(socket) {
           socket.setKeepAlive(true, KEEPALIVE_DELAY_MS)
@@ -195,6 +198,7 @@ export function startServer(options: ServerOptions): RunningServer {
       http = Bun.serve<SocketData>({
         hostname: options.host,
         port: options.httpPort,
+        ...(options.tls === undefined ? {} : { tls: { cert: options.tls.cert, key: options.tls.key } }),
         // Bun answers a larger body with an empty 413; below this the API answers in JSON.
         maxRequestBodySize: options.maxMessageBytes * 2 + 1024,
         fetch(request, server) {
