@@ -5,7 +5,14 @@
 import { readFileSync } from "node:fs"
 import { AuthError, parseAuthConfig, type AuthConfig } from "./auth/auth.ts"
 import { DEFAULT_RETENTION, type FullPolicy, type RetentionLimits, type RetentionRule } from "./broker/retention.ts"
-import { DEFAULT_HOST, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_PORT, type ServerOptions } from "./server/listener.ts"
+import {
+  DEFAULT_HOST,
+  DEFAULT_LIMITS,
+  DEFAULT_MAX_MESSAGE_BYTES,
+  DEFAULT_PORT,
+  type ServerLimits,
+  type ServerOptions,
+} from "./server/listener.ts"
 import type { SyncLevel } from "./store/store.ts"
 
 const retentionDefaults = DEFAULT_RETENTION.defaults
@@ -26,6 +33,11 @@ Options:
                             replies before they are disconnected (default 5)
   --idle-timeout SECS       close TCP connections silent for this long (default: never;
                             TCP keepalive still finds dead peers)
+  --max-connections N       open TCP and WebSocket connections (default ${DEFAULT_LIMITS.maxConnections})
+  --max-outbound-bytes SIZE replies waiting for one slow client before its requests stop
+                            running (default ${formatSize(DEFAULT_LIMITS.maxOutboundBytes)})
+  --max-subscriptions N     subscriptions per connection (default ${DEFAULT_LIMITS.maxSubscriptions})
+  --max-pending-waits N     GET_WAITs pending per binary connection (default ${DEFAULT_LIMITS.maxPendingWaits})
 
 Access (open to anyone who can connect unless tokens are configured):
   --auth-file FILE          tokens and the topics each may read and write, JSON:
@@ -67,6 +79,7 @@ export function parseArguments(argv: readonly string[], env: Record<string, stri
   let httpPort: number | null | undefined
   let maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES
   let allowShutdown = false
+  let limits: Partial<ServerLimits> = {}
   let tlsCert: string | undefined
   let tlsKey: string | undefined
   let authFile: string | undefined
@@ -112,6 +125,21 @@ export function parseArguments(argv: readonly string[], env: Record<string, stri
         break
       case "--allow-shutdown":
         allowShutdown = true
+        break
+      case "--max-connections":
+        limits = { ...limits, maxConnections: parseInteger("--max-connections", value(), 1, 1_000_000) }
+        break
+      case "--max-outbound-bytes": {
+        const size = parseSize("--max-outbound-bytes", value())
+        if (size === null || size < 64 * 1024) throw new UsageError("--max-outbound-bytes must be at least 64KiB")
+        limits = { ...limits, maxOutboundBytes: size }
+        break
+      }
+      case "--max-subscriptions":
+        limits = { ...limits, maxSubscriptions: parseInteger("--max-subscriptions", value(), 1, 1_000_000) }
+        break
+      case "--max-pending-waits":
+        limits = { ...limits, maxPendingWaits: parseInteger("--max-pending-waits", value(), 1, 1_000_000) }
         break
       case "--tls-cert":
         tlsCert = value()
@@ -185,6 +213,7 @@ export function parseArguments(argv: readonly string[], env: Record<string, stri
       retention: { defaults, rules, maxStoreBytes },
       auth,
       ...(tls === undefined ? {} : { tls }),
+      ...(Object.keys(limits).length === 0 ? {} : { limits }),
     },
   }
 }

@@ -5,7 +5,7 @@
  */
 import { TailBufferingDecoder } from "./decoder.ts"
 import { ProtocolError, type ErrorName, ErrorCode } from "./errors.ts"
-import { MAX_TOPIC_BYTES, MAX_WAIT_MS } from "./limits.ts"
+import { MAX_TOPIC_BYTES, MAX_WAIT_MS, topicProblem } from "./limits.ts"
 
 export const BINARY_VERSION = 1
 export const MAGIC = new Uint8Array([0x44, 0x53, 0x4d, 0x51]) // "DSMQ"
@@ -147,6 +147,14 @@ class BodyReader {
     }
   }
 
+  /** A topic name: a string as `topic()` reads it, that is also a valid topic. */
+  topicName(): string {
+    const topic = this.topic()
+    const problem = topicProblem(topic)
+    if (problem !== null) throw bad(problem)
+    return topic
+  }
+
   end(): void {
     if (this.remaining !== 0) throw bad(`${this.remaining} unexpected bytes after the body of opcode ${hex(this.opcode)}`)
   }
@@ -227,7 +235,7 @@ export function readRequest(frame: Uint8Array): BinaryRequest | RejectedFrame {
         return { op: Op.hello, requestId, version, token }
       }
       case Op.put: {
-        const topic = body.topic()
+        const topic = body.topicName()
         return { op: Op.put, requestId, ack: (flags & Flag.ack) !== 0, topic, payload: body.rest() }
       }
       case Op.putMany: {
@@ -236,7 +244,7 @@ export function readRequest(frame: Uint8Array): BinaryRequest | RejectedFrame {
         if (count * 6 > body.remaining) throw bad(`PUT_MANY announces ${count} messages but the body is too short`)
         const entries: PutEntry[] = []
         for (let i = 0; i < count; i++) {
-          const topic = body.topic()
+          const topic = body.topicName()
           entries.push({ topic, payload: body.bytes(body.u32()) })
         }
         body.end()
@@ -246,14 +254,14 @@ export function readRequest(frame: Uint8Array): BinaryRequest | RejectedFrame {
       case Op.getLatest:
       case Op.subscribe:
       case Op.unsubscribe: {
-        const topic = body.topic()
+        const topic = body.topicName()
         body.end()
         return { op: opcode, requestId, topic }
       }
       case Op.getWait: {
         const timeoutMs = body.u32()
         if (timeoutMs > MAX_WAIT_MS) throw bad(`GET_WAIT timeout ${timeoutMs} ms is above the maximum of ${MAX_WAIT_MS}`)
-        const topic = body.topic()
+        const topic = body.topicName()
         body.end()
         return { op: Op.getWait, requestId, topic, timeoutMs }
       }

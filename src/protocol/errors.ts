@@ -29,6 +29,8 @@ export const ErrorCode = {
   unauthorized: 12,
   /** The client's token does not permit this topic (read or write). */
   forbidden: 13,
+  /** A per-connection limit (subscriptions, pending waits) or the server's connection limit. */
+  limit_exceeded: 14,
 } as const
 
 export type ErrorName = keyof typeof ErrorCode

@@ -5,7 +5,7 @@
  * must close the connection instead (an unexpected reply would be read as the next answer).
  */
 import { ProtocolError } from "./errors.ts"
-import { MAX_TOPIC_BYTES, MAX_WAIT_MS } from "./limits.ts"
+import { MAX_TOPIC_BYTES, MAX_WAIT_MS, topicProblem } from "./limits.ts"
 
 /** get_wait's timeout when the request names none, in seconds: about what upstream's client-side get_wait tries for. */
 export const DEFAULT_WAIT_SECONDS = 10
@@ -101,7 +101,8 @@ function readTopic(fields: Record<string, unknown>, expectsReply: boolean): stri
   if (topic.length > MAX_TOPIC_BYTES / 3 && Buffer.byteLength(topic) > MAX_TOPIC_BYTES) {
     return reject("bad_field", `'topic' is longer than ${MAX_TOPIC_BYTES} bytes of UTF-8`, expectsReply)
   }
-  return topic
+  const problem = topicProblem(topic)
+  return problem === null ? topic : reject("bad_field", problem, expectsReply)
 }
 
 function reject(name: ProtocolError["errorName"], text: string, expectsReply: boolean): RejectedRequest {

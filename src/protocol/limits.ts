@@ -4,3 +4,11 @@
 export const MAX_TOPIC_BYTES = 1024
 /** Longest get_wait, in milliseconds (an hour). */
 export const MAX_WAIT_MS = 3_600_000
+
+/** Control characters (C0 and DEL) are not allowed in topics: they are always a client's bug. */
+const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/
+
+/** What is wrong with a topic name, or null when it is fine (length is checked where it is read). */
+export function topicProblem(topic: string): string | null {
+  return CONTROL_CHARACTER.test(topic) ? "topic contains a control character (U+0000 to U+001F, or U+007F)" : null
+}

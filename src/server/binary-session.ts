@@ -53,6 +53,7 @@ export class BinarySession implements Session<BinaryItem> {
   /** Subscriptions that are not live: they have messages in the store to catch up on. */
   readonly #lagging = new Set<Subscription>()
   #greeted = false
+  #pendingWaits = 0
   /** Who the client acts as, from its HELLO (or the WebSocket upgrade). */
   #principal: Principal | null = null
 
@@ -268,14 +269,29 @@ export class BinarySession implements Session<BinaryItem> {
       this.#reportError(requestId, error)
       return
     }
+    if (this.#pendingWaits >= this.#host.limits.maxPendingWaits) {
+      const limit = this.#host.limits.maxPendingWaits
+      this.#reportError(requestId, new ProtocolError("limit_exceeded", `a connection may have at most ${limit} GET_WAITs pending`))
+      return
+    }
+    this.#pendingWaits++
     const message = this.#reader.getWait(topic, timeoutMs, (answer) => {
+      this.#pendingWaits--
       this.#writeMessage(requestId, topic, answer)
       this.#host.wake()
     })
-    if (message !== null) this.#writeMessage(requestId, topic, message)
+    if (message !== null) {
+      this.#pendingWaits--
+      this.#writeMessage(requestId, topic, message)
+    }
   }
 
   #subscribe(requestId: number, topic: string): void {
+    if (!this.#subscriptions.has(topic) && this.#subscriptions.size >= this.#host.limits.maxSubscriptions) {
+      const limit = this.#host.limits.maxSubscriptions
+      this.#reportError(requestId, new ProtocolError("limit_exceeded", `a connection may hold at most ${limit} subscriptions`))
+      return
+    }
     if (!this.#subscriptions.has(topic)) {
       const subscription = new Subscription(topic, this)
       this.#subscriptions.set(topic, subscription)

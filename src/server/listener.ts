@@ -39,6 +39,8 @@ export interface ServerOptions {
   readonly auth?: AuthConfig | null
   /** PEM certificate and key: TLS on the TCP port, HTTPS and WSS on the HTTP port. */
   readonly tls?: { readonly cert: string; readonly key: string }
+  /** Per-connection and server-wide limits; each defaults to DEFAULT_LIMITS. */
+  readonly limits?: Partial<ServerLimits>
   /** Where the server reports closed connections and other events; silent when omitted. */
   readonly log?: (line: string) => void
 }
@@ -48,10 +50,26 @@ export const DEFAULT_PORT = 30008
 export const DEFAULT_HTTP_PORT = 30009
 export const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
 export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 5000
+
+export interface ServerLimits {
+  /** Open TCP and WebSocket connections; more are refused. */
+  readonly maxConnections: number
+  /** Output waiting for one slow reader before its requests stop running. */
+  readonly maxOutboundBytes: number
+  readonly maxSubscriptions: number
+  readonly maxPendingWaits: number
+}
 /** TCP keepalive probes start after this much silence, so half-open connections are found. */
 const KEEPALIVE_DELAY_MS = 30_000
 /** Output waiting for one slow reader before its requests stop running: a few large replies. */
 export const MAX_OUTBOUND_BYTES = 4 * 1024 * 1024
+
+export const DEFAULT_LIMITS: ServerLimits = {
+  maxConnections: 1024,
+  maxOutboundBytes: MAX_OUTBOUND_BYTES,
+  maxSubscriptions: 1024,
+  maxPendingWaits: 1024,
+}
 /**
  * Where Bun itself would start dropping WebSocket output: far above MAX_OUTBOUND_BYTES, which
  * the connection enforces, so Bun never has to.
@@ -75,7 +93,8 @@ export interface RunningServer {
 }
 
 interface SocketData {
-  connection: Connection
+  /** null for a connection refused at the connection limit. */
+  connection: Connection | null
   /** Who a WebSocket's upgrade request authenticated as (its bearer token), if anyone. */
   principal: Principal | null
 }
@@ -87,9 +106,19 @@ export function startServer(options: ServerOptions): RunningServer {
   const connections = new Set<Connection>()
   const errors = new ErrorCounts()
   const log = options.log ?? (() => {})
+  const serverLimits: ServerLimits = { ...DEFAULT_LIMITS, ...options.limits }
   const limits: ConnectionLimits = {
     maxFrameBytes: options.maxMessageBytes,
-    maxOutboundBytes: MAX_OUTBOUND_BYTES,
+    maxOutboundBytes: serverLimits.maxOutboundBytes,
+    maxSubscriptions: serverLimits.maxSubscriptions,
+    maxPendingWaits: serverLimits.maxPendingWaits,
+  }
+  /** True (and counted, logged) when a new connection would pass --max-connections. */
+  const atConnectionLimit = (remote: string): boolean => {
+    if (connections.size < serverLimits.maxConnections) return false
+    countError("limit_exceeded")
+    log(`refusing a connection from ${remote}: at the limit of ${serverLimits.maxConnections} connections`)
+    return true
   }
   const { promise: stopped, resolve: resolveStopped } = Promise.withResolvers<void>()
   let tcp: TCPSocketListener<SocketData> | null = null
@@ -174,6 +203,12 @@ export function startServer(options: ServerOptions): RunningServer {
         open(socket) {
           socket.setKeepAlive(true, KEEPALIVE_DELAY_MS)
           if (options.idleTimeoutSeconds) socket.timeout(options.idleTimeoutSeconds)
+          if (atConnectionLimit(socket.remoteAddress)) {
+            // No reply: the protocol is not known yet. The client sees the connection close.
+            socket.data = { connection: null, principal: null }
+            socket.end()
+            return
+          }
           socket.data = { connection: open(new TcpTransport(socket as Socket<unknown>)), principal: null }
         },
         timeout(socket) {
@@ -181,13 +216,13 @@ export function startServer(options: ServerOptions): RunningServer {
           socket.end()
         },
         data(socket, chunk) {
-          guarded("data", socket.remoteAddress, () => socket.data.connection.onData(chunk), () => socket.terminate())
+          guarded("data", socket.remoteAddress, () => socket.data.connection?.onData(chunk), () => socket.terminate())
         },
         drain(socket) {
-          guarded("drain", socket.remoteAddress, () => socket.data.connection.onDrain(), () => socket.terminate())
+          guarded("drain", socket.remoteAddress, () => socket.data.connection?.onDrain(), () => socket.terminate())
         },
         close(socket) {
-          closed(socket.data.connection)
+          if (socket.data.connection !== null) closed(socket.data.connection)
         },
         error(socket, error) {
           log(`socket error from ${socket.remoteAddress}: ${error.message}`)
@@ -212,8 +247,14 @@ export function startServer(options: ServerOptions): RunningServer {
               countError("unauthorized")
               return new Response("the token is not valid", { status: 401, headers: { "WWW-Authenticate": "Bearer" } })
             }
+            if (atConnectionLimit(server.requestIP(request)?.address ?? "?")) {
+              return new Response(JSON.stringify({ error: { code: "limit_exceeded", text: "too many connections" } }), {
+                status: 503,
+                headers: { "Content-Type": "application/json; charset=utf-8", "Retry-After": "1" },
+              })
+            }
             // The Connection is made in `open`, once the upgrade has succeeded.
-            if (server.upgrade(request, { data: { connection: null as unknown as Connection, principal } })) return undefined
+            if (server.upgrade(request, { data: { connection: null, principal } })) return undefined
             return new Response("WebSocket upgrade failed", { status: 400 })
           }
           return handleHttp(request, server, {
@@ -241,13 +282,13 @@ export function startServer(options: ServerOptions): RunningServer {
             socket.data.connection = open(new WebSocketTransport(socket as ServerWebSocket<unknown>), socket.data.principal)
           },
           message(socket, message) {
-            guarded("a WebSocket message", socket.remoteAddress, () => socket.data.connection.onMessage(message), () => socket.terminate())
+            guarded("a WebSocket message", socket.remoteAddress, () => socket.data.connection?.onMessage(message), () => socket.terminate())
           },
           drain(socket) {
-            guarded("drain", socket.remoteAddress, () => socket.data.connection.onDrain(), () => socket.terminate())
+            guarded("drain", socket.remoteAddress, () => socket.data.connection?.onDrain(), () => socket.terminate())
           },
           close(socket) {
-            closed(socket.data.connection)
+            if (socket.data.connection !== null) closed(socket.data.connection)
           },
         },
       })

@@ -13,6 +13,10 @@ export interface ConnectionLimits {
   readonly maxFrameBytes: number
   /** Reply bytes that may wait for a slow reader before the server stops producing more for it. */
   readonly maxOutboundBytes: number
+  /** Subscriptions one binary connection may hold. */
+  readonly maxSubscriptions: number
+  /** GET_WAITs one binary connection may have pending. */
+  readonly maxPendingWaits: number
 }
 
 /** What a session may ask of the connection and server it belongs to. */

@@ -338,6 +338,7 @@ describe("docs/PROTOCOL.md tables and limits", () => {
           "cursor_busy",
           "unauthorized",
           "forbidden",
+          "limit_exceeded",
         ] as ErrorName[]
       ).map((name) => [
         ErrorCode[name],
