@@ -229,7 +229,7 @@ function tooLarge(bytes: number, max: number): HttpError {
   return new HttpError(413, "too_large", `body of ${bytes} bytes is larger than the maximum of ${max} bytes`)
 }
 
-function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {
+export function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {
   return new Response(JSON.stringify(body), {
     status,
     headers: { "Content-Type": "application/json; charset=utf-8", ...headers },

@@ -1,20 +1,19 @@
 /**
- * The server: a TCP listener (Bun.listen) for the JSON and binary protocols, and an HTTP
- * listener (Bun.serve) for upstream 1.x WebSocket clients, binary frames over WebSocket, the
- * HTTP API, health and metrics. Both serve one broker. Socket handlers are declared once; each
- * socket's state is a Connection in its `data`.
+ * The server: one broker (store, retention, authentication) behind two doors, the TCP port
+ * (tcp-listener.ts: upstream JSON and binary protocols) and the HTTP port (http-server.ts:
+ * WebSocket, HTTP API, health and metrics); and its lifecycle, from listening to a graceful stop.
  */
-import type { Server, ServerWebSocket, Socket, TCPSocketListener } from "bun"
-import { Authenticator, bearerToken, type AuthConfig, type Principal } from "../auth/auth.ts"
+import type { Server, TCPSocketListener } from "bun"
+import { Authenticator, type AuthConfig } from "../auth/auth.ts"
 import { Broker } from "../broker/broker.ts"
-import { handleHttp } from "../http/http-api.ts"
-import { TcpTransport } from "../net/tcp-transport.ts"
-import { WebSocketTransport } from "../net/websocket-transport.ts"
 import { DEFAULT_RETENTION, type RetentionConfig } from "../broker/retention.ts"
+import { serveHttp } from "../http/http-server.ts"
 import { Store, type SyncLevel } from "../store/store.ts"
-import { Connection, type ConnectionContext } from "./connection.ts"
+import { ConnectionRegistry, type SocketData } from "./connection-registry.ts"
+import type { ConnectionContext } from "./connection.ts"
 import type { ConnectionLimits } from "./session.ts"
 import { collectStats, ErrorCounts, type ServerStats } from "./stats.ts"
+import { listenTcp } from "./tcp-listener.ts"
 
 export type { ServerStats } from "./stats.ts"
 
@@ -59,8 +58,7 @@ export interface ServerLimits {
   readonly maxSubscriptions: number
   readonly maxPendingWaits: number
 }
-/** TCP keepalive probes start after this much silence, so half-open connections are found. */
-const KEEPALIVE_DELAY_MS = 30_000
+
 /** Output waiting for one slow reader before its requests stop running: a few large replies. */
 export const MAX_OUTBOUND_BYTES = 4 * 1024 * 1024
 
@@ -70,11 +68,6 @@ export const DEFAULT_LIMITS: ServerLimits = {
   maxSubscriptions: 1024,
   maxPendingWaits: 1024,
 }
-/**
- * Where Bun itself would start dropping WebSocket output: far above MAX_OUTBOUND_BYTES, which
- * the connection enforces, so Bun never has to.
- */
-const WEBSOCKET_BACKPRESSURE_LIMIT = 64 * 1024 * 1024
 
 export interface RunningServer {
   readonly host: string
@@ -92,19 +85,12 @@ export interface RunningServer {
   readonly stopped: Promise<void>
 }
 
-interface SocketData {
-  /** null for a connection refused at the connection limit. */
-  connection: Connection | null
-  /** Who a WebSocket's upgrade request authenticated as (its bearer token), if anyone. */
-  principal: Principal | null
-}
-
 export function startServer(options: ServerOptions): RunningServer {
   const store = new Store({ ...(options.db === undefined ? {} : { path: options.db }), sync: options.sync ?? "normal" })
   const broker = new Broker(store, options.retention ?? DEFAULT_RETENTION)
   const auth = new Authenticator(options.auth ?? null)
-  const connections = new Set<Connection>()
   const errors = new ErrorCounts()
+  const countError = errors.count.bind(errors)
   const log = options.log ?? (() => {})
   const serverLimits: ServerLimits = { ...DEFAULT_LIMITS, ...options.limits }
   const limits: ConnectionLimits = {
@@ -113,31 +99,14 @@ export function startServer(options: ServerOptions): RunningServer {
     maxSubscriptions: serverLimits.maxSubscriptions,
     maxPendingWaits: serverLimits.maxPendingWaits,
   }
-  /** True (and counted, logged) when a new connection would pass --max-connections. */
-  const atConnectionLimit = (remote: string): boolean => {
-    if (connections.size < serverLimits.maxConnections) return false
-    countError("limit_exceeded")
-    log(`refusing a connection from ${remote}: at the limit of ${serverLimits.maxConnections} connections`)
-    return true
-  }
   const { promise: stopped, resolve: resolveStopped } = Promise.withResolvers<void>()
   let tcp: TCPSocketListener<SocketData> | null = null
   let http: Server<SocketData> | null = null
   let running = true
 
-  const stats = (): ServerStats =>
-    collectStats(
-      broker,
-      errors,
-      [...connections].map((connection) => ({
-        protocol: connection.protocol ?? "undecided",
-        bufferedBytes: connection.bufferedBytes,
-        queuedRequests: connection.queuedRequests,
-      })),
-    )
+  const stats = (): ServerStats => collectStats(broker, errors, registry.snapshot())
 
   const shutdown = new AbortController()
-  let finishStop: (() => void) | null = null
   const stop = (): void => {
     if (!running) return
     running = false
@@ -146,10 +115,10 @@ export function startServer(options: ServerOptions): RunningServer {
     // Event streams end; long polls and pending waits are answered with "nothing".
     shutdown.abort()
     broker.releaseAllWaiters()
-    for (const connection of connections) connection.beginShutdown()
+    registry.beginShutdown()
     const deadline = setTimeout(() => finish(), options.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS)
     const finish = (): void => {
-      finishStop = null
+      registry.onEmpty = null
       clearTimeout(deadline)
       tcp?.stop(true)
       void http?.stop(true)
@@ -157,11 +126,10 @@ export function startServer(options: ServerOptions): RunningServer {
       store.close()
       resolveStopped()
     }
-    finishStop = finish
-    if (connections.size === 0) finish()
+    registry.onEmpty = finish
+    if (registry.size === 0) finish()
   }
 
-  const countError = errors.count.bind(errors)
   const context: ConnectionContext = {
     broker,
     limits,
@@ -173,125 +141,20 @@ export function startServer(options: ServerOptions): RunningServer {
     stats,
     log,
   }
-
-  /** A bug or a store failure costs one connection, never the server. */
-  const guarded = (what: string, remote: string, work: () => void, abort: () => void): void => {
-    try {
-      work()
-    } catch (error) {
-      log(`internal error while handling ${what} from ${remote}: ${String(error)}`)
-      abort()
-    }
-  }
-  const open = (transport: ConstructorParameters<typeof Connection>[0], principal: Principal | null = null): Connection => {
-    const connection = new Connection(transport, context, principal)
-    connections.add(connection)
-    return connection
-  }
-  const closed = (connection: Connection): void => {
-    connections.delete(connection)
-    connection.onClose()
-    if (connections.size === 0) finishStop?.()
-  }
+  const registry = new ConnectionRegistry(context, serverLimits.maxConnections)
+  const tls = options.tls === undefined ? {} : { tls: options.tls }
 
   try {
-    tcp = Bun.listen<SocketData>({
-      hostname: options.host,
-      port: options.port,
-      ...(options.tls === undefined ? {} : { tls: { cert: options.tls.cert, key: options.tls.key } }),
-      socket: {
-        open(socket) {
-          socket.setKeepAlive(true, KEEPALIVE_DELAY_MS)
-          if (options.idleTimeoutSeconds) socket.timeout(options.idleTimeoutSeconds)
-          if (atConnectionLimit(socket.remoteAddress)) {
-            // No reply: the protocol is not known yet. The client sees the connection close.
-            socket.data = { connection: null, principal: null }
-            socket.end()
-            return
-          }
-          socket.data = { connection: open(new TcpTransport(socket as Socket<unknown>)), principal: null }
-        },
-        timeout(socket) {
-          log(`closing idle connection from ${socket.remoteAddress}`)
-          socket.end()
-        },
-        data(socket, chunk) {
-          guarded("data", socket.remoteAddress, () => socket.data.connection?.onData(chunk), () => socket.terminate())
-        },
-        drain(socket) {
-          guarded("drain", socket.remoteAddress, () => socket.data.connection?.onDrain(), () => socket.terminate())
-        },
-        close(socket) {
-          if (socket.data.connection !== null) closed(socket.data.connection)
-        },
-        error(socket, error) {
-          log(`socket error from ${socket.remoteAddress}: ${error.message}`)
-        },
-      },
-    })
+    tcp = listenTcp(
+      { host: options.host, port: options.port, ...tls, log, ...(options.idleTimeoutSeconds ? { idleTimeoutSeconds: options.idleTimeoutSeconds } : {}) },
+      registry,
+    )
     if (options.httpPort !== null) {
-      http = Bun.serve<SocketData>({
-        hostname: options.host,
-        port: options.httpPort,
-        ...(options.tls === undefined ? {} : { tls: { cert: options.tls.cert, key: options.tls.key } }),
-        // Bun answers a larger body with an empty 413; below this the API answers in JSON.
-        maxRequestBodySize: options.maxMessageBytes * 2 + 1024,
-        fetch(request, server) {
-          const url = new URL(request.url)
-          if (url.pathname === "/" && request.headers.get("upgrade")?.toLowerCase() === "websocket") {
-            // A token may come with the upgrade (browsers cannot set headers: ?token=); without
-            // one, the client may still authenticate inside the protocol (HELLO, auth action).
-            const token = bearerToken(request, url)
-            const principal = token === null ? null : auth.authenticate(token)
-            if (token !== null && principal === null) {
-              countError("unauthorized")
-              return new Response("the token is not valid", { status: 401, headers: { "WWW-Authenticate": "Bearer" } })
-            }
-            if (atConnectionLimit(server.requestIP(request)?.address ?? "?")) {
-              return new Response(JSON.stringify({ error: { code: "limit_exceeded", text: "too many connections" } }), {
-                status: 503,
-                headers: { "Content-Type": "application/json; charset=utf-8", "Retry-After": "1" },
-              })
-            }
-            // The Connection is made in `open`, once the upgrade has succeeded.
-            if (server.upgrade(request, { data: { connection: null, principal } })) return undefined
-            return new Response("WebSocket upgrade failed", { status: 400 })
-          }
-          return handleHttp(request, server, {
-            auth,
-            broker,
-            maxMessageBytes: options.maxMessageBytes,
-            stats,
-            countError,
-            shutdown: shutdown.signal,
-          })
-        },
-        error(error) {
-          log(`internal error in the HTTP API: ${String(error)}`)
-          return new Response(JSON.stringify({ error: { code: "internal", text: "internal server error" } }), {
-            status: 500,
-            headers: { "Content-Type": "application/json; charset=utf-8" },
-          })
-        },
-        websocket: {
-          perMessageDeflate: false,
-          maxPayloadLength: options.maxMessageBytes,
-          backpressureLimit: WEBSOCKET_BACKPRESSURE_LIMIT,
-          closeOnBackpressureLimit: false,
-          open(socket) {
-            socket.data.connection = open(new WebSocketTransport(socket as ServerWebSocket<unknown>), socket.data.principal)
-          },
-          message(socket, message) {
-            guarded("a WebSocket message", socket.remoteAddress, () => socket.data.connection?.onMessage(message), () => socket.terminate())
-          },
-          drain(socket) {
-            guarded("drain", socket.remoteAddress, () => socket.data.connection?.onDrain(), () => socket.terminate())
-          },
-          close(socket) {
-            if (socket.data.connection !== null) closed(socket.data.connection)
-          },
-        },
-      })
+      http = serveHttp(
+        { host: options.host, port: options.httpPort, ...tls, maxMessageBytes: options.maxMessageBytes, log },
+        registry,
+        { auth, broker, maxMessageBytes: options.maxMessageBytes, stats, countError, shutdown: shutdown.signal },
+      )
     }
   } catch (error) {
     const failedPort = tcp === null ? options.port : (options.httpPort ?? 0)

@@ -1,0 +1,76 @@
+/**
+ * The HTTP port: Bun.serve for WebSocket clients (upstream 1.x JSON, binary frames) at `/`,
+ * and the HTTP API everywhere else.
+ */
+import type { Server, ServerWebSocket } from "bun"
+import { bearerToken } from "../auth/auth.ts"
+import { WebSocketTransport } from "../net/websocket-transport.ts"
+import type { ConnectionRegistry, SocketData } from "../server/connection-registry.ts"
+import { handleHttp, json, type HttpContext } from "./http-api.ts"
+
+/**
+ * Where Bun itself would start dropping WebSocket output: far above the connection's own
+ * outbound cap, which the connection enforces, so Bun never has to.
+ */
+const WEBSOCKET_BACKPRESSURE_LIMIT = 64 * 1024 * 1024
+
+export interface HttpServerOptions {
+  readonly host: string
+  readonly port: number
+  readonly tls?: { readonly cert: string; readonly key: string }
+  readonly maxMessageBytes: number
+  readonly log: (line: string) => void
+}
+
+export function serveHttp(options: HttpServerOptions, registry: ConnectionRegistry, api: HttpContext): Server<SocketData> {
+  const { log } = options
+  return Bun.serve<SocketData>({
+    hostname: options.host,
+    port: options.port,
+    ...(options.tls === undefined ? {} : { tls: { cert: options.tls.cert, key: options.tls.key } }),
+    // Bun answers a larger body with an empty 413; below this the API answers in JSON.
+    maxRequestBodySize: options.maxMessageBytes * 2 + 1024,
+    fetch(request, server) {
+      const url = new URL(request.url)
+      if (url.pathname === "/" && request.headers.get("upgrade")?.toLowerCase() === "websocket") {
+        // A token may come with the upgrade (browsers cannot set headers: ?token=); without
+        // one, the client may still authenticate inside the protocol (HELLO, auth action).
+        const token = bearerToken(request, url)
+        const principal = token === null ? null : api.auth.authenticate(token)
+        if (token !== null && principal === null) {
+          api.countError("unauthorized")
+          return new Response("the token is not valid", { status: 401, headers: { "WWW-Authenticate": "Bearer" } })
+        }
+        if (!registry.admit(server.requestIP(request)?.address ?? "?")) {
+          return json(503, { error: { code: "limit_exceeded", text: "too many connections" } }, { "Retry-After": "1" })
+        }
+        // The Connection is made in `open`, once the upgrade has succeeded.
+        if (server.upgrade(request, { data: { connection: null, principal } })) return undefined
+        return new Response("WebSocket upgrade failed", { status: 400 })
+      }
+      return handleHttp(request, server, api)
+    },
+    error(error) {
+      log(`internal error in the HTTP API: ${String(error)}`)
+      return json(500, { error: { code: "internal", text: "internal server error" } })
+    },
+    websocket: {
+      perMessageDeflate: false,
+      maxPayloadLength: options.maxMessageBytes,
+      backpressureLimit: WEBSOCKET_BACKPRESSURE_LIMIT,
+      closeOnBackpressureLimit: false,
+      open(socket) {
+        socket.data.connection = registry.open(new WebSocketTransport(socket as ServerWebSocket<unknown>), socket.data.principal)
+      },
+      message(socket, message) {
+        registry.guarded("a WebSocket message", socket.remoteAddress, () => socket.data.connection?.onMessage(message), () => socket.terminate())
+      },
+      drain(socket) {
+        registry.guarded("drain", socket.remoteAddress, () => socket.data.connection?.onDrain(), () => socket.terminate())
+      },
+      close(socket) {
+        if (socket.data.connection !== null) registry.closed(socket.data.connection)
+      },
+    },
+  })
+}

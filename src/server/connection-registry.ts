@@ -1,0 +1,77 @@
+/**
+ * The open connections of both listeners: admission against --max-connections, creation,
+ * removal, and a guard so that a bug or a store failure costs one connection, never the server.
+ */
+import type { Principal } from "../auth/auth.ts"
+import type { Transport } from "../net/transport.ts"
+import type { ErrorName } from "../protocol/errors.ts"
+import { Connection, type ConnectionContext } from "./connection.ts"
+import type { ConnectionSnapshot } from "./stats.ts"
+
+/** What a Bun socket (TCP or WebSocket) keeps in its `data`. */
+export interface SocketData {
+  /** null for a connection refused at the connection limit (or a WebSocket not yet open). */
+  connection: Connection | null
+  /** Who a WebSocket's upgrade request authenticated as (its bearer token), if anyone. */
+  principal: Principal | null
+}
+
+export class ConnectionRegistry {
+  readonly #connections = new Set<Connection>()
+  readonly #context: ConnectionContext
+  readonly #maxConnections: number
+  /** Called when the last connection closes (the server waits for it when stopping). */
+  onEmpty: (() => void) | null = null
+
+  constructor(context: ConnectionContext, maxConnections: number) {
+    this.#context = context
+    this.#maxConnections = maxConnections
+  }
+
+  get size(): number {
+    return this.#connections.size
+  }
+
+  /** False (counted and logged) when one more connection would pass the limit. */
+  admit(remote: string): boolean {
+    if (this.#connections.size < this.#maxConnections) return true
+    this.#context.countError("limit_exceeded" satisfies ErrorName)
+    this.#context.log(`refusing a connection from ${remote}: at the limit of ${this.#maxConnections} connections`)
+    return false
+  }
+
+  open(transport: Transport, principal: Principal | null = null): Connection {
+    const connection = new Connection(transport, this.#context, principal)
+    this.#connections.add(connection)
+    return connection
+  }
+
+  closed(connection: Connection): void {
+    this.#connections.delete(connection)
+    connection.onClose()
+    if (this.#connections.size === 0) this.onEmpty?.()
+  }
+
+  /** Runs a socket handler; an exception closes that one connection (`abort`) and is logged. */
+  guarded(what: string, remote: string, work: () => void, abort: () => void): void {
+    try {
+      work()
+    } catch (error) {
+      this.#context.log(`internal error while handling ${what} from ${remote}: ${String(error)}`)
+      abort()
+    }
+  }
+
+  /** The server is stopping: every connection answers what it can, then closes. */
+  beginShutdown(): void {
+    for (const connection of this.#connections) connection.beginShutdown()
+  }
+
+  snapshot(): ConnectionSnapshot[] {
+    return [...this.#connections].map((connection) => ({
+      protocol: connection.protocol ?? "undecided",
+      bufferedBytes: connection.bufferedBytes,
+      queuedRequests: connection.queuedRequests,
+    }))
+  }
+}
