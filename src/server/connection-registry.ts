@@ -33,10 +33,10 @@ export class ConnectionRegistry {
   }
 
   /** False (counted and logged) when one more connection would pass the limit. */
-  admit(remote: string): boolean {
+  admit(remote: string | undefined): boolean {
     if (this.#connections.size < this.#maxConnections) return true
     this.#context.countError("limit_exceeded" satisfies ErrorName)
-    this.#context.log(`refusing a connection from ${remote}: at the limit of ${this.#maxConnections} connections`)
+    this.#context.log(`refusing a connection from ${remote ?? "an unknown address"}: at the limit of ${this.#maxConnections} connections`)
     return false
   }
 

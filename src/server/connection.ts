@@ -35,8 +35,15 @@ class StreamFailure {
   constructor(readonly error: ProtocolError) {}
 }
 
-/** Passes of the run loop before yielding to other connections, when a client keeps it busy. */
-const MAX_PASSES_PER_TURN = 64
+/**
+ * Requests one connection may run before it lets the event loop serve others. Bun hands over
+ * up to 512 KiB at a time (about 9,000 small puts, tens of milliseconds of work); past this
+ * budget the rest waits in the inbox for the next turn, so one flooding client delays the
+ * others by a fraction of a millisecond per turn, not by its whole chunk.
+ */
+const RUN_BUDGET = 256
+/** Passes of the run loop (each up to the outbound cap of output) before yielding a turn. */
+const MAX_PASSES_PER_TURN = 4
 /**
  * A chunk this large means the client is streaming requests. Reading from it then pauses
  * until the next turn of the event loop, so every other connection is served in between:
@@ -61,6 +68,9 @@ export class Connection implements FrameSink {
   /** Paused for a turn after a large chunk (see YIELD_AFTER_CHUNK_BYTES). */
   #yielding = false
   #pumpScheduled = false
+  /** Requests run since this connection last let the event loop turn (see RUN_BUDGET). */
+  #ranSinceYield = 0
+  #turnYielded = false
   #closing = false
   /** The server is stopping: read nothing more, but answer what was already received. */
   #draining = false
@@ -169,8 +179,12 @@ export class Connection implements FrameSink {
   frame(frame: Uint8Array | string): void {
     const session = this.#session!
     const request = session.parse(frame)
-    if (this.#canRun()) session.run(request)
-    else this.#inbox.push(session.detach(request))
+    if (this.#canRun()) {
+      this.#ranSinceYield++
+      session.run(request)
+    } else {
+      this.#inbox.push(session.detach(request))
+    }
   }
 
   /** A WebSocket text message is one request: no decoder, the message is the frame. */
@@ -227,6 +241,7 @@ export class Connection implements FrameSink {
   #canRun(): boolean {
     return (
       this.#inboxHead === this.#inbox.length &&
+      this.#ranSinceYield < RUN_BUDGET &&
       !this.#session!.holding &&
       !this.#closing &&
       this.#transport.queuedBytes + this.#session!.pendingBytes < this.#context.limits.maxOutboundBytes
@@ -241,10 +256,12 @@ export class Connection implements FrameSink {
     for (let pass = 0; ; pass++) {
       while (
         this.#inboxHead < this.#inbox.length &&
+        this.#ranSinceYield < RUN_BUDGET &&
         !session.holding &&
         !this.#closing &&
         this.#transport.queuedBytes + session.pendingBytes < limit
       ) {
+        this.#ranSinceYield++
         const item = this.#inbox[this.#inboxHead++]
         if (item instanceof StreamFailure) session.failStream(item.error)
         else session.run(item)
@@ -258,8 +275,8 @@ export class Connection implements FrameSink {
       const moreToRun = this.#inboxHead < this.#inbox.length && !session.holding
       const moreWork = !this.#closing && (moreToRun || session.hasBacklog)
       if (!moreWork || !this.#transport.isIdle || this.#closed) break
-      if (pass === MAX_PASSES_PER_TURN) {
-        this.#schedulePump() // let other connections have the event loop
+      if (pass === MAX_PASSES_PER_TURN || (moreToRun && this.#ranSinceYield >= RUN_BUDGET)) {
+        this.#yieldTurn()
         break
       }
     }
@@ -269,6 +286,17 @@ export class Connection implements FrameSink {
     }
     this.#updatePause()
     this.#endIfDone()
+  }
+
+  /** Lets the event loop serve other sockets, then goes on with a fresh budget. */
+  #yieldTurn(): void {
+    if (this.#turnYielded || this.#closed) return
+    this.#turnYielded = true
+    setImmediate(() => {
+      this.#turnYielded = false
+      this.#ranSinceYield = 0
+      this.#pump()
+    })
   }
 
   #schedulePump(): void {

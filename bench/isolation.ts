@@ -1,0 +1,643 @@
+/**
+ * Isolation benchmark: how much an abusive client raises a well-behaved client's latency.
+ *
+ *   bun run bench/isolation.ts [--seconds N] [--warmup-seconds N] [--modes flood,garbage,...] [--json FILE]
+ *
+ * Not part of `bun test` or bench/run.ts. For each phase a fresh server process
+ * (`bun run src/server.ts --port 0 --http-port 0`) is started; a well-behaved binary client
+ * (src/client.ts) and a well-behaved JSON client each send a ping-like `get` of an empty topic
+ * every millisecond, open loop: each request has a scheduled time, is sent at that time (or
+ * at once, if the process fell behind), and its latency is counted from the scheduled time, so
+ * a stalled server cannot hide behind requests that were never sent. Meanwhile a newcomer
+ * connects, says HELLO and pings every 200 ms (connection set-up under abuse).
+ *
+ * Phases: baseline, then each abusive mode of test/abuse-fixture.ts alone (each abuser in its
+ * own process), then all at once, then the baseline again (drift of the machine). Prints the
+ * percentiles, their ratios to the first baseline, and the CPU each process used, to tell
+ * server slowness from CPU contention on a small machine.
+ */
+import { readFileSync } from "node:fs"
+import { join } from "node:path"
+import type { Socket } from "bun"
+import { connect, type Client } from "../src/client.ts"
+import { Outbound } from "../src/net/outbound.ts"
+import { JsonStreamDecoder } from "../src/protocol/json-stream.ts"
+
+const ROOT = join(import.meta.dir, "..")
+const SERVER = join(ROOT, "src", "server.ts")
+const FIXTURE = join(ROOT, "test", "abuse-fixture.ts")
+const ALL_MODES = ["flood", "never-read", "garbage", "connect-loop"] as const
+type Mode = (typeof ALL_MODES)[number]
+
+const USAGE = `usage: bun run bench/isolation.ts [--seconds N] [--warmup-seconds N] [--modes ${ALL_MODES.join(",")}] [--json FILE]
+  --seconds N          measured seconds per phase (default 5)
+  --warmup-seconds N   seconds an abuser runs before measuring starts (default 1)
+  --modes LIST         abusive modes to run alone, comma-separated (default all); "all" runs them together
+  --json FILE          also write the results as JSON
+`
+
+interface Options {
+  seconds: number
+  warmupSeconds: number
+  modes: Mode[]
+  json: string | null
+}
+
+function parseOptions(argv: string[]): Options {
+  const options: Options = { seconds: 5, warmupSeconds: 1, modes: [...ALL_MODES], json: null }
+  for (let i = 0; i < argv.length; i++) {
+    const value = (): string => {
+      const next = argv[++i]
+      if (next === undefined) fail(`${argv[i - 1]} needs a value`)
+      return next
+    }
+    switch (argv[i]) {
+      case "--seconds":
+        options.seconds = Number(value())
+        break
+      case "--warmup-seconds":
+        options.warmupSeconds = Number(value())
+        break
+      case "--modes": {
+        const modes = value().split(",").filter((mode) => mode !== "")
+        for (const mode of modes) if (!ALL_MODES.includes(mode as Mode)) fail(`unknown mode ${mode}`)
+        options.modes = modes as Mode[]
+        break
+      }
+      case "--json":
+        options.json = value()
+        break
+      case "-h":
+      case "--help":
+        process.stdout.write(USAGE)
+        process.exit(0)
+      default:
+        fail(`unknown option ${argv[i]}`)
+    }
+  }
+  if (!(options.seconds > 0 && options.seconds <= 600)) fail("--seconds must be from 0 to 600")
+  if (!(options.warmupSeconds >= 0 && options.warmupSeconds <= 60)) fail("--warmup-seconds must be from 0 to 60")
+  return options
+}
+
+function fail(message: string): never {
+  process.stderr.write(`error: ${message}\n\n${USAGE}`)
+  process.exit(2)
+}
+
+// ---- processes and their CPU time ----------------------------------------------------------------
+
+const CLOCK_TICKS = 100 // USER_HZ on Linux
+
+/** User + system CPU seconds of a process, from /proc; null when it is gone. */
+function cpuSeconds(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS
+  } catch {
+    return null
+  }
+}
+
+/** Busy and total CPU seconds of the whole machine (all cores), from /proc/stat. */
+function machineCpu(): { busy: number; total: number } {
+  const line = readFileSync("/proc/stat", "utf8").split("\n")[0]!
+  const values = line.trim().split(/\s+/).slice(1).map(Number)
+  const total = values.slice(0, 8).reduce((sum, n) => sum + n, 0)
+  const idle = values[3]! + values[4]!
+  return { busy: (total - idle) / CLOCK_TICKS, total: total / CLOCK_TICKS }
+}
+
+/** Peak resident memory of a process (VmHWM), in bytes; 0 when it is gone. */
+function peakRss(pid: number): number {
+  try {
+    const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))
+    return match === null ? 0 : Number(match[1]) * 1024
+  } catch {
+    return 0
+  }
+}
+
+/**
+ * The kernel's counters of connections refused before any process saw them: a full accept
+ * queue (ListenOverflows) and SYNs dropped for it (ListenDrops). Machine-wide.
+ */
+function listenDrops(): { overflows: number; drops: number } {
+  const lines = readFileSync("/proc/net/netstat", "utf8").split("\n").filter((line) => line.startsWith("TcpExt:"))
+  const names = lines[0]!.split(" ")
+  const values = lines[1]!.split(" ")
+  const value = (name: string): number => Number(values[names.indexOf(name)])
+  return { overflows: value("ListenOverflows"), drops: value("ListenDrops") }
+}
+
+/** Reads a child's stdout line by line. */
+class Lines {
+  readonly lines: string[] = []
+  readonly done: Promise<void>
+
+  constructor(stream: ReadableStream<Uint8Array>) {
+    this.done = (async () => {
+      const decoder = new TextDecoder()
+      let text = ""
+      for await (const chunk of stream) {
+        text += decoder.decode(chunk, { stream: true })
+        let end: number
+        while ((end = text.indexOf("\n")) >= 0) {
+          this.lines.push(text.slice(0, end))
+          text = text.slice(end + 1)
+        }
+      }
+      if (text !== "") this.lines.push(text)
+    })()
+  }
+
+  /** Waits (polling, bounded by `timeoutMs`) for a line that `match` accepts. */
+  async wait(match: (line: string) => boolean, timeoutMs: number, exited: () => boolean): Promise<string> {
+    const deadline = performance.now() + timeoutMs
+    for (;;) {
+      const line = this.lines.find(match)
+      if (line !== undefined) return line
+      if (exited() || performance.now() > deadline) throw new Error(`no such line after ${timeoutMs} ms: ${this.lines.join(" | ")}`)
+      await Bun.sleep(10)
+    }
+  }
+}
+
+interface ServerProcess {
+  readonly pid: number
+  readonly port: number
+  stderrLines: Lines
+  stop(): Promise<void>
+}
+
+async function startServer(): Promise<ServerProcess> {
+  const child = Bun.spawn([process.execPath, "run", SERVER, "--port", "0", "--http-port", "0"], {
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  })
+  const stdout = new Lines(child.stdout)
+  const stderrLines = new Lines(child.stderr)
+  const line = await stdout.wait((text) => text.startsWith("dsmq listening"), 15_000, () => child.exitCode !== null)
+  const port = Number(/tcp:\/\/[^ ]+:(\d+)/.exec(line)?.[1])
+  return {
+    pid: child.pid,
+    port,
+    stderrLines,
+    async stop() {
+      child.kill("SIGTERM")
+      const killer = setTimeout(() => child.kill("SIGKILL"), 5000)
+      await child.exited
+      clearTimeout(killer)
+    },
+  }
+}
+
+interface Abuser {
+  readonly mode: Mode
+  readonly pid: number
+  stop(): Promise<Record<string, unknown>>
+}
+
+async function startAbuser(mode: Mode, port: number, lifetimeSeconds: number): Promise<Abuser> {
+  const child = Bun.spawn([process.execPath, "run", FIXTURE, mode, String(port), "--seconds", String(Math.ceil(lifetimeSeconds))], {
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "inherit",
+  })
+  const lines = new Lines(child.stdout)
+  await lines.wait((line) => line === "active", 20_000, () => child.exitCode !== null)
+  return {
+    mode,
+    pid: child.pid,
+    async stop() {
+      child.kill("SIGTERM")
+      const killer = setTimeout(() => child.kill("SIGKILL"), 3000)
+      await child.exited
+      clearTimeout(killer)
+      await lines.done
+      const summary = lines.lines.find((line) => line.startsWith("{"))
+      return summary === undefined ? { exitCode: child.exitCode } : (JSON.parse(summary) as Record<string, unknown>)
+    },
+  }
+}
+
+// ---- the well-behaved clients ---------------------------------------------------------------------
+
+/** A JSON-stream client that sends gets and matches replies to them in order. */
+class JsonClient {
+  readonly #socket: Socket<undefined>
+  readonly #outbound: Outbound
+  readonly #waiting: ((reply: string) => void)[] = []
+  #head = 0
+  closed = false
+
+  private constructor(socket: Socket<undefined>) {
+    this.#socket = socket
+    this.#outbound = new Outbound(socket)
+  }
+
+  static async connect(port: number): Promise<JsonClient> {
+    const utf8 = new TextDecoder()
+    let client: JsonClient | null = null
+    const decoder = new JsonStreamDecoder(
+      {
+        frame: (body) => client!.#reply(utf8.decode(body)),
+        fail: (error) => {
+          throw error
+        },
+      },
+      1 << 30,
+    )
+    const socket = await Bun.connect({
+      hostname: "127.0.0.1",
+      port,
+      socket: {
+        data: (_socket, chunk) => decoder.push(chunk),
+        drain: () => {
+          if (client !== null) client.#outbound.writeQueued()
+        },
+        close: () => {
+          if (client !== null) client.closed = true
+        },
+        error: () => {},
+      },
+    })
+    client = new JsonClient(socket)
+    return client
+  }
+
+  #reply(text: string): void {
+    const resolve = this.#waiting[this.#head++]
+    if (this.#head > 1024 && this.#head * 2 > this.#waiting.length) {
+      this.#waiting.splice(0, this.#head)
+      this.#head = 0
+    }
+    resolve?.(text)
+  }
+
+  /** Sends requests as one write; each promise resolves with its reply's text. */
+  send(requests: string[]): Promise<string>[] {
+    const promises = requests.map(() => {
+      const { promise, resolve } = Promise.withResolvers<string>()
+      this.#waiting.push(resolve)
+      return promise
+    })
+    this.#outbound.send(Buffer.from(requests.join("")))
+    return promises
+  }
+
+  close(): void {
+    this.#socket.end()
+  }
+}
+
+interface Latencies {
+  /** Milliseconds from scheduled time to reply, for each answered request. */
+  readonly fromScheduled: number[]
+  /** Milliseconds from the actual send to the reply. */
+  readonly fromSent: number[]
+  readonly sent: number
+  unanswered: number
+  wrong: number
+}
+
+const newLatencies = (): Latencies => ({ fromScheduled: [], fromSent: [], sent: 0, unanswered: 0, wrong: 0 })
+
+interface Newcomers {
+  readonly times: number[]
+  failures: number
+  readonly errors: string[]
+}
+
+interface Measurement {
+  readonly binary: Latencies
+  readonly json: Latencies
+  /** How late requests were sent after their scheduled time (this process's own lateness). */
+  readonly sendLag: number[]
+  readonly newcomers: Newcomers
+  readonly maxBufferedBytes: number
+  readonly seconds: number
+}
+
+/** The reply to a get of an empty topic: `{"message": ""}` (spacing as the server writes it). */
+const isEmptyReply = (text: string): boolean => {
+  const reply = JSON.parse(text) as Record<string, unknown>
+  return reply.message === "" && Object.keys(reply).length === 1
+}
+const JSON_GET = JSON.stringify({ action: "get", topic: "isolation/idle" })
+/** Replies later than this after the last send are counted as unanswered. */
+const GRACE_MS = 5000
+
+async function measure(port: number, binary: Client, json: JsonClient, seconds: number): Promise<Measurement> {
+  const periodMs = 1
+  const total = Math.round((seconds * 1000) / periodMs)
+  const binaryResults = { ...newLatencies(), sent: total }
+  const jsonResults = { ...newLatencies(), sent: total }
+  const sendLag: number[] = []
+  let outstanding = 0
+  let maxBufferedBytes = 0
+
+  // Newcomers, one at a time, every 200 ms; and the server's buffers, every 250 ms.
+  const newcomers: Newcomers = { times: [], failures: 0, errors: [] }
+  let measuring = true
+  const newcomerLoop = (async () => {
+    while (measuring) {
+      const started = performance.now()
+      const timeout = Bun.sleep(3000).then(() => "timeout" as const)
+      let client: Client | null = null
+      try {
+        const attempt = (async () => {
+          client = await connect({ port, retries: 0 })
+          await client.ping()
+          return "ok" as const
+        })()
+        const outcome = await Promise.race([attempt, timeout])
+        if (outcome === "ok") newcomers.times.push(performance.now() - started)
+        else {
+          newcomers.failures++
+          newcomers.errors.push("no answer in 3 s")
+          void attempt.catch(() => {})
+        }
+      } catch (error) {
+        newcomers.failures++
+        newcomers.errors.push(String((error as Error).message ?? error).slice(0, 80))
+      }
+      const opened = client as Client | null
+      if (opened !== null) void opened.close().catch(() => {})
+      await Bun.sleep(Math.max(0, 200 - (performance.now() - started)))
+    }
+  })()
+  const statsLoop = (async () => {
+    while (measuring) {
+      try {
+        const stats = await binary.stats()
+        maxBufferedBytes = Math.max(maxBufferedBytes, Number(stats.maxConnectionBufferedBytes))
+      } catch {}
+      await Bun.sleep(250)
+    }
+  })()
+
+  const start = performance.now() + 20
+  let next = 0
+  const { promise: allSent, resolve: sentAll } = Promise.withResolvers<void>()
+  const tick = (): void => {
+    const now = performance.now()
+    const due: number[] = []
+    while (next < total && start + next * periodMs <= now) due.push(next++)
+    if (due.length > 0) {
+      const sentAt = performance.now()
+      const replies = json.send(due.map(() => JSON_GET))
+      for (const [k, i] of due.entries()) {
+        const scheduled = start + i * periodMs
+        sendLag.push(sentAt - scheduled)
+        outstanding += 2
+        binary.get("isolation/idle").then(
+          (message) => {
+            const at = performance.now()
+            outstanding--
+            if (message !== null) binaryResults.wrong++
+            binaryResults.fromScheduled.push(at - scheduled)
+            binaryResults.fromSent.push(at - sentAt)
+          },
+          () => outstanding--,
+        )
+        replies[k]!.then((text) => {
+          const at = performance.now()
+          outstanding--
+          if (!isEmptyReply(text)) jsonResults.wrong++
+          jsonResults.fromScheduled.push(at - scheduled)
+          jsonResults.fromSent.push(at - sentAt)
+        })
+      }
+    }
+    if (next < total) setTimeout(tick, Math.max(0, start + next * periodMs - performance.now()))
+    else sentAll()
+  }
+  setTimeout(tick, 20)
+  await allSent
+  const graceEnd = performance.now() + GRACE_MS
+  while (outstanding > 0 && performance.now() < graceEnd) await Bun.sleep(5)
+  measuring = false
+  await Promise.all([newcomerLoop, statsLoop])
+  binaryResults.unanswered = binaryResults.sent - binaryResults.fromScheduled.length
+  jsonResults.unanswered = jsonResults.sent - jsonResults.fromScheduled.length
+  return { binary: binaryResults, json: jsonResults, sendLag, newcomers, maxBufferedBytes, seconds }
+}
+
+// ---- a phase --------------------------------------------------------------------------------------
+
+interface Percentiles {
+  readonly p50: number
+  readonly p90: number
+  readonly p99: number
+  readonly p999: number
+  readonly max: number
+  readonly count: number
+}
+
+function percentiles(values: readonly number[]): Percentiles {
+  if (values.length === 0) return { p50: NaN, p90: NaN, p99: NaN, p999: NaN, max: NaN, count: 0 }
+  const sorted = Float64Array.from(values).sort()
+  const at = (q: number): number => sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!
+  return { p50: at(0.5), p90: at(0.9), p99: at(0.99), p999: at(0.999), max: sorted[sorted.length - 1]!, count: sorted.length }
+}
+
+interface PhaseResult {
+  readonly name: string
+  readonly modes: readonly Mode[]
+  readonly binary: Percentiles & { unanswered: number; wrong: number }
+  readonly json: Percentiles & { unanswered: number; wrong: number }
+  readonly binaryFromSent: Percentiles
+  readonly jsonFromSent: Percentiles
+  readonly sendLag: Percentiles
+  readonly newcomers: Percentiles & { failures: number; errors: string[] }
+  /** CPU used during the measured window, as a share of one core. */
+  readonly cpu: { server: number; abusers: number; bench: number; machine: number; other: number; cores: number }
+  readonly server: {
+    maxBufferedBytes: number
+    peakRssBytes: number
+    connectionsAtEnd: number
+    puts: number
+    errors: Record<string, number>
+    logLines: number
+  }
+  /** Kernel listen-queue overflows and SYN drops during the measured window (machine-wide). */
+  readonly listen: { overflows: number; drops: number }
+  readonly abusers: Record<string, Record<string, unknown>>
+}
+
+async function runPhase(name: string, modes: readonly Mode[], options: Options): Promise<PhaseResult> {
+  process.stderr.write(`phase ${name}: starting\n`)
+  const server = await startServer()
+  const binary = await connect({ port: server.port, retries: 0, onError: () => {} })
+  const json = await JsonClient.connect(server.port)
+  // One round trip each, so both are surely accepted before any abuse starts.
+  await binary.ping()
+  await Promise.all(json.send([JSON_GET]))
+  const abusers: Abuser[] = []
+  const abuserSummaries: Record<string, Record<string, unknown>> = {}
+  try {
+    const lifetime = options.warmupSeconds + options.seconds + GRACE_MS / 1000 + 30
+    abusers.push(...(await Promise.all(modes.map((mode) => startAbuser(mode, server.port, lifetime)))))
+    await Bun.sleep(options.warmupSeconds * 1000)
+
+    const pids = [server.pid, ...abusers.map((abuser) => abuser.pid)]
+    const cpuBefore = pids.map(cpuSeconds)
+    const selfBefore = process.cpuUsage()
+    const machineBefore = machineCpu()
+    const listenBefore = listenDrops()
+    const wallBefore = performance.now()
+    const measurement = await measure(server.port, binary, json, options.seconds)
+    const wall = (performance.now() - wallBefore) / 1000
+    const cpuAfter = pids.map(cpuSeconds)
+    const selfAfter = process.cpuUsage()
+    const machineAfter = machineCpu()
+    const listenAfter = listenDrops()
+    const used = (i: number): number => (cpuAfter[i] ?? cpuBefore[i] ?? 0) - (cpuBefore[i] ?? 0)
+    const serverCpu = used(0) / wall
+    const abusersCpu = abusers.reduce((sum, _abuser, i) => sum + used(i + 1), 0) / wall
+    const benchCpu = (selfAfter.user + selfAfter.system - selfBefore.user - selfBefore.system) / 1e6 / wall
+    const machineWall = machineAfter.total - machineBefore.total
+    const cores = navigator.hardwareConcurrency
+    const machine = ((machineAfter.busy - machineBefore.busy) / machineWall) * cores
+    const stats = await binary.stats()
+    for (const abuser of abusers.splice(0)) abuserSummaries[abuser.mode] = await abuser.stop()
+    const errors = Object.fromEntries(Object.entries(stats.errors as Record<string, number>).filter(([, n]) => n > 0))
+    const label = (latencies: Latencies) => ({ ...percentiles(latencies.fromScheduled), unanswered: latencies.unanswered, wrong: latencies.wrong })
+    return {
+      name,
+      modes,
+      binary: label(measurement.binary),
+      json: label(measurement.json),
+      binaryFromSent: percentiles(measurement.binary.fromSent),
+      jsonFromSent: percentiles(measurement.json.fromSent),
+      sendLag: percentiles(measurement.sendLag),
+      newcomers: { ...percentiles(measurement.newcomers.times), failures: measurement.newcomers.failures, errors: [...new Set(measurement.newcomers.errors)] },
+      cpu: {
+        server: serverCpu,
+        abusers: abusersCpu,
+        bench: benchCpu,
+        machine,
+        other: Math.max(0, machine - serverCpu - abusersCpu - benchCpu),
+        cores,
+      },
+      server: {
+        maxBufferedBytes: measurement.maxBufferedBytes,
+        peakRssBytes: peakRss(server.pid),
+        connectionsAtEnd: Number(stats.connections),
+        puts: Number(stats.puts),
+        errors,
+        logLines: server.stderrLines.lines.length,
+      },
+      listen: { overflows: listenAfter.overflows - listenBefore.overflows, drops: listenAfter.drops - listenBefore.drops },
+      abusers: abuserSummaries,
+    }
+  } finally {
+    for (const abuser of abusers) abuserSummaries[abuser.mode] = await abuser.stop()
+    await binary.close().catch(() => {})
+    json.close()
+    await server.stop()
+  }
+}
+
+// ---- output ---------------------------------------------------------------------------------------
+
+const ms = (value: number): string => (Number.isNaN(value) ? "-" : value >= 100 ? value.toFixed(0) : value >= 10 ? value.toFixed(1) : value.toFixed(2))
+const ratio = (value: number, base: number): string => (Number.isNaN(value) || !(base > 0) ? "-" : `${(value / base).toFixed(1)}x`)
+const pct = (share: number): string => `${(share * 100).toFixed(share < 0.1 ? 1 : 0)}%`
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((title, i) => Math.max(title.length, ...rows.map((row) => row[i]!.length)))
+  const line = (cells: string[]): string => `| ${cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join(" | ")} |`
+  const rule = `|${widths.map((width, i) => (i === 0 ? "-".repeat(width + 2) : `${"-".repeat(width + 1)}:`)).join("|")}|`
+  return [line(header), rule, ...rows.map(line)].join("\n")
+}
+
+function report(results: readonly PhaseResult[], options: Options, command: string): string {
+  const base = results[0]!
+  const latencyRows = results.flatMap((result) =>
+    (["binary", "json"] as const).map((protocol) => {
+      const p = result[protocol]
+      const b = base[protocol]
+      return [
+        `${result.name} (${protocol})`,
+        ms(p.p50),
+        ms(p.p90),
+        ms(p.p99),
+        ms(p.p999),
+        ms(p.max),
+        ratio(p.p50, b.p50),
+        ratio(p.p99, b.p99),
+        ratio(p.p999, b.p999),
+        `${p.unanswered}/${p.wrong}`,
+      ]
+    }),
+  )
+  const costRows = results.map((result) => [
+    result.name,
+    pct(result.cpu.server),
+    pct(result.cpu.abusers),
+    pct(result.cpu.bench),
+    pct(result.cpu.other),
+    `${pct(result.cpu.machine / result.cpu.cores)} of ${result.cpu.cores}`,
+    ms(result.sendLag.p99),
+    ms(result.binaryFromSent.p99),
+    ms(result.jsonFromSent.p99),
+    `${ms(result.newcomers.p50)} / ${ms(result.newcomers.max)} / ${result.newcomers.failures}`,
+    (result.server.maxBufferedBytes / 1024).toFixed(0),
+    (result.server.peakRssBytes / 2 ** 20).toFixed(0),
+    String(result.listen.overflows),
+    String(result.server.puts),
+  ])
+  const lines = [
+    `# Isolation: well-behaved latency with and without abusive clients`,
+    ``,
+    `command: ${command}`,
+    `date: ${new Date().toISOString()}, bun ${Bun.version}, ${navigator.hardwareConcurrency} cores, load average at the end ${readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")}`,
+    `each phase: a fresh server process, ${options.warmupSeconds} s of abuse before ${options.seconds} s measured; one binary and one JSON get every 1 ms, open loop; latency in ms from the scheduled send time`,
+    ``,
+    table(["phase (client)", "p50", "p90", "p99", "p99.9", "max", "p50 x", "p99 x", "p99.9 x", "lost/wrong"], latencyRows),
+    ``,
+    `Where the time went (CPU as a share of one core during the measured window; "other" is the rest of the machine, e.g. other work running on it):`,
+    ``,
+    table(
+      ["phase", "server CPU", "abusers CPU", "bench CPU", "other CPU", "machine busy", "send lag p99", "bin p99 from send", "json p99 from send", "newcomer p50/max/failed", "max buffered KiB", "server peak RSS MiB", "listen overflows", "puts"],
+      costRows,
+    ),
+    ``,
+    `ratios (x) are to the first baseline. lost: no reply within ${GRACE_MS / 1000} s after the last send; wrong: a reply other than "nothing there".`,
+    `send lag: how late this process sent requests after their scheduled time (its own CPU starvation).`,
+    `newcomer: connect, HELLO and one PING on a new connection every 200 ms, ms; failed: refused, closed or no answer in 3 s.`,
+    `max buffered: the server's maxConnectionBufferedBytes, sampled every 250 ms. listen overflows: the kernel's ListenOverflows (machine-wide): connections`,
+    `dropped because the server's accept queue was full (the client retries its SYN after 1 s, 3 s, ...).`,
+  ]
+  for (const result of results) {
+    const errors = Object.entries(result.server.errors).map(([code, n]) => `${code} ${n}`).join(", ")
+    const newcomerErrors = result.newcomers.errors.length > 0 ? `; newcomer failures: ${result.newcomers.errors.join("; ")}` : ""
+    const logged = result.server.logLines > 0 ? `; server log lines: ${result.server.logLines}` : ""
+    if (errors !== "" || newcomerErrors !== "" || logged !== "") lines.push(`${result.name}: server errors: ${errors || "none"}${newcomerErrors}${logged}`)
+  }
+  lines.push(``, `abusers' own counters:`)
+  for (const result of results) {
+    for (const [mode, summary] of Object.entries(result.abusers)) {
+      const { seed: _seed, why: _why, mode: _mode, ...counters } = summary
+      lines.push(`  ${result.name} / ${mode}: ${JSON.stringify(counters)}`)
+    }
+  }
+  return lines.join("\n")
+}
+
+// ---- main -----------------------------------------------------------------------------------------
+
+const options = parseOptions(process.argv.slice(2))
+const command = ["bun", "run", "bench/isolation.ts", ...process.argv.slice(2)].join(" ")
+const phases: [string, Mode[]][] = [["baseline", []], ...options.modes.map((mode): [string, Mode[]] => [mode, [mode]])]
+if (options.modes.length > 1) phases.push(["all at once", [...options.modes]])
+phases.push(["baseline again", []])
+const results: PhaseResult[] = []
+for (const [name, modes] of phases) results.push(await runPhase(name, modes, options))
+console.log(report(results, options, command))
+if (options.json !== null) await Bun.write(options.json, JSON.stringify({ command, options, results }, null, 2))
+process.exit(0)
