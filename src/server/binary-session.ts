@@ -54,6 +54,8 @@ export class BinarySession implements Session<BinaryItem> {
   readonly #lagging = new Set<Subscription>()
   #greeted = false
   #pendingWaits = 0
+  /** The server is stopping: a GET_WAIT is answered at once, with what is there. */
+  #stopping = false
   /** Who the client acts as, from its HELLO (or the WebSocket upgrade). */
   #principal: Principal | null = null
 
@@ -176,6 +178,7 @@ export class BinarySession implements Session<BinaryItem> {
   }
 
   shutdown(): void {
+    this.#stopping = true
     this.#reader.releaseWaits()
     this.close()
   }
@@ -264,6 +267,10 @@ export class BinarySession implements Session<BinaryItem> {
   }
 
   #getWait(requestId: number, topic: string, timeoutMs: number): void {
+    if (this.#stopping) {
+      this.#writeMessage(requestId, topic, this.#reader.get(topic))
+      return
+    }
     if (this.#reader.isWaiting(topic)) {
       const error = new ProtocolError("bad_field", `a GET_WAIT on ${JSON.stringify(topic)} is already pending`)
       this.#reportError(requestId, error)

@@ -6,9 +6,10 @@
  * Flow control, so one client can never make the server buffer without bound:
  * - what is produced while handling one chunk goes out together; what the peer does not take
  *   waits in the transport until `drain`;
- * - no request runs while more than `maxOutboundBytes` of output wait for the client; decoded
- *   requests wait in the inbox (copied off the chunk), and reading from the peer is paused
- *   meanwhile, so the client feels TCP backpressure instead of the server buffering for it.
+ * - no request runs while more than `maxOutboundBytes` of output wait for the client, nor
+ *   beyond RUN_BUDGET in one turn of the event loop; decoded requests wait in the inbox
+ *   (copied off the chunk), and once PAUSE_AT_QUEUED wait, reading from the peer is paused,
+ *   so the client feels TCP backpressure instead of the server buffering for it.
  */
 import type { Principal } from "../auth/auth.ts"
 import type { Reader } from "../broker/broker.ts"
@@ -42,6 +43,12 @@ class StreamFailure {
  * others by a fraction of a millisecond per turn, not by its whole chunk.
  */
 const RUN_BUDGET = 256
+/**
+ * Requests waiting in the inbox before reading from the client pauses. Below it the client is
+ * still read, so a WebSocket's Close frame, say, is seen behind a held get_wait; at it, a
+ * client sending faster than its requests can run feels TCP backpressure.
+ */
+const PAUSE_AT_QUEUED = 256
 /** Passes of the run loop (each up to the outbound cap of output) before yielding a turn. */
 const MAX_PASSES_PER_TURN = 4
 /**
@@ -331,7 +338,7 @@ export class Connection implements FrameSink {
   }
 
   #updatePause(): void {
-    const shouldPause = this.#yielding || this.#inboxHead < this.#inbox.length
+    const shouldPause = this.#yielding || this.#inbox.length - this.#inboxHead >= PAUSE_AT_QUEUED
     if (shouldPause === this.#paused || this.#closed) return
     this.#paused = shouldPause
     if (shouldPause) this.#transport.pause()

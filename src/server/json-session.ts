@@ -34,6 +34,8 @@ export class JsonSession implements Session<JsonItem> {
   #replies: string[] = []
   #pendingBytes = 0
   #waiting = false
+  /** The server is stopping: a get_wait is answered at once, with what is there. */
+  #stopping = false
   /** Who the client acts as; null until it authenticates, when tokens are required. */
   #principal: Principal | null
 
@@ -116,6 +118,10 @@ export class JsonSession implements Session<JsonItem> {
         this.#replyWith(reader.getLatest(request.topic))
         return
       case "get_wait": {
+        if (this.#stopping) {
+          this.#replyWith(reader.get(request.topic))
+          return
+        }
         const message = reader.getWait(request.topic, request.timeoutMs, this.#answerWait)
         if (message !== null) this.#replyWith(message)
         else this.#waiting = true
@@ -150,6 +156,7 @@ export class JsonSession implements Session<JsonItem> {
   }
 
   shutdown(): void {
+    this.#stopping = true
     this.#reader.releaseWaits()
   }
 

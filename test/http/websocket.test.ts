@@ -201,3 +201,15 @@ test("TCP, WebSocket and HTTP clients exchange messages through one topic", asyn
   const first = await fetch(`${http}?after=0`)
   expect([first.headers.get("DSMQ-Seq"), await first.text()]).toEqual(["1", "from tcp"])
 })
+
+test("a WebSocket client can close while its get_wait is held and requests wait behind it", async () => {
+  using server = startTestServer()
+  const client = await WsClient.connect(wsUrl(server))
+  client.send(JSON.stringify({ action: "get_wait", topic: "t", timeout: 60 }))
+  client.send(JSON.stringify({ action: "get", topic: "t" }))
+  await eventually(() => server.stats().queuedRequests === 1, "the get to wait behind the get_wait")
+  client.close()
+  // The close handshake completes (a paused socket would not read the Close frame at all).
+  await client.closed
+  await eventually(() => server.stats().connections === 0, "the server to see the close")
+})

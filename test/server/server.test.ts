@@ -176,3 +176,15 @@ test("stop() answers pending waits and requests already received, then closes ev
   expect(waiter.replies).toEqual([{ message: "" }, { message: "" }])
   await expect(Bun.connect({ hostname: "127.0.0.1", port: server.port, socket: { data() {} } })).rejects.toThrow()
 })
+
+test("stopping answers every get_wait a connection has queued, not only the one it is holding", async () => {
+  // A shutdown timeout far beyond the test's: waiting out the queued waits would fail the test.
+  const server = startTestServer({ shutdownTimeoutMs: 60_000 })
+  const client = await TestClient.connect(server.port)
+  client.sendRequests([1, 2, 3].map((i) => ({ action: "get_wait", topic: `t${i}`, timeout: 60 })))
+  await eventually(() => server.stats().queuedRequests === 2, "two waits queued behind the first")
+  server.stop()
+  await server.stopped
+  await client.closed
+  expect(client.replies).toEqual([{ message: "" }, { message: "" }, { message: "" }])
+})
