@@ -39,7 +39,7 @@ Options:
                       (decoders, store, load), or a load scenario (${LOAD_NAMES.join(", ")}),
                       which runs the load group with just that scenario and its floor
   --protocol NAME     load scenarios over this protocol only (repeatable): json-stream,
-                      binary-pull, binary-push
+                      binary-pull, binary-push, websocket-json, websocket-binary-push
   --filter REGEX      inside each micro-benchmark file, run only the benchmarks whose name
                       matches REGEX (sets BENCH_FILTER)
   --against HOST:PORT also run the json-stream load scenarios against another dsmq-compatible

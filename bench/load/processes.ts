@@ -1,6 +1,7 @@
 /**
- * The processes a load scenario talks to: the broker (`bun run src/server.ts --port 0`) or the
- * echo server, each spawned fresh, found by the address line it prints, and always stopped.
+ * The processes a load scenario talks to: the broker (`bun run src/server.ts --port 0
+ * --http-port 0`) or the echo server, each spawned fresh, found by the address line it prints,
+ * and always stopped.
  */
 import { dirname, join } from "node:path"
 
@@ -13,6 +14,8 @@ export interface Spawned {
   readonly port: number
   /** The rest of the address line (e.g. the broker's HTTP and WebSocket addresses). */
   readonly addressLine: string
+  /** The broker's WebSocket endpoint (ws://HOST:HTTP_PORT/) as it announces it; null if it announces none. */
+  readonly websocketUrl: string | null
   readonly pid: number
   /** The last lines the process wrote to stderr (for error messages). */
   stderrTail(): string
@@ -37,7 +40,10 @@ export function spawnBroker(options: SpawnOptions = {}): Promise<Spawned> {
           `--cpu-prof-dir=${options.cpuProfileDir}`,
           ...(options.profileName === undefined ? [] : [`--cpu-prof-name=${options.profileName}`]),
         ]
-  return spawnListening([process.execPath, ...profile, "run", join(projectDir, "src/server.ts"), "--port", "0"], /dsmq listening on tcp:\/\/(\S+):(\d+)/)
+  return spawnListening(
+    [process.execPath, ...profile, "run", join(projectDir, "src/server.ts"), "--port", "0", "--http-port", "0"],
+    /dsmq listening on tcp:\/\/(\S+):(\d+)/,
+  )
 }
 
 /** The floor: an echo server, or (`relay`) a relay from writers to every reader. */
@@ -87,7 +93,8 @@ async function spawnListening(command: string[], pattern: RegExp): Promise<Spawn
         })()
         const host = match[1]!.replace(/^\[(.*)\]$/, "$1")
         const addressLine = text.slice(match.index).split("\n")[0]!.trim()
-        return { host, port: Number(match[2]), addressLine, pid: child.pid, stderrTail, stop }
+        const websocketUrl = /WebSocket (ws:\/\/[^\s)]+)/.exec(addressLine)?.[1] ?? null
+        return { host, port: Number(match[2]), addressLine, websocketUrl, pid: child.pid, stderrTail, stop }
       }
       const remaining = deadline - Date.now()
       if (remaining <= 0) throw new Error(`no address line within ${START_TIMEOUT_MS / 1000} s`)

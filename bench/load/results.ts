@@ -7,10 +7,14 @@ import type { LatencySummary } from "./tally.ts"
 
 export type ScenarioName = "rtt" | "khz" | "fanout" | "max"
 export const SCENARIOS: readonly ScenarioName[] = ["rtt", "khz", "fanout", "max"]
-/** "echo" and "relay" are the floors: minimal servers that only move bytes (bench/load/echo-server.ts). */
-export type Protocol = "echo" | "relay" | "json-stream" | "binary-pull" | "binary-push"
+/**
+ * "echo" and "relay" are the floors: minimal servers that only move bytes (bench/load/echo-server.ts).
+ * The websocket protocols go through the broker's HTTP port (ws://HOST:HTTP_PORT/): upstream 1.x
+ * JSON text messages, and the binary protocol's frames in binary messages.
+ */
+export type Protocol = "echo" | "relay" | "json-stream" | "binary-pull" | "binary-push" | "websocket-json" | "websocket-binary-push"
 /** The protocols the broker is measured over (the floors always run with their scenario). */
-export const LOAD_PROTOCOLS = ["json-stream", "binary-pull", "binary-push"] as const
+export const LOAD_PROTOCOLS = ["json-stream", "binary-pull", "binary-push", "websocket-json", "websocket-binary-push"] as const
 
 /**
  * HOST:PORT or [IPv6]:PORT for --against, loopback only: this suite never sends traffic off the
@@ -35,6 +39,8 @@ export const PROTOCOL_LABELS: Readonly<Record<Protocol, string>> = {
   "json-stream": "json-stream pull",
   "binary-pull": "binary pull",
   "binary-push": "binary push",
+  "websocket-json": "websocket json pull",
+  "websocket-binary-push": "websocket binary push",
 }
 
 export interface ServerCost {
@@ -98,7 +104,7 @@ export interface ScenarioResult {
 export interface LoadResults {
   readonly quick: boolean
   readonly scenarios: readonly ScenarioResult[]
-  /** Scenario × protocol cells that cannot run yet, with the reason. */
+  /** Scenario × protocol cells that could not be measured, with the reason (none at present). */
   readonly unavailable: readonly { readonly cell: string; readonly reason: string }[]
   readonly targets: readonly TargetCheck[]
 }

@@ -9,7 +9,9 @@
  *   1 ms granularity, too coarse for 1 kHz) and spins the last few tens of microseconds.
  * - "blast" (max): one writer puts as fast as the connection takes the bytes (single PUTs, or
  *   PUT_MANY frames of `batch` messages), written in large chunks, waiting for `drain` when
- *   the kernel's socket buffer is full. Each message carries the time its chunk was built.
+ *   the kernel's socket buffer is full (over WebSocket: until the client's queue is empty;
+ *   JSON over WebSocket sends one text message per put). Each message carries the time its
+ *   chunk was built.
  *
  * Times are on the main thread's performance.now() clock: this thread adds the difference of
  * the two threads' timeOrigins (the same clock underneath, so this is exact to well under a
@@ -17,14 +19,21 @@
  */
 import { PAYLOAD_BYTES, PHASE_MEASURED, PHASE_WARMUP, BinaryLink, EchoLink, JsonLink, Out, topicBytes } from "./wire.ts"
 import { Samples, summarize, type LatencySummary } from "./tally.ts"
+import { TextOut, WebSocketBinaryLink, WebSocketJsonLink } from "./websocket.ts"
 
 declare const self: Worker
 
 export interface SenderSetup {
   readonly host: string
   readonly port: number
-  /** "raw": 64-byte payloads to the floor's relay (bench/load/echo-server.ts --relay). */
-  readonly protocol: "binary" | "json" | "raw"
+  /** The broker's WebSocket endpoint (for the websocket protocols). */
+  readonly url: string | null
+  /**
+   * "raw": 64-byte payloads to the floor's relay (bench/load/echo-server.ts --relay);
+   * "websocket-binary": binary frames in WebSocket messages; "websocket-json": upstream 1.x
+   * JSON, one put per text message.
+   */
+  readonly protocol: "binary" | "json" | "raw" | "websocket-binary" | "websocket-json"
   /** Writer w puts on topics[w]. */
   readonly topics: readonly string[]
   /** The main thread's performance.timeOrigin. */
@@ -67,8 +76,10 @@ const BLAST_CHUNK_BYTES = 128 * 1024
 /** How long to wait for the kernel to take the last bytes. */
 const DRAIN_TIMEOUT_MS = 10_000
 
+type Link = BinaryLink | JsonLink | EchoLink | WebSocketBinaryLink | WebSocketJsonLink
+
 let setup: SenderSetup
-let links: (BinaryLink | JsonLink | EchoLink)[] = []
+let links: Link[] = []
 let clockOffset = 0
 const now = (): number => performance.now() + clockOffset
 const sleeper = new Int32Array(new SharedArrayBuffer(4))
@@ -87,16 +98,25 @@ self.onmessage = (event: MessageEvent<ToSender>) => {
 async function connect(given: SenderSetup): Promise<void> {
   setup = given
   clockOffset = performance.timeOrigin - setup.base
-  links = await Promise.all(
-    setup.topics.map((): Promise<BinaryLink | JsonLink | EchoLink> =>
-      setup.protocol === "binary"
-        ? BinaryLink.open(setup.host, setup.port)
-        : setup.protocol === "json"
-          ? JsonLink.open(setup.host, setup.port)
-          : EchoLink.open(setup.host, setup.port, "writer"),
-    ),
-  )
+  links = await Promise.all(setup.topics.map(open))
   post({ type: "ready" })
+}
+
+function open(): Promise<Link> {
+  switch (setup.protocol) {
+    case "binary":
+      return BinaryLink.open(setup.host, setup.port)
+    case "json":
+      return JsonLink.open(setup.host, setup.port)
+    case "raw":
+      return EchoLink.open(setup.host, setup.port, "writer")
+    case "websocket-binary":
+    case "websocket-json": {
+      const url = setup.url
+      if (url === null) return Promise.reject(new Error("no WebSocket address for a websocket protocol"))
+      return setup.protocol === "websocket-binary" ? WebSocketBinaryLink.open(url) : WebSocketJsonLink.open(url)
+    }
+  }
 }
 
 async function run(startAt: number): Promise<void> {
@@ -124,7 +144,7 @@ function waitUntil(time: number): void {
 }
 
 /** Sends on schedule; blocks this thread until the last message is sent. */
-function paced(startAt: number, outs: Out[]): SendResult {
+function paced(startAt: number, outs: (Out | TextOut)[]): SendResult {
   const writers = outs.length
   const topics = setup.topics.map(topicBytes)
   const period = 1000 / setup.rateHz
@@ -136,6 +156,7 @@ function paced(startAt: number, outs: Out[]): SendResult {
   const warmupSent = new Array<number>(writers).fill(0)
   const lag = new Samples()
   const protocol = setup.protocol
+  const binary = protocol === "binary" || protocol === "websocket-binary"
   for (let tick = 0; ; tick++) {
     const tickStart = startAt + tick * period
     if (tickStart >= end) break
@@ -149,7 +170,9 @@ function paced(startAt: number, outs: Out[]): SendResult {
         const index = measured ? sent[writer]!++ : warmupSent[writer]!++
         const out = outs[writer]!
         const sentAt = now()
-        if (protocol === "binary") out.put(topics[writer]!, phase, writer, index, time, sentAt)
+        // A TextOut: websocket-json, one text message per put.
+        if (out instanceof TextOut) out.jsonPut(setup.topics[writer]!, phase, writer, index, time, sentAt)
+        else if (binary) out.put(topics[writer]!, phase, writer, index, time, sentAt)
         else if (protocol === "json") out.jsonPut(setup.topics[writer]!, phase, writer, index, time, sentAt)
         else out.payloadAt(out.reserve(PAYLOAD_BYTES), phase, writer, index, time, sentAt)
         out.flush()
@@ -161,9 +184,9 @@ function paced(startAt: number, outs: Out[]): SendResult {
 }
 
 /** Sends as fast as the connection takes it, until the measured phase ends. */
-async function blast(startAt: number, out: Out): Promise<SendResult> {
+async function blast(startAt: number, out: Out | TextOut): Promise<SendResult> {
   const topic = topicBytes(setup.topics[0]!)
-  const binary = setup.protocol === "binary"
+  const binary = setup.protocol === "binary" || setup.protocol === "websocket-binary"
   // JSON has no batch frame: JSON puts are always single.
   const batch = binary ? Math.max(1, setup.batch) : 1
   const measuredFrom = startAt + setup.warmupMs
@@ -180,7 +203,8 @@ async function blast(startAt: number, out: Out): Promise<SendResult> {
     const phase = measured ? PHASE_MEASURED : PHASE_WARMUP
     while (out.length < BLAST_CHUNK_BYTES) {
       const index = measured ? sent : warmupSent
-      if (setup.protocol === "json") out.jsonPut(setup.topics[0]!, phase, 0, index, time)
+      if (out instanceof TextOut) out.jsonPut(setup.topics[0]!, phase, 0, index, time)
+      else if (setup.protocol === "json") out.jsonPut(setup.topics[0]!, phase, 0, index, time)
       else if (setup.protocol === "raw") out.payloadAt(out.reserve(PAYLOAD_BYTES), phase, 0, index, time)
       else if (batch === 1) out.put(topic, phase, 0, index, time)
       else out.putMany(topic, phase, 0, index, batch, time)

@@ -40,12 +40,21 @@ const utf8 = new TextDecoder()
 export type Arrival = (writer: number, index: number, phase: number, scheduledAt: number, sentAt: number) => void
 
 /**
+ * Where an `Out` writes: a Bun socket, or anything that takes bytes the same way (returns how
+ * many it took, and has `Out.onDrain` called when it can take more), such as a WebSocket
+ * (bench/load/websocket.ts).
+ */
+export interface ByteSink {
+  write(data: Uint8Array, byteOffset?: number, byteLength?: number): number
+}
+
+/**
  * Bytes on their way to one socket. Frames are appended to one buffer and written together
  * at the end of the tick (or on `flush()`); what the kernel does not take is copied and written
  * again on `drain` (Bun's socket.write does not buffer).
  */
 export class Out {
-  #socket: Socket<unknown> | null = null
+  #socket: ByteSink | null = null
   bytes = new Uint8Array(64 * 1024)
   view = new DataView(this.bytes.buffer)
   length = 0
@@ -60,7 +69,7 @@ export class Out {
     this.#autoFlush = autoFlush
   }
 
-  attach(socket: Socket<unknown>): void {
+  attach(socket: ByteSink): void {
     this.#socket = socket
   }
 
@@ -206,13 +215,18 @@ export class Out {
 
   /** `{"action":"put",...}` with a load payload as the message (all ASCII: one byte per character). */
   jsonPut(topic: string, phase: number, writer: number, index: number, time: number, sentAt = time): void {
-    const text = `{"action":"put","topic":${JSON.stringify(topic)},"message":"${jsonPayload(phase, writer, index, time, sentAt)}"}`
+    const text = jsonPutText(topic, phase, writer, index, time, sentAt)
     const at = this.reserve(text.length)
     encoder.encodeInto(text, this.bytes.subarray(at, at + text.length))
   }
 }
 
 const FILL_TEXT = "x".repeat(PAYLOAD_BYTES)
+
+/** A JSON put request whose message is a load payload (all ASCII). */
+export function jsonPutText(topic: string, phase: number, writer: number, index: number, time: number, sentAt = time): string {
+  return `{"action":"put","topic":${JSON.stringify(topic)},"message":"${jsonPayload(phase, writer, index, time, sentAt)}"}`
+}
 
 export function jsonPayload(phase: number, writer: number, index: number, time: number, sentAt = time): string {
   const head = `${phase}|${writer}|${index}|${time.toFixed(4)}|${sentAt.toFixed(4)}|`
@@ -312,7 +326,7 @@ interface Pending {
 }
 
 /** Request ids at and above this are the link's own control requests; below are the caller's. */
-const CONTROL_IDS = 0xf000_0000
+export const CONTROL_IDS = 0xf000_0000
 
 /**
  * One binary-protocol connection. Frames the caller cares about (DELIVER pushes, replies to its
