@@ -77,6 +77,8 @@ export class Connection implements FrameSink {
   #pumpScheduled = false
   /** Requests run since this connection last let the event loop turn (see RUN_BUDGET). */
   #ranSinceYield = 0
+  /** When the client last sent something, or the server last sent it something (Date.now()). */
+  lastActivityMs = Date.now()
   #turnYielded = false
   #closing = false
   /** The server is stopping: read nothing more, but answer what was already received. */
@@ -115,6 +117,7 @@ export class Connection implements FrameSink {
   /** A chunk of the TCP byte stream; the first bytes decide the protocol. */
   onData(chunk: Uint8Array): void {
     if (this.#closed || this.#closing || this.#draining) return
+    this.lastActivityMs = Date.now()
     if (this.#decoder === null) {
       this.#undecided.append(chunk)
       const protocol = detectProtocol(this.#undecided.view())
@@ -277,7 +280,10 @@ export class Connection implements FrameSink {
         session.produceBacklog(limit - this.#transport.queuedBytes - session.pendingBytes)
       }
       const output = session.takeOutput()
-      if (output !== null) this.#transport.send(output)
+      if (output !== null) {
+        this.#transport.send(output)
+        this.lastActivityMs = Date.now()
+      }
       // Go on only if the kernel took everything (no `drain` will come) and work is left.
       const moreToRun = this.#inboxHead < this.#inbox.length && !session.holding
       const moreWork = !this.#closing && (moreToRun || session.hasBacklog)

@@ -27,7 +27,9 @@ export function listenTcp(options: TcpListenerOptions, registry: ConnectionRegis
     socket: {
       open(socket) {
         socket.setKeepAlive(true, KEEPALIVE_DELAY_MS)
-        if (options.idleTimeoutSeconds) socket.timeout(options.idleTimeoutSeconds)
+        // Bun arms a 120 s timeout on every socket, which traffic does not reset: without
+        // --idle-timeout it must be off, or every connection would be cut after two minutes.
+        socket.timeout(options.idleTimeoutSeconds ?? 0)
         if (!registry.admit(socket.remoteAddress)) {
           // No reply: the protocol is not known yet. The client sees the connection close.
           socket.data = { connection: null, principal: null }
@@ -37,6 +39,14 @@ export function listenTcp(options: TcpListenerOptions, registry: ConnectionRegis
         socket.data = { connection: registry.open(new TcpTransport(socket as Socket<unknown>)), principal: null }
       },
       timeout(socket) {
+        // Bun's timer fires a fixed time after it was armed, busy or not: re-arm it for what is
+        // left when the connection has been active since, and close only a silent one.
+        const limitMs = (options.idleTimeoutSeconds ?? 0) * 1000
+        const idleMs = Date.now() - (socket.data.connection?.lastActivityMs ?? 0)
+        if (limitMs > 0 && idleMs < limitMs) {
+          socket.timeout(Math.max(1, Math.ceil((limitMs - idleMs) / 1000)))
+          return
+        }
         log(`closing idle connection from ${socket.remoteAddress}`)
         socket.end()
       },

@@ -179,6 +179,19 @@ test("bad bytes behind a pending get_wait are answered after it, in order", asyn
   ])
 })
 
+test("an idle timeout spares a connection that keeps talking, however long it lives", async () => {
+  using server = startTestServer({ idleTimeoutSeconds: 1 })
+  await using talker = await TestClient.connect(server.port)
+  await using silent = await TestClient.connect(server.port)
+  // Paced by the server: each get_wait answers after 0.3 s; about 6 s in all, well past the
+  // timeout (and past the few seconds Bun's timers may run late).
+  for (let i = 0; i < 20; i++) {
+    expect(await talker.ask({ action: "get_wait", topic: "nothing", timeout: 0.3 })).toEqual({ message: "" })
+  }
+  expect(talker.isClosed).toBe(false)
+  expect(silent.isClosed).toBe(true)
+}, 60_000)
+
 test("an idle timeout closes a silent connection; the server goes on serving", async () => {
   using server = startTestServer({ idleTimeoutSeconds: 1 })
   await using silent = await TestClient.connect(server.port)
