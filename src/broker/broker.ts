@@ -210,7 +210,8 @@ export class Broker {
 
   #sweep(): void {
     // Small steps, each its own turn of the event loop, until nothing expired is left.
-    if (this.retention.sweep(preciseNow())) setImmediate(() => this.#sweep())
+    // setTimeout, not setImmediate: sockets that became readable are served first.
+    if (this.retention.sweep(preciseNow())) setTimeout(() => this.#sweep(), 0)
   }
 
   #announce(topic: string, seq: number, ordinal: number, payload: Uint8Array, putAt: number): void {

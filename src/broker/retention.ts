@@ -52,8 +52,11 @@ const DROP_SLACK_MAX = 1024
 const GLOBAL_SCAN_BATCH = 256
 /** Rows looked at, at most, for one put: beyond this the store counts as full. */
 const GLOBAL_SCAN_LIMIT = 16_384
-/** Expired messages removed per topic per sweep step, and topics visited per step. */
-const SWEEP_BATCH = 1000
+/**
+ * Expired messages removed per sweep step, over all topics, and topics looked at per step:
+ * a step costs a millisecond or two, and the event loop serves clients between steps.
+ */
+const SWEEP_STEP_ROWS = 1000
 const SWEEP_TOPICS_PER_STEP = 256
 
 export class Retention {
@@ -130,30 +133,32 @@ export class Retention {
   }
 
   /**
-   * Removes expired messages, at most SWEEP_BATCH per topic and SWEEP_TOPICS_PER_STEP topics
-   * per call. Returns true when there may be more to remove (call again soon).
+   * Removes expired messages: at most SWEEP_STEP_ROWS in all, looking at most at
+   * SWEEP_TOPICS_PER_STEP topics. Returns true when there may be more to remove (call again
+   * soon); the next call starts where this one stopped.
    */
   sweep(now: number): boolean {
-    let more = false
+    let rowsLeft = SWEEP_STEP_ROWS
     let visited = 0
     for (const topic of this.#sweepOrder()) {
-      this.#sweepCursor++
       const { maxAgeMs } = this.limitsFor(topic.name)
-      if (maxAgeMs === null || topic.count === 0) continue
-      if (++visited > SWEEP_TOPICS_PER_STEP) {
-        this.#sweepCursor-- // start here next time
-        return true
+      if (maxAgeMs !== null && topic.count > 0) {
+        if (rowsLeft === 0 || ++visited > SWEEP_TOPICS_PER_STEP) return true
+        const cutoff = now - maxAgeMs
+        const oldest = this.#store.oldestPutAt(topic)
+        if (oldest !== null && oldest < cutoff) {
+          // Put times grow with seq, so the expired messages are a prefix of the oldest ones.
+          const candidates = this.#store.oldestOf(topic, rowsLeft)
+          const expired = candidates.filter((message) => message.putAt < cutoff)
+          this.#drop(topic, expired)
+          rowsLeft -= expired.length
+          // Out of rows with this topic perhaps not done: start with it next time.
+          if (rowsLeft === 0 && expired.length === candidates.length) return true
+        }
       }
-      const cutoff = now - maxAgeMs
-      const oldest = this.#store.oldestPutAt(topic)
-      if (oldest === null || oldest >= cutoff) continue
-      const candidates = this.#store.oldestOf(topic, SWEEP_BATCH)
-      const expired = candidates.filter((message) => message.putAt < cutoff)
-      // Put times grow with seq, so the expired messages are a prefix of the candidates.
-      this.#drop(topic, expired)
-      if (expired.length === SWEEP_BATCH) more = true
+      this.#sweepCursor++
     }
-    return more
+    return false
   }
 
   #sweepCursor = 0

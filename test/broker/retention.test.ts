@@ -148,6 +148,16 @@ describe("ages", () => {
     expect(reader.get("old")).toMatchObject({ missed: 2500 })
   })
 
+  test("a step removes at most 1,000 messages over all topics, and the next goes on where it stopped", () => {
+    using broker = openBroker({ defaults: { maxAgeMs: 60_000 } })
+    for (let i = 0; i < 3000; i++) broker.put(`t${i % 10}`, bytes("o"))
+    const later = preciseNow() + 120_000
+    const remaining: number[] = []
+    for (let step = 0; step < 10 && broker.retention.sweep(later); step++) remaining.push(broker.store.messageCount)
+    remaining.push(broker.store.messageCount)
+    expect(remaining).toEqual([2000, 1000, 0, 0])
+  })
+
   test("messages younger than the limit stay", () => {
     using broker = openBroker({ defaults: { maxAgeMs: 60_000 } })
     broker.put("t", bytes("young"))
