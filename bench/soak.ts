@@ -24,7 +24,7 @@
  * other, and bounded when its peak stays below cap x --rss-factor + --rss-slack; latency spiked
  * when an interval in which retention removed messages has a p99.9 over --spike-factor times the
  * baseline (intervals where other processes used the CPU are reported apart, as inconclusive).
- * The retention-dropped count is not in the server's STATS; puts − storedMessages stands in for
+ * The server's STATS count retention drops (droppedByRetention); puts − storedMessages stands in for
  * it (exact for the in-memory store, which removes messages only through retention).
  *
  * Every loop is bounded by a deadline; the script stops by itself, and kills what it started if
@@ -785,7 +785,7 @@ async function coordinatorMain(options: SoakOptions): Promise<number> {
   const first = await withTimeout(statsClient.stats(), 30_000, "stats") as unknown as ServerStatsSnapshot
   previous = { at: performance.now(), stats: first }
   const startedAt = performance.now()
-  const droppedExposed = "retentionDropped" in first || "dropped" in first
+  const droppedExposed = "droppedByRetention" in first
 
   type SeriesName = "deliver" | "ack" | "ping" | "get"
   /**
@@ -966,7 +966,7 @@ async function coordinatorMain(options: SoakOptions): Promise<number> {
   if (finalStats !== null) {
     const nonZero = Object.entries(finalStats.errors).filter(([, count]) => count > 0)
     console.log(`  server at the end: ${fmt.int(finalStats.puts)} puts, ${fmt.int(finalStats.deliveries)} deliveries, ${fmt.int(finalStats.storedMessages)} stored, ` +
-      `${fmt.int(finalStats.puts - finalStats.storedMessages)} removed by retention (puts − stored), errors reported: ${nonZero.length === 0 ? "none" : nonZero.map(([name, count]) => `${name} ${count}`).join(", ")}`)
+      `${fmt.int(finalStats.puts - finalStats.storedMessages)} removed by retention (puts − stored; STATS droppedByRetention ${fmt.int(Number((finalStats as unknown as Record<string, unknown>).droppedByRetention ?? NaN))}), errors reported: ${nonZero.length === 0 ? "none" : nonZero.map(([name, count]) => `${name} ${count}`).join(", ")}`)
   }
   if (!droppedExposed) console.log("  note: the server's STATS do not expose the retention-dropped count (Retention.droppedCount); 'dropped' here is puts − storedMessages, exact for the in-memory store")
   if (clientErrors.length > 0) console.log(`  probe client errors: ${clientErrors.length}: ${clientErrors.slice(0, 5).join("; ")}`)
