@@ -63,10 +63,8 @@ class Abuser {
     while (!this.#lines.includes("active")) {
       if (!this.running) throw new Error(`${this.mode} exited before it was active: ${this.#lines.join(" | ")}`)
       if (Date.now() > deadline) throw new Error(`${this.mode} was not active after 10 s`)
-      await new Promise<void>((resolve) => {
-        this.#newLine = resolve
-        setTimeout(resolve, 100)
-      })
+      // Wakes on the fixture's next line or on its exit, whichever comes first.
+      await Promise.race([new Promise<void>((resolve) => (this.#newLine = resolve)), this.#child.exited])
     }
   }
 
