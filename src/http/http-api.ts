@@ -53,9 +53,22 @@ class HttpError extends Error {
   }
 }
 
-export async function handleHttp(request: Request, server: Server<unknown>, context: HttpContext): Promise<Response> {
+/**
+ * The request's URL. Bun builds it from the Host header, so a Host that is not a valid
+ * authority ("a b", "x:99999"), or none (HTTP/1.0), makes it unparsable: the path and query
+ * are still good, so they are read against a placeholder host instead.
+ */
+export function requestUrl(request: Request): URL {
   try {
-    return await route(request, server, context)
+    return new URL(request.url)
+  } catch {
+    return new URL(request.url.replace(/^[a-z]+:\/\/[^/?#]*/i, ""), "http://localhost")
+  }
+}
+
+export async function handleHttp(request: Request, url: URL, server: Server<unknown>, context: HttpContext): Promise<Response> {
+  try {
+    return await route(request, url, server, context)
   } catch (error) {
     if (error instanceof HttpError) {
       if (error.code in ERROR_NAMES) context.countError(error.code as ErrorName)
@@ -82,8 +95,7 @@ const ERROR_NAMES = {
 /** Statuses for the broker's own refusals. */
 const STATUS_BY_ERROR: Partial<Record<ErrorName, number>> = { topic_full: 507, store_full: 507, cursor_busy: 409 }
 
-async function route(request: Request, server: Server<unknown>, context: HttpContext): Promise<Response> {
-  const url = new URL(request.url)
+async function route(request: Request, url: URL, server: Server<unknown>, context: HttpContext): Promise<Response> {
   const segments = url.pathname.split("/").slice(1)
   if (url.pathname === "/healthz") {
     // Open to all, for health checks.

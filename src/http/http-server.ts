@@ -6,7 +6,7 @@ import type { Server, ServerWebSocket } from "bun"
 import { bearerToken } from "../auth/auth.ts"
 import { WebSocketTransport } from "../net/websocket-transport.ts"
 import type { ConnectionRegistry, SocketData } from "../server/connection-registry.ts"
-import { handleHttp, json, type HttpContext } from "./http-api.ts"
+import { handleHttp, json, requestUrl, type HttpContext } from "./http-api.ts"
 
 /**
  * Where Bun itself would start dropping WebSocket output: far above the connection's own
@@ -31,7 +31,7 @@ export function serveHttp(options: HttpServerOptions, registry: ConnectionRegist
     // Bun answers a larger body with an empty 413; below this the API answers in JSON.
     maxRequestBodySize: options.maxMessageBytes * 2 + 1024,
     fetch(request, server) {
-      const url = new URL(request.url)
+      const url = requestUrl(request)
       if (url.pathname === "/" && request.headers.get("upgrade")?.toLowerCase() === "websocket") {
         // A token may come with the upgrade (browsers cannot set headers: ?token=); without
         // one, the client may still authenticate inside the protocol (HELLO, auth action).
@@ -48,7 +48,7 @@ export function serveHttp(options: HttpServerOptions, registry: ConnectionRegist
         if (server.upgrade(request, { data: { connection: null, principal } })) return undefined
         return new Response("WebSocket upgrade failed", { status: 400 })
       }
-      return handleHttp(request, server, api)
+      return handleHttp(request, url, server, api)
     },
     error(error) {
       log(`internal error in the HTTP API: ${String(error)}`)
