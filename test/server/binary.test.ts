@@ -3,7 +3,7 @@
  * every frame the server sends. Waits are on socket events (a reply, a close), never on time.
  */
 import { describe, expect, test } from "bun:test"
-import { FrameWriter, HEADER_BYTES, Op, type BinaryReply, type BinaryRequest } from "../../src/protocol/binary.ts"
+import { FrameWriter, Op, type BinaryReply, type BinaryRequest } from "../../src/protocol/binary.ts"
 import { ErrorCode } from "../../src/protocol/errors.ts"
 import { DEFAULT_MAX_MESSAGE_BYTES } from "../../src/server/listener.ts"
 import { BinaryClient, statsBody } from "../binary-client.ts"
@@ -616,90 +616,7 @@ describe("bad input", () => {
     })
   }
 
-  test("corrupted streams on many connections never break the server; a good client is served throughout", async () => {
-    const log: string[] = []
-    using server = startTestServer({ maxMessageBytes: 16 * 1024, log: (line) => log.push(line) })
-    await using good = await BinaryClient.connect(server.port)
-    const subscribeId = good.nextId()
-    expect(await good.call(req.subscribe(subscribeId, "good-pushes"))).toEqual(rep.ok(subscribeId))
-    const goodPushes: BinaryReply[] = []
-    let state = 7
-    const random = (n: number) => (state = (Math.imul(state, 1664525) + 1013904223) >>> 0) % n
-    const summary = { connections: 0, fatal: 0, json: 0, frames: 0 }
-
-    const WAVES = 25
-    const PER_WAVE = 20
-    for (let wave = 0; wave < WAVES; wave++) {
-      const clients = await Promise.all(
-        Array.from({ length: PER_WAVE }, async () => {
-          const { stream, frameStarts, topicAt } = validTraffic(random)
-          const mutated = mutate(stream, frameStarts, topicAt, random)
-          const client = await BinaryClient.connect(server.port, { hello: false })
-          client.sendBytes(mutated)
-          // The server reads the end of the stream, answers what it could read, and closes.
-          client.finishSending()
-          return { client, mutated }
-        }),
-      )
-      // The good client, meanwhile: a put, a get and a push, all answered correctly.
-      const topic = `good-${wave}`
-      const putId = good.nextId()
-      const ack = await good.call(req.put(putId, topic, `wave ${wave}`, true))
-      const seq = ack.op === Op.putAck ? ack.seq : -1
-      expect(ack).toEqual(rep.putAck(putId, seq))
-      const getId = good.nextId()
-      expect(await good.call(req.get(getId, topic))).toEqual(rep.message(getId, seq, topic, `wave ${wave}`))
-      const pushId = good.nextId()
-      const pushAck = await good.call(req.put(pushId, "good-pushes", `push ${wave}`, true))
-      const pushSeq = pushAck.op === Op.putAck ? pushAck.seq : -1
-      goodPushes.push(rep.deliver(pushSeq, "good-pushes", `push ${wave}`))
-
-      for (const { client, mutated } of clients) {
-        await client.closed
-        summary.connections++
-        // A stream whose first byte is not 0x00 is taken for JSON, and answered in JSON.
-        if (mutated[0] !== 0x00) {
-          summary.json++
-          continue
-        }
-        summary.frames += client.frameCount
-        expect(client.streamError).toBeNull()
-        const fatal = client.frames.findIndex((frame) => frame.op === Op.error && frame.fatal)
-        if (fatal >= 0) {
-          summary.fatal++
-          // A fatal ERROR is the last frame, and has a fatal code.
-          expect(fatal).toBe(client.frames.length - 1)
-          const error = client.frames[fatal]!
-          expect(error.op === Op.error && [1, 2, 8].includes(error.code)).toBe(true)
-        }
-        for (const frame of client.frames) {
-          if (frame.op === Op.error && !frame.fatal) expect([5, 6]).toContain(frame.code)
-        }
-      }
-    }
-    await eventually(() => server.stats().connections === 1, "the corrupted connections to close")
-    await sync(good)
-    // The good client's pushes: its own, and the corrupted streams' puts on its topic, in order.
-    const pushes = good.frames.filter((frame) => frame.op === Op.deliver)
-    const seqs = pushes.map((frame) => (frame.op === Op.deliver ? frame.seq : 0))
-    expect(seqs).toEqual(seqs.toSorted((a, b) => a - b))
-    expect(new Set(seqs).size).toBe(seqs.length)
-    expect(pushes.filter((push) => goodPushes.some((own) => own.op === Op.deliver && own.seq === (push.op === Op.deliver ? push.seq : 0)))).toEqual(goodPushes)
-    expect(pushes.length).toBeGreaterThan(goodPushes.length)
-    expect(good.streamError).toBeNull()
-    const stats = server.stats()
-    expect({ connections: stats.connections, subscribers: stats.subscribers, queued: stats.queuedRequests }).toEqual({
-      connections: 1,
-      subscribers: 1,
-      queued: 0,
-    })
-    expect(log.filter((line) => line.includes("internal error"))).toEqual([])
-    // The mutations reached the interesting places: fatal errors, and frames answered.
-    expect(summary.connections).toBe(WAVES * PER_WAVE)
-    expect(summary.fatal).toBeGreaterThan(WAVES * PER_WAVE * 0.2)
-    expect(summary.frames).toBeGreaterThan(WAVES * PER_WAVE)
-  })
-
+  // Corrupted streams on many connections, with a good client served throughout: test/fuzz.test.ts.
 })
 
 test("JSON stream, header-framed JSON and binary clients share one port and one topic", async () => {
@@ -747,95 +664,3 @@ test("JSON stream, header-framed JSON and binary clients share one port and one 
     rep.empty(6),
   ])
 })
-
-/**
- * Valid traffic for one connection: HELLO, then a fixed-seed mix of every request. Returns
- * where each frame starts and where topic lengths are, for the mutations to aim at.
- */
-function validTraffic(random: (n: number) => number): { stream: Uint8Array; frameStarts: number[]; topicAt: number[] } {
-  const writer = new FrameWriter()
-  const frameStarts: number[] = []
-  const topicAt: number[] = []
-  const add = (request: BinaryRequest, topicOffset: number | null) => {
-    frameStarts.push(writer.length)
-    if (topicOffset !== null) topicAt.push(writer.length + topicOffset)
-    writeRequest(writer, request)
-  }
-  add(req.hello(1), null)
-  const topics = ["t", "u", "good-pushes"]
-  for (let i = 0; i < 4 + random(12); i++) {
-    const id = 2 + i
-    const topic = topics[random(topics.length)]!
-    const payload = new Uint8Array(random(64)).map(() => random(256))
-    switch (random(10)) {
-      case 0:
-        add(req.put(id, topic, payload, random(2) === 0), HEADER_BYTES)
-        break
-      case 1:
-        add(req.putMany(id, [entry(topic, payload), entry("t", "x")], random(2) === 0), HEADER_BYTES + 4)
-        break
-      case 2:
-        add(req.get(id, topic), HEADER_BYTES)
-        break
-      case 3:
-        add(req.getLatest(id, topic), HEADER_BYTES)
-        break
-      case 4:
-        add(req.getWait(id, topic, random(3) === 0 ? 1 : 60_000), HEADER_BYTES + 4)
-        break
-      case 5:
-        add(req.subscribe(id, topic), HEADER_BYTES)
-        break
-      case 6:
-        add(req.unsubscribe(id, topic), HEADER_BYTES)
-        break
-      case 7:
-        add(req.ping(id, payload), null)
-        break
-      case 8:
-        add(req.stats(id), null)
-        break
-      default:
-        add(req.put(id, topic, payload, true), HEADER_BYTES)
-    }
-  }
-  return { stream: writer.take(), frameStarts, topicAt }
-}
-
-/** One to three corruptions: bit flips in lengths, opcodes, flags and topic lengths; stray bytes; truncation. */
-function mutate(stream: Uint8Array, frameStarts: number[], topicAt: number[], random: (n: number) => number): Uint8Array {
-  let bytes = stream.slice()
-  const pick = <T>(items: T[]): T => items[random(items.length)]!
-  const flip = (at: number, width: number) => {
-    const position = at + random(width)
-    if (position < bytes.length) bytes[position]! ^= 1 << random(8)
-  }
-  for (let n = 1 + random(3); n > 0; n--) {
-    switch (random(7)) {
-      case 0:
-        flip(pick(frameStarts), 4) // a length
-        break
-      case 1:
-        flip(pick(frameStarts) + 4, 1) // an opcode
-        break
-      case 2:
-        flip(pick(frameStarts) + 5, 1) // flags
-        break
-      case 3:
-        if (topicAt.length > 0) flip(pick(topicAt), 2) // a topic length
-        break
-      case 4:
-        bytes[random(bytes.length)] = random(256) // any byte
-        break
-      case 5: {
-        const at = random(bytes.length)
-        const stray = new Uint8Array(1 + random(8)).map(() => random(256))
-        bytes = new Uint8Array([...bytes.subarray(0, at), ...stray, ...bytes.subarray(at)])
-        break
-      }
-      default:
-        bytes = bytes.subarray(0, random(bytes.length)) // truncated
-    }
-  }
-  return bytes
-}
