@@ -62,7 +62,9 @@ export function requestUrl(request: Request): URL {
   try {
     return new URL(request.url)
   } catch {
-    return new URL(request.url.replace(/^[a-z]+:\/\/[^/?#]*/i, ""), "http://localhost")
+    // Appended, not resolved: a path starting with "//" must not be read as a host.
+    const rest = request.url.replace(/^[a-z]+:\/\/[^/?#]*/i, "")
+    return new URL(`http://localhost${rest.startsWith("/") ? rest : `/${rest}`}`)
   }
 }
 
