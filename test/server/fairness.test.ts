@@ -26,3 +26,56 @@ test("a client flooding requests from another process does not keep others waiti
     await flooder.exited
   }
 }, 60_000)
+
+test("a burst of requests in one write is decoded a slice at a time, and every request still runs, in order", async () => {
+  using server = startTestServer()
+  await using client = await TestClient.connect(server.port)
+  await client.ask({ action: "get", topic: "burst" })
+  const count = 20_000
+  // About 1 MiB in one write: the server reads it in chunks of up to 512 KiB, ~9,000 requests each.
+  client.sendRequests(Array.from({ length: count }, (_, i) => ({ action: "put", topic: "burst", message: String(i) })))
+  let maxQueued = 0
+  await eventually(() => {
+    const stats = server.stats()
+    maxQueued = Math.max(maxQueued, stats.queuedRequests)
+    return stats.puts >= count
+  }, "the burst of puts to run")
+  // At most RUN_BUDGET (256) waiting plus one 16 KiB slice of them, not a whole chunk decoded at once.
+  expect(maxQueued).toBeLessThan(1_000)
+
+  client.sendRequests(Array.from({ length: count }, () => ({ action: "get", topic: "burst" })))
+  const replies = (await client.waitForReplies(1 + count)).slice(1)
+  expect(replies.map((reply) => reply.message)).toEqual(Array.from({ length: count }, (_, i) => String(i)))
+}, 60_000)
+
+test("readers asking for near-megabyte messages take turns with other clients, a few messages at a time", async () => {
+  using server = startTestServer()
+  const big = "x".repeat(900 * 1024)
+  const perReader = 8
+  await using writer = await TestClient.connect(server.port)
+  const readers = await Promise.all(Array.from({ length: 4 }, () => TestClient.connect(server.port)))
+  await using other = await TestClient.connect(server.port)
+  try {
+    for (const reader of readers) await reader.ask({ action: "get", topic: "sync" })
+    await other.ask({ action: "get", topic: "quiet" })
+    writer.sendRequests(Array.from({ length: perReader }, (_, i) => ({ action: "put", topic: "big", message: big, ack: i === perReader - 1 })))
+    await writer.waitForReplies(1)
+    for (const reader of readers) reader.pauseReading()
+
+    const before = server.stats().bytesDelivered
+    for (const reader of readers) reader.sendRequests(Array.from({ length: perReader }, () => ({ action: "get", topic: "big" })))
+    await other.ask({ action: "get", topic: "quiet" })
+    const deliveredMeanwhile = (server.stats().bytesDelivered - before) / big.length
+    // One message per reader per turn of the event loop, so a couple of turns' worth; replying
+    // until each reader's 4 MiB outbound cap was full delivered 16 or more first.
+    expect(deliveredMeanwhile).toBeLessThan(12)
+
+    for (const reader of readers) reader.resumeReading()
+    for (const reader of readers) {
+      const replies = (await reader.waitForReplies(1 + perReader)).slice(1)
+      expect(replies.map((reply) => reply.message === big)).toEqual(Array(perReader).fill(true))
+    }
+  } finally {
+    for (const reader of readers) await reader[Symbol.asyncDispose]()
+  }
+}, 60_000)
