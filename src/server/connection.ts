@@ -39,10 +39,12 @@ class StreamFailure {
 /**
  * Requests one connection may run before it lets the event loop serve others. Bun hands over
  * up to 512 KiB at a time (about 9,000 small puts, tens of milliseconds of work); past this
- * budget the rest waits in the inbox for the next turn, so one flooding client delays the
- * others by a fraction of a millisecond per turn, not by its whole chunk.
+ * budget the rest waits for the next turn, so one flooding client delays the others by a
+ * fraction of a millisecond per turn (64 puts, ~0.4 ms), not by its whole chunk. At 256 a
+ * flood of small puts held the event loop 1.7 ms per turn per connection and the loop's p99
+ * lag was 2-3x higher (bench/isolation.ts); pipelined throughput did not change.
  */
-const RUN_BUDGET = 256
+const RUN_BUDGET = 64
 /**
  * Output one connection may produce before it lets the event loop serve others: the byte
  * side of RUN_BUDGET. Replies of near-megabyte messages cost about 2 ms per megabyte to read
@@ -347,7 +349,8 @@ export class Connection implements FrameSink {
   #feed(bytes: Uint8Array, owned: boolean): void {
     for (let offset = 0; offset < bytes.length; offset += FEED_SLICE_BYTES) {
       if (this.#closing || this.#closed || this.#draining) return
-      if (offset > 0 && this.queuedRequests >= RUN_BUDGET) {
+      const queued = this.queuedRequests
+      if (offset > 0 && (queued >= RUN_BUDGET || (queued > 0 && !this.#hasTurnBudget(this.#session!)))) {
         this.#unfed = owned ? bytes.subarray(offset) : bytes.slice(offset)
         return
       }

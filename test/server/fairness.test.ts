@@ -40,7 +40,7 @@ test("a burst of requests in one write is decoded a slice at a time, and every r
     maxQueued = Math.max(maxQueued, stats.queuedRequests)
     return stats.puts >= count
   }, "the burst of puts to run")
-  // At most RUN_BUDGET (256) waiting plus one 16 KiB slice of them, not a whole chunk decoded at once.
+  // At most RUN_BUDGET (64) waiting plus one 16 KiB slice of them, not a whole chunk decoded at once.
   expect(maxQueued).toBeLessThan(1_000)
 
   client.sendRequests(Array.from({ length: count }, () => ({ action: "get", topic: "burst" })))

@@ -174,7 +174,9 @@ test("abusive clients (flood, never-read, garbage, connect-loop) cost well-behav
     // The abuse lasted all along: every abuser is still at it, and the server saw it go on.
     const after = server.stats()
     for (const abuser of abusers) expect({ mode: abuser.mode, running: abuser.running }).toEqual({ mode: abuser.mode, running: true })
-    expect(after.puts - before.puts).toBeGreaterThan(3 * ROUND_TRIPS + 10_000)
+    // (The flood gets a turn of 64 puts per connection between the good clients' turns, so a
+    // few thousand puts while they ran.)
+    expect(after.puts - before.puts).toBeGreaterThan(3 * ROUND_TRIPS + 1_000)
     expect(minConnections).toBeGreaterThanOrEqual(baseline.connections + 64)
 
     // Pushes: every one, in order, once.
