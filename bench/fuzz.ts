@@ -25,10 +25,11 @@
 import { parseArgs } from "node:util"
 import { readFileSync } from "node:fs"
 import { join } from "node:path"
+import type { Subscriber } from "../src/broker/broker.ts"
 import { startServer } from "../src/server/listener.ts"
 import { BinaryClient, statsBody } from "../test/binary-client.ts"
 import { req } from "../test/binary-frames.ts"
-import { KNOWN_ISSUES, PROTOCOLS, Tally, type Protocol } from "../test/fuzz-corpus.ts"
+import { PROTOCOLS, Tally, type Protocol } from "../test/fuzz-corpus.ts"
 import {
   describeCase,
   FUZZ_AUTH,
@@ -51,8 +52,6 @@ const MAX_FAILURES = 25
 const WAVE_WATCHDOG_MS = 120_000
 /** How long after a wave the server may take to let go of what the wave's connections held. */
 const LEAK_GRACE_MS = 20_000
-/** The known server bug the HTTP validator tolerates logs this (KNOWN_ISSUES.invalidHostUrl). */
-const KNOWN_BUG_LOG = /internal error in the HTTP API: TypeError: Invalid URL/
 
 const USAGE = `Usage: bun run bench/fuzz.ts [options]
 
@@ -166,6 +165,27 @@ function runHarnessServer(maxMessageBytes: number, auth: boolean): void {
   }
   process.on("SIGTERM", () => stop("SIGTERM"))
   process.on("SIGINT", () => stop("SIGINT"))
+  // For a subscriber-count leak: who holds each subscription, and since when (SIGUSR2 prints them).
+  const broker = server.broker
+  const live = new Map<Subscriber, { topic: string; since: number }>()
+  const subscribe = broker.subscribe.bind(broker)
+  const unsubscribe = broker.unsubscribe.bind(broker)
+  broker.subscribe = (topic, subscriber) => {
+    live.set(subscriber, { topic, since: performance.now() })
+    subscribe(topic, subscriber)
+  }
+  broker.unsubscribe = (topic, subscriber) => {
+    if (live.get(subscriber)?.topic === topic) live.delete(subscriber)
+    unsubscribe(topic, subscriber)
+  }
+  process.on("SIGUSR2", () => {
+    const now = performance.now()
+    const held = [...live].map(([subscriber, { topic, since }]) => {
+      const kind = subscriber.constructor === Object ? "event stream" : subscriber.constructor.name
+      return `${kind} on ${JSON.stringify(topic.slice(0, 40))} for ${((now - since) / 1000).toFixed(1)} s`
+    })
+    process.stderr.write(`dsmq: live subscribers: ${held.join("; ")}\n`)
+  })
   void server.stopped.then(() => process.exit(0))
   console.log(`dsmq listening on tcp://127.0.0.1:${server.port}, http://127.0.0.1:${server.httpPort} (WebSocket ws://127.0.0.1:${server.httpPort}/)`)
 }
@@ -173,13 +193,14 @@ function runHarnessServer(maxMessageBytes: number, auth: boolean): void {
 interface ChildServer {
   readonly process: Bun.Subprocess<"ignore", "pipe", "pipe">
   readonly target: Target
-  /** Internal errors the server logged (each line), apart from the known bug's, counted apart. */
+  /** Internal errors the server logged (each line). */
   readonly internalErrors: string[]
-  knownBugLines: number
   /** Lines the command line's rate-limited log dropped (--server cli). */
   droppedLogLines: number
   /** Resolves once stderr has ended (the process exited). */
   stderrDone: Promise<void>
+  /** The last `live subscribers` line the harness printed (on SIGUSR2). */
+  liveSubscribers: string | null
 }
 
 async function spawnServer(options: Options): Promise<ChildServer> {
@@ -205,9 +226,9 @@ async function spawnServer(options: Options): Promise<ChildServer> {
     process: child,
     target: { port, httpPort, maxFrameBytes: options.maxMessageBytes },
     internalErrors: [],
-    knownBugLines: 0,
     droppedLogLines: 0,
     stderrDone: Promise.resolve(),
+    liveSubscribers: null,
   }
   // Read stderr as it comes (a full pipe would stall the server), line by line.
   server.stderrDone = (async () => {
@@ -220,13 +241,22 @@ async function spawnServer(options: Options): Promise<ChildServer> {
       for (const line of lines) {
         const dropped = /\((\d+) more log lines dropped/.exec(line)
         if (dropped !== null) server.droppedLogLines += Number(dropped[1])
+        if (line.startsWith("dsmq: live subscribers:")) server.liveSubscribers = line
         if (!line.includes("internal error")) continue
-        if (KNOWN_BUG_LOG.test(line)) server.knownBugLines++
-        else server.internalErrors.push(line)
+        server.internalErrors.push(line)
       }
     }
   })()
   return server
+}
+
+/** What the harness says holds each subscription (`--server harness` only: SIGUSR2 would end the CLI). */
+async function liveSubscribers(server: ChildServer): Promise<string> {
+  if (server.process.exitCode !== null) return ""
+  server.liveSubscribers = null
+  server.process.kill("SIGUSR2")
+  for (let i = 0; i < 100 && server.liveSubscribers === null; i++) await Bun.sleep(20)
+  return server.liveSubscribers === null ? "" : ` [${(server.liveSubscribers as string).slice("dsmq: ".length)}]`
 }
 
 function rssBytes(pid: number): number | null {
@@ -399,7 +429,8 @@ async function main(argv: string[]): Promise<number> {
       const left = await withWatchdog(leftovers(good, baseline), "the leak check")
       if (left !== null) {
         // Recorded, and the run goes on from the new baseline.
-        const what = `wave ${waves} (cases ${first}-${last}): after the wave the server still holds ${left}`
+        const holders = left.includes("subscribers") && options.server === "harness" ? await liveSubscribers(server) : ""
+        const what = `wave ${waves} (cases ${first}-${last}): after the wave the server still holds ${left}${holders}`
         failures.push({ what, replay: replayOf(first, last) })
         console.log(`FAILURE (leak) in ${what}`)
       }
@@ -456,7 +487,7 @@ fuzz summary
   replies:      ${tally.summary()}
   leaks:        ${baseline.connections - GoodClients.CONNECTIONS} connections (${baseline.queuedRequests} queued requests) the server still held after their clients had gone
   server:       ${alive ? "up until the end" : "NOT RUNNING at the end"}; exit code on SIGTERM ${exitCode}; RSS ${mib(rssAtStart)} at the start, at most ${mib(maxRss)}
-  log:          ${server.internalErrors.length} internal errors; ${server.knownBugLines} of the known bug (${KNOWN_ISSUES.invalidHostUrl})` +
+  log:          ${server.internalErrors.length} internal errors` +
     (server.droppedLogLines > 0 ? `; ${format(server.droppedLogLines)} log lines dropped by the server's rate limit (internal errors among them unseen)` : "") + `
   failures:     ${failures.length === 0 ? "none" : failures.length}`)
   for (const failure of failures) console.log(`    ${failure.what}\n      replay: ${failure.replay}`)

@@ -845,17 +845,11 @@ function merge<K>(into: Map<K, number>, from: ReadonlyMap<K, number>): void {
 
 /**
  * What the validators tolerate, and why. Each is counted in the tally when it happens.
- * - invalidHostUrl: a server bug (see the tests at the end of test/fuzz.test.ts): a request
- *   whose Host header is not a valid URL authority, or an HTTP/1.0 request without one, got 500
- *   and an "internal error" log line, because `new URL(request.url)` threw in the HTTP handler.
- *   Fixed, but for a path that starts with "//" (read as a host by the fallback). Tolerated only
- *   when the stream sent has such a Host header or an HTTP/1.0 request line.
  * - bunErrorInStream: Bun's HTTP server, on a pipelined request it cannot parse behind a
  *   streaming response (an event stream), writes its bare "HTTP/1.1 400 Bad Request" into the
  *   middle of the chunked body, then closes. Not this project's code.
  */
 export const KNOWN_ISSUES = {
-  invalidHostUrl: "a bad Host header (or none, in HTTP/1.0) with a path that starts with // gets 500 (internal error)",
   bunErrorInStream: "Bun writes its own 4xx/5xx response into an unfinished chunked body when a pipelined request does not parse",
 } as const
 
@@ -1207,37 +1201,17 @@ const API_ERROR_STATUS: Record<string, number[]> = {
 }
 
 /**
- * True when `sent` may make the server build an invalid URL (KNOWN_ISSUES.invalidHostUrl): a
- * Host header that is not a plain host[:port], or an HTTP/1.0 request line (which may come
- * without a Host header at all).
- */
-function mayBreakUrl(sent: Uint8Array): boolean {
-  const text = Buffer.from(sent).toString("latin1")
-  if (text.includes("HTTP/1.0")) return true
-  for (const match of text.matchAll(/(?:^|\n)host:([^\n]*)/gi)) {
-    // Only HTTP's own whitespace is trimmed (String.trim would also take a no-break space).
-    const value = match[1]!.replace(/\r$/, "").replace(/^[ \t]+|[ \t]+$/g, "")
-    const plain = /^([A-Za-z0-9.-]+)(?::(\d{1,5}))?$/.exec(value)
-    if (plain === null || Number(plain[2] ?? 0) > 65535 || !URL.canParse(`http://${value}/`)) return true
-  }
-  return false
-}
-
-const INTERNAL_ERROR_BODY = '{"error":{"code":"internal","text":"internal server error"}}'
-
-/**
  * Checks an HTTP/1.1 response stream: a status line, headers, then a body framed by
  * Content-Length or chunked encoding. A 101 ends the HTTP part; a streaming body (events) may
- * be cut off when the connection ends. `sent` is what the client sent (for KNOWN_ISSUES).
+ * be cut off when the connection ends.
  */
-export function checkHttpReplies(sent: Uint8Array, received: Uint8Array, tally: Tally): string[] {
+export function checkHttpReplies(received: Uint8Array, tally: Tally): string[] {
   const problems: string[] = []
   tally.bytesReceived += received.length
   if (received.length === 0) {
     tally.silent++
     return problems
   }
-  const oddHost = mayBreakUrl(sent)
   const text = Buffer.from(received).toString("latin1")
   let at = 0
   while (at < text.length) {
@@ -1314,8 +1288,7 @@ export function checkHttpReplies(sent: Uint8Array, received: Uint8Array, tally: 
         at += length
       }
     }
-    if (code === 500 && oddHost && body === INTERNAL_ERROR_BODY) tally.note("invalidHostUrl")
-    else checkHttpResponse(code, headers, body, problems, tally)
+    checkHttpResponse(code, headers, body, problems, tally)
   }
   return problems
 }

@@ -339,7 +339,7 @@ export function startCase(fuzzCase: FuzzCase, target: Target, tally: Tally): Run
     await connection.closed
     if (connection.receivedBytes > MAX_RECEIVED_BYTES && !connection.cutAtLimit) return [`more than ${MAX_RECEIVED_BYTES} bytes of replies`]
     if (ws !== null) return ws.problemsBeforeUpgrade ?? checkWsReplies(ws.result(), target.maxFrameBytes, tally)
-    if (fuzzCase.protocol === "http") return checkHttpReplies(fuzzCase.bytes, connection.received, tally)
+    if (fuzzCase.protocol === "http") return checkHttpReplies(connection.received, tally)
     return checkTcpReplies(fuzzCase.bytes, connection.received, target.maxFrameBytes, tally)
   })()
   return {
