@@ -34,7 +34,15 @@ export class Outbound {
   writeQueued(): void {
     if (this.#queued.length === 0) return
     const bytes = this.#queued.length === 1 ? this.#queued[0]! : Buffer.concat(this.#queued)
-    const written = Math.max(0, this.#socket.write(bytes))
+    const written = this.#socket.write(bytes)
+    if (written < 0) {
+      // Closed or shutting down (Bun ends its side itself when the peer's FIN arrives): these
+      // bytes can never go out, and no `drain` will come. Closing now makes sure the `close`
+      // handler runs: a paused socket in this state was otherwise held open indefinitely.
+      this.discard()
+      this.#socket.terminate()
+      return
+    }
     this.#queued.length = 0
     this.#queuedBytes = bytes.length - written
     if (written < bytes.length) this.#queued.push(bytes.subarray(written))
