@@ -7,9 +7,11 @@
  * - what is produced while handling one chunk goes out together; what the peer does not take
  *   waits in the transport until `drain`;
  * - no request runs while more than `maxOutboundBytes` of output wait for the client, nor
- *   beyond RUN_BUDGET in one turn of the event loop; decoded requests wait in the inbox
- *   (copied off the chunk), and once PAUSE_AT_QUEUED wait, reading from the peer is paused,
- *   so the client feels TCP backpressure instead of the server buffering for it.
+ *   beyond RUN_BUDGET requests or TURN_OUTPUT_BYTES of output in one turn of the event loop;
+ * - received bytes are decoded a slice at a time, only as far as the turn can run (decoded
+ *   requests wait in the inbox, copied off the chunk); the rest is kept undecoded and reading
+ *   from the peer pauses, so the client feels TCP backpressure instead of the server
+ *   buffering for it (behind a held get_wait, see PAUSE_AT_QUEUED).
  */
 import type { Principal } from "../auth/auth.ts"
 import type { Reader } from "../broker/broker.ts"
@@ -53,11 +55,13 @@ const RUN_BUDGET = 64
  */
 const TURN_OUTPUT_BYTES = 256 * 1024
 /**
- * Requests waiting in the inbox before reading from the client pauses. Below it the client is
- * still read, so a WebSocket's Close frame, say, is seen behind a held get_wait; at it, a
- * client sending faster than its requests can run feels TCP backpressure.
+ * Requests decoded behind a get_wait that holds the session. Past them, what arrives is kept
+ * undecoded, up to HELD_READ_BYTES, and only then does reading pause: Bun does not tell a
+ * paused socket that its client closed the connection (a FIN is seen only by reading), so a
+ * connection held by a long get_wait keeps reading in order to notice its client leave.
  */
 const PAUSE_AT_QUEUED = 256
+const HELD_READ_BYTES = 1024 * 1024
 /** Passes of the run loop (each up to the outbound cap of output) before yielding a turn. */
 const MAX_PASSES_PER_TURN = 4
 /**
@@ -296,11 +300,7 @@ export class Connection implements FrameSink {
     if (session === null || this.#closed) return
     const limit = this.#context.limits.maxOutboundBytes
     for (let pass = 0; ; pass++) {
-      if (this.#unfed !== null && this.queuedRequests < RUN_BUDGET && this.#hasTurnBudget(session)) {
-        const unfed = this.#unfed
-        this.#unfed = null
-        this.#feed(unfed, true)
-      }
+      this.#feedUnfed(session)
       while (
         this.#inboxHead < this.#inbox.length &&
         this.#hasTurnBudget(session) &&
@@ -334,6 +334,8 @@ export class Connection implements FrameSink {
         break
       }
     }
+    // A get_wait that began holding in this pump: decode what it may, keep reading (PAUSE_AT_QUEUED).
+    this.#feedUnfed(session)
     if (this.#inboxHead === this.#inbox.length) {
       this.#inbox.length = 0
       this.#inboxHead = 0
@@ -349,13 +351,29 @@ export class Connection implements FrameSink {
   #feed(bytes: Uint8Array, owned: boolean): void {
     for (let offset = 0; offset < bytes.length; offset += FEED_SLICE_BYTES) {
       if (this.#closing || this.#closed || this.#draining) return
-      const queued = this.queuedRequests
-      if (offset > 0 && (queued >= RUN_BUDGET || (queued > 0 && !this.#hasTurnBudget(this.#session!)))) {
+      if (!this.#mayDecode(this.#session!)) {
         this.#unfed = owned ? bytes.subarray(offset) : bytes.slice(offset)
         return
       }
       this.#decoder!.push(bytes.subarray(offset, Math.min(bytes.length, offset + FEED_SLICE_BYTES)))
     }
+  }
+
+  #feedUnfed(session: Session<unknown>): void {
+    if (this.#unfed === null || this.#closed || !this.#mayDecode(session)) return
+    const unfed = this.#unfed
+    this.#unfed = null
+    this.#feed(unfed, true)
+  }
+
+  /**
+   * Whether to decode more of what was received: what this turn can still run, or, while a
+   * get_wait holds the session, up to PAUSE_AT_QUEUED requests (see there).
+   */
+  #mayDecode(session: Session<unknown>): boolean {
+    const queued = this.queuedRequests
+    if (session.holding) return queued < PAUSE_AT_QUEUED
+    return queued < RUN_BUDGET && (queued === 0 || this.#hasTurnBudget(session))
   }
 
   /** What is left of this turn's RUN_BUDGET and TURN_OUTPUT_BYTES. */
@@ -408,7 +426,9 @@ export class Connection implements FrameSink {
   }
 
   #updatePause(): void {
-    const shouldPause = this.#yielding || this.#unfed !== null || this.#inbox.length - this.#inboxHead >= PAUSE_AT_QUEUED
+    const unfed = this.#unfed
+    const holding = this.#session?.holding ?? false
+    const shouldPause = this.#yielding || (unfed !== null && (!holding || unfed.length >= HELD_READ_BYTES))
     if (shouldPause === this.#paused || this.#closed) return
     this.#paused = shouldPause
     if (shouldPause) this.#transport.pause()

@@ -79,3 +79,23 @@ test("readers asking for near-megabyte messages take turns with other clients, a
     for (const reader of readers) await reader[Symbol.asyncDispose]()
   }
 }, 60_000)
+
+for (const [after, what] of [
+  [150, "the last 16 KiB slice of the burst is still undecoded"],
+  [1_000, "more requests than PAUSE_AT_QUEUED (256) wait behind it"],
+] as const) {
+  test(`a connection held by a get_wait still sees its client close when ${what}`, async () => {
+    using server = startTestServer()
+    await using client = await TestClient.connect(server.port)
+    await client.ask({ action: "get", topic: "held" })
+    expect(server.stats().connections).toBe(1)
+    // More than a turn's budget of puts, a long get_wait, then more puts (16 KiB is ~110 of them).
+    const puts = (topic: string, count: number) =>
+      Array.from({ length: count }, (_, i) => ({ action: "put", topic, message: `${i}`.padEnd(100, ".") }))
+    client.sendRequests([...puts("before", 100), { action: "get_wait", topic: "held", timeout: 600 }, ...puts("after", after)])
+    await eventually(() => server.stats().puts >= 100 && server.stats().queuedRequests > 0, "the get_wait to hold the connection")
+    client.end()
+    // Seen only if the server goes on reading: Bun does not tell a paused socket of a FIN.
+    await eventually(() => server.stats().connections === 0, "the server to let go of the closed connection")
+  }, 60_000)
+}
