@@ -88,8 +88,13 @@ export class Connection implements FrameSink {
   #session: Session<unknown> | null = null
   /** First bytes of a connection whose protocol is not decided yet. */
   readonly #undecided = new ByteBuffer()
-  /** Received bytes not yet decoded, because requests were backing up (see FEED_SLICE_BYTES). */
-  #unfed: Uint8Array | null = null
+  /**
+   * Received bytes not yet decoded because requests were backing up (see FEED_SLICE_BYTES),
+   * oldest first; copies, since Bun may reuse a chunk's memory. A list, not one buffer, so
+   * that a client dribbling small chunks costs no copying of what is already kept.
+   */
+  readonly #unfed: Uint8Array[] = []
+  #unfedBytes = 0
   /** Requests held back, oldest at #inboxHead. */
   #inbox: unknown[] = []
   #inboxHead = 0
@@ -130,7 +135,7 @@ export class Connection implements FrameSink {
   get bufferedBytes(): number {
     return (
       this.#undecided.length +
-      (this.#unfed?.length ?? 0) +
+      this.#unfedBytes +
       (this.#decoder?.buffered ?? 0) +
       this.#transport.queuedBytes +
       (this.#session?.pendingBytes ?? 0)
@@ -153,9 +158,9 @@ export class Connection implements FrameSink {
       this.#start(protocol)
       this.#feed(this.#undecided.view(), false)
       this.#undecided.clear()
-    } else if (this.#unfed !== null) {
+    } else if (this.#unfed.length > 0) {
       // Bytes still waiting to be decoded come first (reading pauses, but not at once).
-      this.#unfed = Buffer.concat([this.#unfed, chunk])
+      this.#keepUnfed(new Uint8Array(chunk))
     } else {
       this.#feed(chunk, false)
     }
@@ -181,8 +186,8 @@ export class Connection implements FrameSink {
       else this.#acceptJsonMessage(message)
     } else if (this.#decoder === null) {
       this.fail(new ProtocolError("malformed_frame", "a binary message on a WebSocket that sends JSON text"))
-    } else if (this.#unfed !== null) {
-      this.#unfed = Buffer.concat([this.#unfed, message])
+    } else if (this.#unfed.length > 0) {
+      this.#keepUnfed(new Uint8Array(message))
     } else {
       this.#feed(message, false)
     }
@@ -201,7 +206,7 @@ export class Connection implements FrameSink {
     this.#reader.close()
     this.#session?.close()
     this.#decoder?.stop()
-    this.#unfed = null
+    this.#dropUnfed()
     this.#inbox = []
     this.#transport.discard()
   }
@@ -215,7 +220,7 @@ export class Connection implements FrameSink {
     this.#draining = true
     this.#decoder?.stop()
     // Not decoded yet, so not received as far as the client can tell: like bytes still in the kernel.
-    this.#unfed = null
+    this.#dropUnfed()
     this.#session?.shutdown()
     if (this.#session === null) this.#transport.end()
     else this.#pump()
@@ -326,7 +331,7 @@ export class Connection implements FrameSink {
         this.lastActivityMs = Date.now()
       }
       // Go on only if the kernel took everything (no `drain` will come) and work is left.
-      const moreToRun = (this.#inboxHead < this.#inbox.length || this.#unfed !== null) && !session.holding
+      const moreToRun = (this.#inboxHead < this.#inbox.length || this.#unfed.length > 0) && !session.holding
       const moreWork = !this.#closing && (moreToRun || session.hasBacklog)
       if (!moreWork || !this.#transport.isIdle || this.#closed) break
       if (pass === MAX_PASSES_PER_TURN || !this.#hasTurnBudget(session)) {
@@ -345,25 +350,42 @@ export class Connection implements FrameSink {
   }
 
   /**
-   * Gives received bytes to the decoder a slice at a time, until RUN_BUDGET requests wait; the
+   * Gives received bytes to the decoder a slice at a time, as far as #mayDecode allows; the
    * rest is kept (copied, unless `owned`: Bun may reuse a chunk's memory) for a later pump.
    */
   #feed(bytes: Uint8Array, owned: boolean): void {
     for (let offset = 0; offset < bytes.length; offset += FEED_SLICE_BYTES) {
       if (this.#closing || this.#closed || this.#draining) return
       if (!this.#mayDecode(this.#session!)) {
-        this.#unfed = owned ? bytes.subarray(offset) : bytes.slice(offset)
+        // new Uint8Array(view) copies (a Buffer's slice would not).
+        const rest = owned ? bytes.subarray(offset) : new Uint8Array(bytes.subarray(offset))
+        this.#unfed.unshift(rest)
+        this.#unfedBytes += rest.length
         return
       }
       this.#decoder!.push(bytes.subarray(offset, Math.min(bytes.length, offset + FEED_SLICE_BYTES)))
     }
   }
 
+  /** Decodes kept bytes, oldest first, as far as #mayDecode allows. */
   #feedUnfed(session: Session<unknown>): void {
-    if (this.#unfed === null || this.#closed || !this.#mayDecode(session)) return
-    const unfed = this.#unfed
-    this.#unfed = null
-    this.#feed(unfed, true)
+    // Bounded: each round takes one chunk off, and puts back at most what it did not decode
+    // (only when #mayDecode turned false, which ends the loop).
+    while (this.#unfed.length > 0 && !this.#closed && this.#mayDecode(session)) {
+      const chunk = this.#unfed.shift()!
+      this.#unfedBytes -= chunk.length
+      this.#feed(chunk, true)
+    }
+  }
+
+  #keepUnfed(chunk: Uint8Array): void {
+    this.#unfed.push(chunk)
+    this.#unfedBytes += chunk.length
+  }
+
+  #dropUnfed(): void {
+    this.#unfed.length = 0
+    this.#unfedBytes = 0
   }
 
   /**
@@ -414,7 +436,7 @@ export class Connection implements FrameSink {
   #stopReading(): void {
     this.#closing = true
     this.#decoder?.stop()
-    this.#unfed = null
+    this.#dropUnfed()
   }
 
   #endIfDone(): void {
@@ -426,9 +448,8 @@ export class Connection implements FrameSink {
   }
 
   #updatePause(): void {
-    const unfed = this.#unfed
     const holding = this.#session?.holding ?? false
-    const shouldPause = this.#yielding || (unfed !== null && (!holding || unfed.length >= HELD_READ_BYTES))
+    const shouldPause = this.#yielding || (this.#unfed.length > 0 && (!holding || this.#unfedBytes >= HELD_READ_BYTES))
     if (shouldPause === this.#paused || this.#closed) return
     this.#paused = shouldPause
     if (shouldPause) this.#transport.pause()

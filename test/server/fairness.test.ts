@@ -1,6 +1,6 @@
 import { expect, test } from "bun:test"
 import { join } from "node:path"
-import { eventually, startTestServer, TestClient } from "../helpers.ts"
+import { eventually, request, startTestServer, TestClient } from "../helpers.ts"
 
 test("a client flooding requests from another process does not keep others waiting for its whole flood", async () => {
   using server = startTestServer()
@@ -99,3 +99,29 @@ for (const [after, what] of [
     await eventually(() => server.stats().connections === 0, "the server to let go of the closed connection")
   }, 60_000)
 }
+
+test("behind a held get_wait, a client is read up to about a megabyte, then held back; nothing it sent is lost", async () => {
+  using server = startTestServer()
+  await using client = await TestClient.connect(server.port)
+  await using other = await TestClient.connect(server.port)
+  await client.ask({ action: "get", topic: "held" })
+  const puts = (count: number) => Array.from({ length: count }, (_, i) => ({ action: "put", topic: "behind", message: `${i}`.padEnd(200, ".") }))
+  const count = 20_000 // about 4.5 MiB
+  client.sendRequests([{ action: "get_wait", topic: "held", timeout: 600 }, ...puts(count)])
+  let maxBuffered = 0
+  await eventually(() => {
+    maxBuffered = Math.max(maxBuffered, server.stats().maxConnectionBufferedBytes)
+    return maxBuffered >= 1024 * 1024
+  }, "the server to read a megabyte behind the get_wait")
+  for (let turn = 0; turn < 2_000; turn++) {
+    maxBuffered = Math.max(maxBuffered, server.stats().maxConnectionBufferedBytes)
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+  // HELD_READ_BYTES (1 MiB) plus what one read can bring (Bun reads up to 512 KiB at a time).
+  expect(maxBuffered).toBeLessThan(2 * 1024 * 1024)
+  expect(server.stats().puts).toBe(0)
+
+  other.send(request({ action: "put", topic: "held", message: "go" }))
+  expect((await client.waitForReplies(2))[1]).toMatchObject({ message: "go" })
+  await eventually(() => server.stats().puts === 1 + count, "every put behind the get_wait to run")
+}, 60_000)
