@@ -292,6 +292,8 @@ export interface RunningCase {
   readonly isClosed: () => boolean
   /** The client's port, once connected (to find the connection on the server's side). */
   readonly localPort: () => number | null
+  /** Bytes received so far. */
+  readonly receivedBytes: () => number
   /** Cuts the connection (RST), for one the server keeps open (a held request, a partial body). */
   abort(): void
 }
@@ -348,6 +350,7 @@ export function startCase(fuzzCase: FuzzCase, target: Target, tally: Tally): Run
     done,
     isClosed: () => (connection as RawConnection | null)?.isClosed ?? false,
     localPort: () => (connection as RawConnection | null)?.localPort ?? null,
+    receivedBytes: () => (connection as RawConnection | null)?.receivedBytes ?? 0,
     abort: () => {
       aborted = true
       ;(connection as RawConnection | null)?.terminate()
@@ -866,6 +869,28 @@ export interface WaveResult {
  * both are done, gives the connections `settleTurns` turns of the event loop to close, then
  * cuts the ones the server still holds (a pending get_wait, a partial body, an event stream).
  */
+/** How long no byte may have arrived on the connections still open before they are cut. */
+const QUIET_MS = 10
+const MAX_QUIET_WAIT_MS = 2_000
+
+/**
+ * Waits until replies in flight on the connections the server keeps open have arrived: a busy
+ * machine can take longer than the settle turns to deliver a large one (a 64 KiB message was
+ * once cut 159 bytes short by the abort). Bounded by MAX_QUIET_WAIT_MS.
+ */
+async function untilQuiet(running: readonly RunningCase[]): Promise<void> {
+  const open = (): RunningCase[] => running.filter((item) => !item.isClosed())
+  const received = (): number => open().reduce((sum, item) => sum + item.receivedBytes(), 0)
+  const deadline = performance.now() + MAX_QUIET_WAIT_MS
+  let last = received()
+  while (open().length > 0 && performance.now() < deadline) {
+    await Bun.sleep(QUIET_MS)
+    const now = received()
+    if (now === last) return
+    last = now
+  }
+}
+
 export async function runWave(
   cases: readonly FuzzCase[],
   target: Target,
@@ -878,6 +903,7 @@ export async function runWave(
   let goodFailure: unknown = null
   await Promise.all([good?.round(`${label} during`).catch((error: unknown) => (goodFailure = error)), ...running.map((item) => item.sent)])
   for (let turn = 0; turn < settleTurns && running.some((item) => !item.isClosed()); turn++) await yieldTurn()
+  await untilQuiet(running)
   let aborted = 0
   for (const item of running) {
     if (!item.isClosed()) {
