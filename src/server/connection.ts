@@ -62,6 +62,13 @@ const TURN_OUTPUT_BYTES = 256 * 1024
  */
 const PAUSE_AT_QUEUED = 256
 const HELD_READ_BYTES = 1024 * 1024
+/**
+ * Bytes of decoded requests a connection may hold back (behind a get_wait, or while its client
+ * does not read its replies) before it decodes no more: without it, 256 one-megabyte puts
+ * behind a long get_wait held 256 MiB for one connection. Checked between slices of
+ * FEED_SLICE_BYTES, so one slice or one request more at most.
+ */
+const MAX_QUEUED_BYTES = 1024 * 1024
 /** Passes of the run loop (each up to the outbound cap of output) before yielding a turn. */
 const MAX_PASSES_PER_TURN = 4
 /**
@@ -95,9 +102,12 @@ export class Connection implements FrameSink {
    */
   readonly #unfed: Uint8Array[] = []
   #unfedBytes = 0
-  /** Requests held back, oldest at #inboxHead. */
+  /** Requests held back, oldest at #inboxHead, and the size of each as received. */
   #inbox: unknown[] = []
+  #inboxSizes: number[] = []
   #inboxHead = 0
+  /** Bytes of the requests held back (see MAX_QUEUED_BYTES). */
+  #inboxBytes = 0
   #paused = false
   /** Paused for a turn after a large chunk (see YIELD_AFTER_CHUNK_BYTES). */
   #yielding = false
@@ -131,11 +141,12 @@ export class Connection implements FrameSink {
     return this.#protocol
   }
 
-  /** Bytes this connection holds: an unfinished request plus output the client has not taken. */
+  /** Bytes this connection holds: requests received and not run yet, and output the client has not taken. */
   get bufferedBytes(): number {
     return (
       this.#undecided.length +
       this.#unfedBytes +
+      this.#inboxBytes +
       (this.#decoder?.buffered ?? 0) +
       this.#transport.queuedBytes +
       (this.#session?.pendingBytes ?? 0)
@@ -208,6 +219,8 @@ export class Connection implements FrameSink {
     this.#decoder?.stop()
     this.#dropUnfed()
     this.#inbox = []
+    this.#inboxSizes = []
+    this.#inboxBytes = 0
     this.#transport.discard()
   }
 
@@ -235,6 +248,8 @@ export class Connection implements FrameSink {
       session.run(request)
     } else {
       this.#inbox.push(session.detach(request))
+      this.#inboxSizes.push(frame.length)
+      this.#inboxBytes += frame.length
     }
   }
 
@@ -250,7 +265,10 @@ export class Connection implements FrameSink {
   fail(error: ProtocolError): void {
     // After the replies to requests that arrived before the bad bytes.
     if (this.#inboxHead === this.#inbox.length && !this.#session!.holding) this.#session!.failStream(error)
-    else this.#inbox.push(new StreamFailure(error))
+    else {
+      this.#inbox.push(new StreamFailure(error))
+      this.#inboxSizes.push(0)
+    }
   }
 
   #start(protocol: WireProtocol): void {
@@ -314,6 +332,7 @@ export class Connection implements FrameSink {
         this.#transport.queuedBytes + session.pendingBytes < limit
       ) {
         this.#ranSinceYield++
+        this.#inboxBytes -= this.#inboxSizes[this.#inboxHead]!
         const item = this.#inbox[this.#inboxHead++]
         if (item instanceof StreamFailure) session.failStream(item.error)
         else session.run(item)
@@ -343,6 +362,7 @@ export class Connection implements FrameSink {
     this.#feedUnfed(session)
     if (this.#inboxHead === this.#inbox.length) {
       this.#inbox.length = 0
+      this.#inboxSizes.length = 0
       this.#inboxHead = 0
     }
     this.#updatePause()
@@ -394,6 +414,7 @@ export class Connection implements FrameSink {
    */
   #mayDecode(session: Session<unknown>): boolean {
     const queued = this.queuedRequests
+    if (this.#inboxBytes >= MAX_QUEUED_BYTES) return false
     if (session.holding) return queued < PAUSE_AT_QUEUED
     return queued < RUN_BUDGET && (queued === 0 || this.#hasTurnBudget(session))
   }

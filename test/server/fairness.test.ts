@@ -125,3 +125,30 @@ test("behind a held get_wait, a client is read up to about a megabyte, then held
   expect((await client.waitForReplies(2))[1]).toMatchObject({ message: "go" })
   await eventually(() => server.stats().puts === 1 + count, "every put behind the get_wait to run")
 }, 60_000)
+
+test("requests held back are bounded in bytes too: large puts behind a held get_wait do not pile up", async () => {
+  using server = startTestServer()
+  await using client = await TestClient.connect(server.port)
+  await using other = await TestClient.connect(server.port)
+  await client.ask({ action: "get", topic: "held" })
+  const big = "b".repeat(512 * 1024)
+  const count = 40 // 20 MiB, well under PAUSE_AT_QUEUED requests
+  client.sendRequests([{ action: "get_wait", topic: "held", timeout: 600 }, ...Array.from({ length: count }, () => ({ action: "put", topic: "big", message: big }))])
+  let maxBuffered = 0
+  await eventually(() => {
+    maxBuffered = Math.max(maxBuffered, server.stats().maxConnectionBufferedBytes)
+    return maxBuffered >= 2 * 1024 * 1024
+  }, "the server to hold a few of the puts")
+  for (let turn = 0; turn < 2_000; turn++) {
+    maxBuffered = Math.max(maxBuffered, server.stats().maxConnectionBufferedBytes)
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+  // MAX_QUEUED_BYTES (1 MiB) of decoded requests and one more, HELD_READ_BYTES undecoded, one
+  // read of up to 512 KiB and a partial request: under 5 MiB, not the 20 MiB sent.
+  expect(maxBuffered).toBeLessThan(5 * 1024 * 1024)
+  expect(server.stats().puts).toBe(0)
+
+  other.send(request({ action: "put", topic: "held", message: "go" }))
+  expect((await client.waitForReplies(2))[1]).toMatchObject({ message: "go" })
+  await eventually(() => server.stats().puts === 1 + count, "every put behind the get_wait to run")
+}, 60_000)
