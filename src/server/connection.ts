@@ -470,7 +470,10 @@ export class Connection implements FrameSink {
 
   #updatePause(): void {
     const holding = this.#session?.holding ?? false
-    const shouldPause = this.#yielding || (this.#unfed.length > 0 && (!holding || this.#unfedBytes >= HELD_READ_BYTES))
+    // A WebSocket's text messages are requests as they come, with no decoder to hold them
+    // back: that connection pauses once the inbox is full.
+    const inboxFull = this.#decoder === null && (this.queuedRequests >= PAUSE_AT_QUEUED || this.#inboxBytes >= MAX_QUEUED_BYTES)
+    const shouldPause = this.#yielding || inboxFull || (this.#unfed.length > 0 && (!holding || this.#unfedBytes >= HELD_READ_BYTES))
     if (shouldPause === this.#paused || this.#closed) return
     this.#paused = shouldPause
     if (shouldPause) this.#transport.pause()

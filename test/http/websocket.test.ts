@@ -108,6 +108,31 @@ describe("upstream dsmq 1.x over WebSocket", () => {
     expect(await other.ask({ action: "get", topic: "t" })).toBe('{"message": ""}')
   })
 
+  test("text messages behind a held get_wait are held back, bounded, and all run after it", async () => {
+    using server = startTestServer()
+    await using client = await RawWsClient.connect(server.httpPort!)
+    await using other = await TestClient.connect(server.port)
+    const count = 20_000 // about 4.5 MiB of puts, each its own message
+    client.sendTexts([
+      JSON.stringify({ action: "get_wait", topic: "held", timeout: 600 }),
+      ...Array.from({ length: count }, (_, i) => JSON.stringify({ action: "put", topic: "behind", message: `${i}`.padEnd(200, ".") })),
+    ])
+    let maxBuffered = 0
+    const sample = (): number => (maxBuffered = Math.max(maxBuffered, server.stats().maxConnectionBufferedBytes))
+    await eventually(() => sample() > 0 && server.stats().queuedRequests >= 256, "the server to hold PAUSE_AT_QUEUED requests")
+    for (let turn = 0; turn < 2_000; turn++) {
+      sample()
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+    // 256 requests (PAUSE_AT_QUEUED) or 1 MiB, then reading pauses; what Bun had read by then still arrives.
+    expect(maxBuffered).toBeLessThan(2 * 1024 * 1024)
+    expect(server.stats().puts).toBe(0)
+
+    other.send(request({ action: "put", topic: "held", message: "go" }))
+    expect(await client.waitForTexts(1)).toEqual(['{"message": "go"}'])
+    await eventually(() => server.stats().puts === 1 + count, "every put behind the get_wait to run")
+  }, 60_000)
+
   test("a client that stops reading is held back, bounded, and loses nothing", async () => {
     using server = startTestServer()
     await using slow = await RawWsClient.connect(server.httpPort!)
