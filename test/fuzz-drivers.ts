@@ -12,6 +12,7 @@ import { BinaryDecoder, Op, readReply, type BinaryReply } from "../src/protocol/
 import { upstreamMessageReply } from "../src/protocol/json-reply.ts"
 import { BinaryClient, statsBody } from "./binary-client.ts"
 import { detachReply, encodeRequests, rep, req } from "./binary-frames.ts"
+import { EventStreamReader } from "./event-stream-reader.ts"
 import { EventWaiter } from "./event-waiter.ts"
 import {
   binarySample,
@@ -520,43 +521,6 @@ class Failure extends Error {
 
 function check(condition: boolean, what: () => string): void {
   if (!condition) throw new Failure(what())
-}
-
-/** Reads Server-Sent Events from a response, one event at a time. */
-class EventStreamReader {
-  readonly #reader: { read(): Promise<{ value?: Uint8Array; done: boolean }>; cancel(): Promise<void> }
-  #text = ""
-  readonly #decoder = new TextDecoder()
-
-  constructor(response: Response) {
-    this.#reader = response.body!.getReader()
-  }
-
-  async next(): Promise<{ id: string | undefined; event: string | undefined; data: string }> {
-    // Bounded: each pass reads a chunk, and the stream ends when the server closes it.
-    for (;;) {
-      const end = this.#text.indexOf("\n\n")
-      if (end >= 0) {
-        const block = this.#text.slice(0, end)
-        this.#text = this.#text.slice(end + 2)
-        const fields: Record<string, string[]> = {}
-        for (const line of block.split("\n")) {
-          const colon = line.indexOf(":")
-          if (colon <= 0) continue
-          ;(fields[line.slice(0, colon)] ??= []).push(line.slice(colon + 1).replace(/^ /, ""))
-        }
-        if (Object.keys(fields).length === 0) continue
-        return { id: fields.id?.[0], event: fields.event?.[0], data: (fields.data ?? []).join("\n") }
-      }
-      const { value, done } = await this.#reader.read()
-      if (done) throw new Failure("the good event stream ended")
-      this.#text += this.#decoder.decode(value, { stream: true })
-    }
-  }
-
-  async cancel(): Promise<void> {
-    await this.#reader.cancel().catch(() => {})
-  }
 }
 
 /** A binary-frames-over-WebSocket client on Bun's WebSocket: frames in, frames out. */

@@ -2,6 +2,7 @@
 import { describe, expect, test } from "bun:test"
 import parsePrometheusTextFormat from "parse-prometheus-text-format"
 import { connect } from "../../src/client.ts"
+import { EventStreamReader } from "../event-stream-reader.ts"
 import { eventually, request, startTestServer, TestClient } from "../helpers.ts"
 
 type Server = ReturnType<typeof startTestServer>
@@ -9,42 +10,6 @@ const base = (server: Server) => `http://127.0.0.1:${server.httpPort}`
 
 async function post(server: Server, topic: string, body: string | Uint8Array): Promise<Response> {
   return fetch(`${base(server)}/topics/${encodeURIComponent(topic)}`, { method: "POST", body })
-}
-
-/** Reads Server-Sent Events from a streaming response, one parsed event per call. */
-class EventReader {
-  readonly #reader: { read(): Promise<{ value?: Uint8Array; done: boolean }>; cancel(): Promise<void> }
-  #text = ""
-
-  constructor(response: Response) {
-    this.#reader = response.body!.getReader()
-  }
-
-  /** The next event, skipping comment lines (the stream's greeting, keepalives). */
-  async next(): Promise<{ id: string | undefined; event: string | undefined; data: string | undefined }> {
-    for (;;) {
-      const end = this.#text.indexOf("\n\n")
-      if (end >= 0) {
-        const block = this.#text.slice(0, end)
-        this.#text = this.#text.slice(end + 2)
-        const fields: Record<string, string[]> = {}
-        for (const line of block.split("\n")) {
-          const colon = line.indexOf(":")
-          if (colon === 0) continue
-          ;(fields[line.slice(0, colon)] ??= []).push(line.slice(colon + 1).replace(/^ /, ""))
-        }
-        if (Object.keys(fields).length === 0) continue
-        return { id: fields.id?.[0], event: fields.event?.[0], data: fields.data?.join("\n") }
-      }
-      const { value, done } = await this.#reader.read()
-      if (done) throw new Error("the event stream ended")
-      this.#text += new TextDecoder().decode(value)
-    }
-  }
-
-  async cancel(): Promise<void> {
-    await this.#reader.cancel()
-  }
 }
 
 describe("HTTP API", () => {
@@ -149,7 +114,7 @@ describe("Server-Sent Events", () => {
     await post(server, "t", "before the stream")
     const response = await fetch(`${base(server)}/topics/t/events`)
     expect(response.headers.get("content-type")).toStartWith("text/event-stream")
-    const events = new EventReader(response)
+    const events = new EventStreamReader(response)
     await eventually(() => server.stats().subscribers === 1, "the stream to subscribe")
     await post(server, "t", "first")
     await post(server, "t", "two\nlines")
@@ -163,13 +128,13 @@ describe("Server-Sent Events", () => {
     using server = startTestServer()
     for (const text of ["a", "b", "c", "d"]) await post(server, "t", text)
     const response = await fetch(`${base(server)}/topics/t/events`, { headers: { "Last-Event-ID": "2" } })
-    const events = new EventReader(response)
+    const events = new EventStreamReader(response)
     expect((await events.next()).data).toBe("c")
     expect((await events.next()).data).toBe("d")
     await post(server, "t", "e")
     expect(await events.next()).toMatchObject({ id: "5", data: "e" })
     await events.cancel()
-    const again = new EventReader(await fetch(`${base(server)}/topics/t/events?after=4`))
+    const again = new EventStreamReader(await fetch(`${base(server)}/topics/t/events?after=4`))
     expect(await again.next()).toMatchObject({ id: "5", data: "e" })
     await again.cancel()
   })
