@@ -14,7 +14,7 @@
  * event, so a writer that fills it polls it every millisecond until it is empty again.
  */
 import { BinaryDecoder, BINARY_VERSION, FrameWriter, MAGIC, Op, readReply, type BinaryReply } from "../../src/protocol/binary.ts"
-import { CONTROL_IDS, jsonPutText, Out, type ByteSink, type FrameHandler, type JsonReply } from "./wire.ts"
+import { CONTROL_IDS, jsonPutText, jsonReady, Out, type ByteSink, type FrameHandler, type JsonReply } from "./wire.ts"
 
 const CONNECT_TIMEOUT_MS = 5000
 /**
@@ -283,15 +283,8 @@ export class WebSocketJsonLink {
   }
 
   /** A `get` round trip, so the connection is surely accepted (its cursors started) before anyone puts. */
-  async ready(): Promise<void> {
-    const previous = this.onReply
-    const { promise, resolve } = Promise.withResolvers<void>()
-    this.onReply = () => {
-      this.onReply = previous
-      resolve()
-    }
-    this.send(`{"action":"get","topic":"__bench_ready"}`)
-    await Promise.race([promise, this.closed.promise.then(() => Promise.reject(new Error("WebSocket closed")))])
+  ready(): Promise<void> {
+    return jsonReady(this, "WebSocket closed")
   }
 
   close(): Promise<void> {

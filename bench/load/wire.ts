@@ -441,6 +441,25 @@ export interface JsonReply {
   readonly error?: { readonly code: string; readonly text: string }
 }
 
+/** A JSON link: a connection (TCP or WebSocket) whose replies go to `onReply`. */
+interface JsonRoundTripper {
+  onReply: (reply: JsonReply) => void
+  send(text: string): void
+  readonly closed: { readonly promise: Promise<void> }
+}
+
+/** A `get` round trip on a JSON link, so the server has surely accepted it (its cursors started). */
+export async function jsonReady(link: JsonRoundTripper, closedMessage: string): Promise<void> {
+  const previous = link.onReply
+  const { promise, resolve } = Promise.withResolvers<void>()
+  link.onReply = () => {
+    link.onReply = previous
+    resolve()
+  }
+  link.send(`{"action":"get","topic":"__bench_ready"}`)
+  await Promise.race([promise, link.closed.promise.then(() => Promise.reject(new Error(closedMessage)))])
+}
+
 /** One connection speaking upstream's bare-JSON protocol; each reply goes to `onReply`. */
 export class JsonLink {
   readonly out = new Out()
@@ -490,15 +509,8 @@ export class JsonLink {
   }
 
   /** A `get` round trip, so the connection is surely accepted (its cursors started) before anyone puts. */
-  async ready(): Promise<void> {
-    const previous = this.onReply
-    const { promise, resolve } = Promise.withResolvers<void>()
-    this.onReply = () => {
-      this.onReply = previous
-      resolve()
-    }
-    this.send(`{"action":"get","topic":"__bench_ready"}`)
-    await Promise.race([promise, this.closed.promise.then(() => Promise.reject(new Error("connection closed")))])
+  ready(): Promise<void> {
+    return jsonReady(this, "connection closed")
   }
 
   close(): Promise<void> {
