@@ -52,7 +52,11 @@ function putBody(size: number): Uint8Array {
 /** A binary PUT frame (no ACK) of `size` bytes of the same text. */
 function putFrame(size: number): Uint8Array {
   const writer = new FrameWriter()
-  writer.begin(Op.put, 0, 1).topic("bench").bytes(encoder.encode(messageText(size))).end()
+  writer
+    .begin(Op.put, 0, 1)
+    .topic("bench")
+    .bytes(encoder.encode(messageText(size)))
+    .end()
   return writer.take()
 }
 
@@ -233,9 +237,7 @@ group("whole reply: messageReply + frameReply (json-header) + Buffer.from", () =
     for (const { size, payload } of payloads) {
       const name = `reply bytes · ${formatBytes(size)}`
       perRequestCases.push({ name, bytes: frameReply(WireProtocol.jsonHeader, messageReply(1, payload)).length })
-      bench(name, () =>
-        do_not_optimize(Buffer.from(frameReply(WireProtocol.jsonHeader, messageReply(123_456, payload)))),
-      ).gc(ALLOCATING_GC)
+      bench(name, () => do_not_optimize(Buffer.from(frameReply(WireProtocol.jsonHeader, messageReply(123_456, payload))))).gc(ALLOCATING_GC)
     }
   })
 })

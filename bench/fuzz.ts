@@ -22,25 +22,26 @@
  *
  * Not part of `bun test`, and not run by bench/run.ts.
  */
-import { parseArgs } from "node:util"
+
 import { readFileSync } from "node:fs"
 import { join } from "node:path"
+import { parseArgs } from "node:util"
 import type { Subscriber } from "../src/broker/broker.ts"
 import { startServer } from "../src/server/listener.ts"
 import { BinaryClient, statsBody } from "../test/binary-client.ts"
 import { req } from "../test/binary-frames.ts"
-import { PROTOCOLS, Tally, type Protocol } from "../test/fuzz-corpus.ts"
+import { PROTOCOLS, type Protocol, Tally } from "../test/fuzz-corpus.ts"
 import {
+  type CaseOptions,
   describeCase,
   FUZZ_AUTH,
   FUZZ_TOKENS,
+  type FuzzCase,
   GOOD_TOKEN,
   GoodClients,
   makeCase,
   runWave,
   startCase,
-  type CaseOptions,
-  type FuzzCase,
   type Target,
 } from "../test/fuzz-drivers.ts"
 
@@ -106,7 +107,8 @@ function parseOptions(argv: string[]): Options {
   const number = (name: string, text: string | undefined, fallback: number, min: number, max: number, integer = true): number => {
     if (text === undefined) return fallback
     const value = Number(text)
-    if (!Number.isFinite(value) || value < min || value > max || (integer && !Number.isInteger(value))) usage(`${name} must be a number from ${min} to ${max}`)
+    if (!Number.isFinite(value) || value < min || value > max || (integer && !Number.isInteger(value)))
+      usage(`${name} must be a number from ${min} to ${max}`)
     return value
   }
   const server = values.server ?? "harness"
@@ -187,7 +189,9 @@ function runHarnessServer(maxMessageBytes: number, auth: boolean): void {
     process.stderr.write(`dsmq: live subscribers: ${held.join("; ")}\n`)
   })
   void server.stopped.then(() => process.exit(0))
-  console.log(`dsmq listening on tcp://127.0.0.1:${server.port}, http://127.0.0.1:${server.httpPort} (WebSocket ws://127.0.0.1:${server.httpPort}/)`)
+  console.log(
+    `dsmq listening on tcp://127.0.0.1:${server.port}, http://127.0.0.1:${server.httpPort} (WebSocket ws://127.0.0.1:${server.httpPort}/)`,
+  )
 }
 
 interface ChildServer {
@@ -206,10 +210,30 @@ interface ChildServer {
 async function spawnServer(options: Options): Promise<ChildServer> {
   const command =
     options.server === "cli"
-      ? ["bun", "run", join(ROOT, "src", "server.ts"), "--port", "0", "--http-port", "0", "--max-message-bytes", String(options.maxMessageBytes)]
-      : ["bun", "run", import.meta.path, "--role", "server", "--max-message-bytes", String(options.maxMessageBytes), ...(options.auth ? ["--auth"] : [])]
+      ? [
+          "bun",
+          "run",
+          join(ROOT, "src", "server.ts"),
+          "--port",
+          "0",
+          "--http-port",
+          "0",
+          "--max-message-bytes",
+          String(options.maxMessageBytes),
+        ]
+      : [
+          "bun",
+          "run",
+          import.meta.path,
+          "--role",
+          "server",
+          "--max-message-bytes",
+          String(options.maxMessageBytes),
+          ...(options.auth ? ["--auth"] : []),
+        ]
   // The command line takes tokens from DSMQ_AUTH (never from its arguments).
-  const env = options.auth && options.server === "cli" ? { ...process.env, DSMQ_AUTH: JSON.stringify({ tokens: FUZZ_AUTH.tokens }) } : process.env
+  const env =
+    options.auth && options.server === "cli" ? { ...process.env, DSMQ_AUTH: JSON.stringify({ tokens: FUZZ_AUTH.tokens }) } : process.env
   const child = Bun.spawn(command, { stdin: "ignore", stdout: "pipe", stderr: "pipe", env })
   const reader = child.stdout.getReader()
   let text = ""
@@ -287,7 +311,10 @@ function caseOptions(options: Options): CaseOptions {
 function withWatchdog<T>(work: Promise<T>, what: string): Promise<T> {
   let timer: Timer | undefined
   const watchdog = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} took more than ${WAVE_WATCHDOG_MS / 1000} s: the server stopped answering`)), WAVE_WATCHDOG_MS)
+    timer = setTimeout(
+      () => reject(new Error(`${what} took more than ${WAVE_WATCHDOG_MS / 1000} s: the server stopped answering`)),
+      WAVE_WATCHDOG_MS,
+    )
   })
   return Promise.race([work, watchdog]).finally(() => clearTimeout(timer))
 }
@@ -324,7 +351,9 @@ async function leftovers(good: GoodClients, baseline: Baseline): Promise<string 
   const leaked = baseline.connections > GoodClients.CONNECTIONS
   const problems = [
     (stats.connections as number) > baseline.connections ? `connections ${stats.connections} (expected ${baseline.connections})` : null,
-    (stats.queuedRequests as number) > baseline.queuedRequests ? `queuedRequests ${stats.queuedRequests} (expected ${baseline.queuedRequests})` : null,
+    (stats.queuedRequests as number) > baseline.queuedRequests
+      ? `queuedRequests ${stats.queuedRequests} (expected ${baseline.queuedRequests})`
+      : null,
     (stats.subscribers as number) > baseline.subscribers ? `subscribers ${stats.subscribers} (expected ${baseline.subscribers})` : null,
     // A leaked connection holds its unsent replies: only checked while nothing has leaked.
     leaked || (stats.maxConnectionBufferedBytes as number) < 1024 ? null : `maxConnectionBufferedBytes ${stats.maxConnectionBufferedBytes}`,
@@ -339,7 +368,9 @@ async function leftovers(good: GoodClients, baseline: Baseline): Promise<string 
 async function replay(options: Options, first: number, last: number): Promise<number> {
   const server = await spawnServer(options)
   const tally = new Tally()
-  const cases = Array.from({ length: last - first + 1 }, (_, i) => makeCase(options.seed, first + i, caseOptions(options), options.protocol))
+  const cases = Array.from({ length: last - first + 1 }, (_, i) =>
+    makeCase(options.seed, first + i, caseOptions(options), options.protocol),
+  )
   const running = cases.map((fuzzCase) => startCase(fuzzCase, server.target, tally))
   await Promise.all(running.map((item) => item.sent))
   for (let turn = 0; turn < 2000 && running.some((item) => !item.isClosed()); turn++) await new Promise((resolve) => setImmediate(resolve))
@@ -353,7 +384,10 @@ async function replay(options: Options, first: number, last: number): Promise<nu
     if (i >= 100) await Bun.sleep(50)
     stats = statsBody(await probe.call(req.stats(3 + i)))
   }
-  const left = stats.connections === 1 && stats.queuedRequests === 0 && stats.subscribers === 0 ? null : `connections ${stats.connections} (1 expected), queuedRequests ${stats.queuedRequests}, subscribers ${stats.subscribers}`
+  const left =
+    stats.connections === 1 && stats.queuedRequests === 0 && stats.subscribers === 0
+      ? null
+      : `connections ${stats.connections} (1 expected), queuedRequests ${stats.queuedRequests}, subscribers ${stats.subscribers}`
   await probe[Symbol.asyncDispose]()
   let bad = 0
   for (const [i, problems] of results.entries()) {
@@ -367,7 +401,9 @@ async function replay(options: Options, first: number, last: number): Promise<nu
   const code = await server.process.exited
   await server.stderrDone
   console.log(`\n${tally.summary()}`)
-  console.log(`server: ${alive ? "up after the cases" : "DIED"}, exit code on SIGTERM ${code}, internal errors ${server.internalErrors.length}`)
+  console.log(
+    `server: ${alive ? "up after the cases" : "DIED"}, exit code on SIGTERM ${code}, internal errors ${server.internalErrors.length}`,
+  )
   console.log(`after the cases the server holds: ${left ?? "nothing"}`)
   for (const line of server.internalErrors) console.log(`  ${line}`)
   return bad > 0 || !alive || code !== 0 || server.internalErrors.length > 0 || left !== null ? 1 : 0
@@ -381,7 +417,8 @@ async function main(argv: string[]): Promise<number> {
     return -1 // keeps running until SIGTERM
   }
   const options = parseOptions(argv)
-  const command = `bun run bench/fuzz.ts --minutes ${options.minutes} --seed ${options.seed}` +
+  const command =
+    `bun run bench/fuzz.ts --minutes ${options.minutes} --seed ${options.seed}` +
     (options.wave !== 64 ? ` --wave ${options.wave}` : "") +
     (options.maxMessageBytes !== 65536 ? ` --max-message-bytes ${options.maxMessageBytes}` : "") +
     (options.protocol !== undefined ? ` --protocol ${options.protocol}` : "") +
@@ -392,7 +429,9 @@ async function main(argv: string[]): Promise<number> {
   console.log(`fuzzing for ${options.minutes} minutes with seed ${options.seed} (replay: ${command})`)
   const server = await spawnServer(options)
   const pid = server.process.pid
-  console.log(`server: ${options.server === "cli" ? "src/server.ts" : "startServer harness"} in pid ${pid}, tcp ${server.target.port}, http ${server.target.httpPort}, --max-message-bytes ${options.maxMessageBytes}`)
+  console.log(
+    `server: ${options.server === "cli" ? "src/server.ts" : "startServer harness"} in pid ${pid}, tcp ${server.target.port}, http ${server.target.httpPort}, --max-message-bytes ${options.maxMessageBytes}`,
+  )
   const good = await GoodClients.connect(server.target, options.auth ? GOOD_TOKEN : undefined)
   const tally = new Tally()
   const byProtocol = new Map<Protocol, number>(PROTOCOLS.map((protocol) => [protocol, 0]))
@@ -422,7 +461,10 @@ async function main(argv: string[]): Promise<number> {
       const result = await withWatchdog(runWave(cases, server.target, tally, good, `wave ${waves}`), `wave ${waves}`)
       aborted += result.aborted
       for (const failure of result.failures) {
-        failures.push({ what: `${failure.description.split("\n")[0]!}\n      ${failure.problems.join("\n      ")}`, replay: failure.replay })
+        failures.push({
+          what: `${failure.description.split("\n")[0]!}\n      ${failure.problems.join("\n      ")}`,
+          replay: failure.replay,
+        })
         console.log(`FAILURE: ${failure.description}\n    ${failure.problems.slice(0, 5).join("\n    ")}`)
       }
       if (server.process.exitCode !== null) throw new Error(`the server exited with code ${server.process.exitCode}`)
@@ -472,12 +514,16 @@ async function main(argv: string[]): Promise<number> {
   const exitCode = await server.process.exited
   await server.stderrDone
   if (server.internalErrors.length > 0 && !failures.some((failure) => failure.what.includes("internal error"))) {
-    failures.push({ what: `the server logged internal errors: ${server.internalErrors.slice(0, 3).join(" | ")}`, replay: replayOf(0, Math.max(0, index - 1)) })
+    failures.push({
+      what: `the server logged internal errors: ${server.internalErrors.slice(0, 3).join(" | ")}`,
+      replay: replayOf(0, Math.max(0, index - 1)),
+    })
   }
   if (exitCode !== 0) failures.push({ what: `the server's exit code on SIGTERM was ${exitCode}`, replay: command })
 
   const map = (entries: Iterable<[string | number, number]>) => [...entries].map(([key, count]) => `${key} ${format(count)}`).join(", ")
-  console.log(`
+  console.log(
+    `
 fuzz summary
   command:      ${command}
   ran:          ${elapsed.toFixed(2)} minutes (${stopReason}); seed ${options.seed}; waves of ${options.wave}
@@ -488,8 +534,12 @@ fuzz summary
   leaks:        ${baseline.connections - GoodClients.CONNECTIONS} connections (${baseline.queuedRequests} queued requests) the server still held after their clients had gone
   server:       ${alive ? "up until the end" : "NOT RUNNING at the end"}; exit code on SIGTERM ${exitCode}; RSS ${mib(rssAtStart)} at the start, at most ${mib(maxRss)}
   log:          ${server.internalErrors.length} internal errors` +
-    (server.droppedLogLines > 0 ? `; ${format(server.droppedLogLines)} log lines dropped by the server's rate limit (internal errors among them unseen)` : "") + `
-  failures:     ${failures.length === 0 ? "none" : failures.length}`)
+      (server.droppedLogLines > 0
+        ? `; ${format(server.droppedLogLines)} log lines dropped by the server's rate limit (internal errors among them unseen)`
+        : "") +
+      `
+  failures:     ${failures.length === 0 ? "none" : failures.length}`,
+  )
   for (const failure of failures) console.log(`    ${failure.what}\n      replay: ${failure.replay}`)
   return failures.length === 0 ? 0 : 1
 }

@@ -19,7 +19,7 @@
 import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import type { Socket } from "bun"
-import { connect, type Client } from "../src/client.ts"
+import { type Client, connect } from "../src/client.ts"
 import { Outbound } from "../src/net/outbound.ts"
 import { JsonStreamDecoder } from "../src/protocol/json-stream.ts"
 
@@ -59,7 +59,9 @@ function parseOptions(argv: string[]): Options {
         options.warmupSeconds = Number(value())
         break
       case "--modes": {
-        const modes = value().split(",").filter((mode) => mode !== "")
+        const modes = value()
+          .split(",")
+          .filter((mode) => mode !== "")
         for (const mode of modes) if (!ALL_MODES.includes(mode as Mode)) fail(`unknown mode ${mode}`)
         options.modes = modes as Mode[]
         break
@@ -70,7 +72,7 @@ function parseOptions(argv: string[]): Options {
       case "-h":
       case "--help":
         process.stdout.write(USAGE)
-        process.exit(0)
+        return process.exit(0)
       default:
         fail(`unknown option ${argv[i]}`)
     }
@@ -124,7 +126,9 @@ function peakRss(pid: number): number {
  * queue (ListenOverflows) and SYNs dropped for it (ListenDrops). Machine-wide.
  */
 function listenDrops(): { overflows: number; drops: number } {
-  const lines = readFileSync("/proc/net/netstat", "utf8").split("\n").filter((line) => line.startsWith("TcpExt:"))
+  const lines = readFileSync("/proc/net/netstat", "utf8")
+    .split("\n")
+    .filter((line) => line.startsWith("TcpExt:"))
   const names = lines[0]!.split(" ")
   const values = lines[1]!.split(" ")
   const value = (name: string): number => Number(values[names.indexOf(name)])
@@ -179,7 +183,11 @@ async function startServer(): Promise<ServerProcess> {
   })
   const stdout = new Lines(child.stdout)
   const stderrLines = new Lines(child.stderr)
-  const line = await stdout.wait((text) => text.startsWith("dsmq listening"), 15_000, () => child.exitCode !== null)
+  const line = await stdout.wait(
+    (text) => text.startsWith("dsmq listening"),
+    15_000,
+    () => child.exitCode !== null,
+  )
   const port = Number(/tcp:\/\/[^ ]+:(\d+)/.exec(line)?.[1])
   return {
     pid: child.pid,
@@ -207,7 +215,11 @@ async function startAbuser(mode: Mode, port: number, lifetimeSeconds: number): P
     stderr: "inherit",
   })
   const lines = new Lines(child.stdout)
-  await lines.wait((line) => line === "active", 20_000, () => child.exitCode !== null)
+  await lines.wait(
+    (line) => line === "active",
+    20_000,
+    () => child.exitCode !== null,
+  )
   return {
     mode,
     pid: child.pid,
@@ -505,7 +517,11 @@ async function runPhase(name: string, modes: readonly Mode[], options: Options):
     const stats = await binary.stats()
     for (const abuser of abusers.splice(0)) abuserSummaries[abuser.mode] = await abuser.stop()
     const errors = Object.fromEntries(Object.entries(stats.errors as Record<string, number>).filter(([, n]) => n > 0))
-    const label = (latencies: Latencies) => ({ ...percentiles(latencies.fromScheduled), unanswered: latencies.unanswered, wrong: latencies.wrong })
+    const label = (latencies: Latencies) => ({
+      ...percentiles(latencies.fromScheduled),
+      unanswered: latencies.unanswered,
+      wrong: latencies.wrong,
+    })
     return {
       name,
       modes,
@@ -514,7 +530,11 @@ async function runPhase(name: string, modes: readonly Mode[], options: Options):
       binaryFromSent: percentiles(measurement.binary.fromSent),
       jsonFromSent: percentiles(measurement.json.fromSent),
       sendLag: percentiles(measurement.sendLag),
-      newcomers: { ...percentiles(measurement.newcomers.times), failures: measurement.newcomers.failures, errors: [...new Set(measurement.newcomers.errors)] },
+      newcomers: {
+        ...percentiles(measurement.newcomers.times),
+        failures: measurement.newcomers.failures,
+        errors: [...new Set(measurement.newcomers.errors)],
+      },
       cpu: {
         server: serverCpu,
         abusers: abusersCpu,
@@ -544,13 +564,15 @@ async function runPhase(name: string, modes: readonly Mode[], options: Options):
 
 // ---- output ---------------------------------------------------------------------------------------
 
-const ms = (value: number): string => (Number.isNaN(value) ? "-" : value >= 100 ? value.toFixed(0) : value >= 10 ? value.toFixed(1) : value.toFixed(2))
+const ms = (value: number): string =>
+  Number.isNaN(value) ? "-" : value >= 100 ? value.toFixed(0) : value >= 10 ? value.toFixed(1) : value.toFixed(2)
 const ratio = (value: number, base: number): string => (Number.isNaN(value) || !(base > 0) ? "-" : `${(value / base).toFixed(1)}x`)
 const pct = (share: number): string => `${(share * 100).toFixed(share < 0.1 ? 1 : 0)}%`
 
 function table(header: string[], rows: string[][]): string {
   const widths = header.map((title, i) => Math.max(title.length, ...rows.map((row) => row[i]!.length)))
-  const line = (cells: string[]): string => `| ${cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join(" | ")} |`
+  const line = (cells: string[]): string =>
+    `| ${cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join(" | ")} |`
   const rule = `|${widths.map((width, i) => (i === 0 ? "-".repeat(width + 2) : `${"-".repeat(width + 1)}:`)).join("|")}|`
   return [line(header), rule, ...rows.map(line)].join("\n")
 }
@@ -603,7 +625,22 @@ function report(results: readonly PhaseResult[], options: Options, command: stri
     `Where the time went (CPU as a share of one core during the measured window; "other" is the rest of the machine, e.g. other work running on it):`,
     ``,
     table(
-      ["phase", "server CPU", "abusers CPU", "bench CPU", "other CPU", "machine busy", "send lag p99", "bin p99 from send", "json p99 from send", "newcomer p50/max/failed", "max buffered KiB", "server peak RSS MiB", "listen overflows", "puts"],
+      [
+        "phase",
+        "server CPU",
+        "abusers CPU",
+        "bench CPU",
+        "other CPU",
+        "machine busy",
+        "send lag p99",
+        "bin p99 from send",
+        "json p99 from send",
+        "newcomer p50/max/failed",
+        "max buffered KiB",
+        "server peak RSS MiB",
+        "listen overflows",
+        "puts",
+      ],
       costRows,
     ),
     ``,
@@ -614,10 +651,13 @@ function report(results: readonly PhaseResult[], options: Options, command: stri
     `dropped because the server's accept queue was full (the client retries its SYN after 1 s, 3 s, ...).`,
   ]
   for (const result of results) {
-    const errors = Object.entries(result.server.errors).map(([code, n]) => `${code} ${n}`).join(", ")
+    const errors = Object.entries(result.server.errors)
+      .map(([code, n]) => `${code} ${n}`)
+      .join(", ")
     const newcomerErrors = result.newcomers.errors.length > 0 ? `; newcomer failures: ${result.newcomers.errors.join("; ")}` : ""
     const logged = result.server.logLines > 0 ? `; server log lines: ${result.server.logLines}` : ""
-    if (errors !== "" || newcomerErrors !== "" || logged !== "") lines.push(`${result.name}: server errors: ${errors || "none"}${newcomerErrors}${logged}`)
+    if (errors !== "" || newcomerErrors !== "" || logged !== "")
+      lines.push(`${result.name}: server errors: ${errors || "none"}${newcomerErrors}${logged}`)
   }
   lines.push(``, `abusers' own counters:`)
   for (const result of results) {

@@ -31,33 +31,33 @@ import {
   LOAD_PROTOCOLS,
   LOAD_TABLE_HEADER,
   LOAD_TABLE_NOTES,
+  type LoadResults,
   loadTableRows,
+  type Protocol,
   parseLoopbackAddress,
   SCENARIOS,
-  TARGET_TABLE_HEADER,
-  targetTableRows,
-  type LoadResults,
-  type Protocol,
   type ScenarioName,
   type ScenarioResult,
   type ServerCost,
+  TARGET_TABLE_HEADER,
+  targetTableRows,
 } from "./load/results.ts"
 import type { FromSender, SenderSetup, ToSender } from "./load/sender-worker.ts"
 import { summarize, Tally } from "./load/tally.ts"
 import { WebSocketBinaryLink, WebSocketJsonLink } from "./load/websocket.ts"
 import {
+  type Arrival,
   BinaryLink,
   EchoLink,
   JsonLink,
-  payloadOffset,
+  type JsonReply,
+  PAYLOAD_BYTES,
   PHASE_MEASURED,
   PHASE_WARMUP,
-  PAYLOAD_BYTES,
+  payloadOffset,
   readJsonPayload,
   readPayload,
   topicBytes,
-  type Arrival,
-  type JsonReply,
 } from "./load/wire.ts"
 
 const USAGE = `Usage: bun run bench/load.ts [options]
@@ -446,7 +446,9 @@ async function openReaders(
 /** The relay floor's readers: each gets every writer's messages, as a reader of all topics would. */
 async function openRelayReaders(target: Target, count: number, arrivals: readonly Arrival[]): Promise<Readers> {
   const links = await Promise.all(Array.from({ length: count }, () => EchoLink.open(target.host, target.port, "reader")))
-  links.forEach((link, reader) => (link.onArrival = arrivals[reader]!))
+  links.forEach((link, reader) => {
+    link.onArrival = arrivals[reader]!
+  })
   return {
     connections: links.length,
     start: () => {},
@@ -537,7 +539,11 @@ async function openBinaryPullReaders(
         refill(topic, false)
       }
     }
-    return { start: () => topics.forEach((_, topic) => refill(topic, false)) }
+    return {
+      start: () => {
+        for (const topic of topics.keys()) refill(topic, false)
+      },
+    }
   })
   return {
     connections: links.length,
@@ -863,7 +869,12 @@ async function runRtt(run: Run, target: Target, durations: Durations): Promise<M
     loss: sent - tally.unique,
     duplicates: tally.duplicates,
     outOfOrder: tally.outOfOrder,
-    putRate: server !== null && server.puts > 0 && server.wallMs > 0 ? (server.puts / server.wallMs) * 1000 : elapsedSeconds > 0 ? sent / elapsedSeconds : 0,
+    putRate:
+      server !== null && server.puts > 0 && server.wallMs > 0
+        ? (server.puts / server.wallMs) * 1000
+        : elapsedSeconds > 0
+          ? sent / elapsedSeconds
+          : 0,
     deliveredRate: elapsedSeconds > 0 ? tally.unique / elapsedSeconds : 0,
     latency: summarize(tally.latencies.values()),
     latencyFromSend: summarize(tally.latenciesFromSend.values()),
@@ -972,7 +983,10 @@ async function runStream(run: Run, target: Target, durations: Durations): Promis
     if (tally.foreign > 0) notes.push(`${tally.foreign} messages named an unknown writer`)
     if (!paced && server !== null) {
       const total = serverCost(before, after)
-      if (total !== null) notes.push(`server deliveries during the put window: ${server.deliveries.toLocaleString("en-US")}; ${total.deliveries.toLocaleString("en-US")} by the end of the drain`)
+      if (total !== null)
+        notes.push(
+          `server deliveries during the put window: ${server.deliveries.toLocaleString("en-US")}; ${total.deliveries.toLocaleString("en-US")} by the end of the drain`,
+        )
     }
     const floorNote = protocol === "relay" ? "the floor: a bare relay process writing every message to every reader; " : ""
     const description =
@@ -1027,7 +1041,12 @@ async function runStream(run: Run, target: Target, durations: Durations): Promis
 
 async function execute(run: Run, options: Options, durations: Durations): Promise<ScenarioResult> {
   const started = performance.now()
-  let label = run.protocol === "echo" || run.protocol === "relay" ? run.protocol : run.external === null ? "dsmq" : `${run.external.host}:${run.external.port}`
+  let label =
+    run.protocol === "echo" || run.protocol === "relay"
+      ? run.protocol
+      : run.external === null
+        ? "dsmq"
+        : `${run.external.host}:${run.external.port}`
   let measured: Measured
   try {
     const target =
@@ -1143,7 +1162,12 @@ function mergeRtt(results: ScenarioResult[]): void {
     const putElapsed = sum((result) => (result.putRate > 0 ? result.sent / result.putRate : 0))
     const merged: ScenarioResult = {
       ...first,
-      config: { ...first.config, passes: passes.length, order: "A-B-B-A", roundTrips: sum((result) => Number(result.config.roundTrips ?? 0)) },
+      config: {
+        ...first.config,
+        passes: passes.length,
+        order: "A-B-B-A",
+        roundTrips: sum((result) => Number(result.config.roundTrips ?? 0)),
+      },
       sent: sum((result) => result.sent),
       expected: sum((result) => result.expected),
       received: sum((result) => result.received),
@@ -1216,7 +1240,11 @@ async function main(): Promise<number> {
   for (const line of LOAD_TABLE_NOTES) console.log(line)
 
   const targets = checkTargets(results)
-  printTable("Targets of issue 4 (this run; the issue asks for medians over repeated runs)", [...TARGET_TABLE_HEADER], targetTableRows(targets))
+  printTable(
+    "Targets of issue 4 (this run; the issue asks for medians over repeated runs)",
+    [...TARGET_TABLE_HEADER],
+    targetTableRows(targets),
+  )
 
   // Every protocol has a driver: a cell that cannot run is a failed row with its error, none is "unavailable".
   const loadResults: LoadResults = { quick: options.quick, scenarios: results, unavailable: [], targets }

@@ -10,17 +10,17 @@
  */
 import { readFileSync } from "node:fs"
 import { printTable } from "./common.ts"
-import type { LatencySummary } from "./load/tally.ts"
 import {
   checkTargets,
   LOAD_TABLE_HEADER,
-  loadTableRows,
-  TARGET_TABLE_HEADER,
-  targetTableRows,
   type LoadResults,
+  loadTableRows,
   type ScenarioResult,
   type ServerCost,
+  TARGET_TABLE_HEADER,
+  targetTableRows,
 } from "./load/results.ts"
+import type { LatencySummary } from "./load/tally.ts"
 
 interface RunFile {
   readonly startedAt: string
@@ -114,5 +114,9 @@ printTable(
   [...LOAD_TABLE_HEADER],
   loadTableRows(combined),
 )
-printTable(`Targets of issue 4, against the medians of ${files.length} runs`, [...TARGET_TABLE_HEADER], targetTableRows(checkTargets(combined)))
+printTable(
+  `Targets of issue 4, against the medians of ${files.length} runs`,
+  [...TARGET_TABLE_HEADER],
+  targetTableRows(checkTargets(combined)),
+)
 for (const check of checkTargets(combined)) if (check.note !== "") console.log(`- ${check.target}: ${check.note}`)

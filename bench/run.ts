@@ -185,7 +185,10 @@ function selectGroups(options: Options): Group[] {
 /** The command as the user typed it, for the report. */
 function commandLine(): string {
   const args = process.argv.slice(2).map((arg) => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", "'\\''")}'`))
-  const base = process.env.npm_lifecycle_event === "bench" ? "bun run bench" : `bun run ${relative(process.cwd(), process.argv[1] ?? "bench/run.ts") || "bench/run.ts"}`
+  const base =
+    process.env.npm_lifecycle_event === "bench"
+      ? "bun run bench"
+      : `bun run ${relative(process.cwd(), process.argv[1] ?? "bench/run.ts") || "bench/run.ts"}`
   return [base, ...args].join(" ")
 }
 
@@ -221,7 +224,9 @@ async function main(): Promise<number> {
   }
   const groups = selectGroups(options)
   if (groups.length === 0) {
-    console.error(`bench: nothing matches ${options.only.map((name) => `"${name}"`).join(", ")} (groups: decoders, store, load; scenarios: ${LOAD_NAMES.join(", ")})`)
+    console.error(
+      `bench: nothing matches ${options.only.map((name) => `"${name}"`).join(", ")} (groups: decoders, store, load; scenarios: ${LOAD_NAMES.join(", ")})`,
+    )
     return 2
   }
   const machine = await describeMachine()
@@ -276,12 +281,15 @@ async function main(): Promise<number> {
       })
       current = child
       let timedOut = false
-      const timer = setTimeout(() => {
-        timedOut = true
-        console.error(`\nbench: ${group.name} is still running when the ${options.timeoutSeconds} s budget is used up; stopping it`)
-        child.kill("SIGTERM")
-        setTimeout(() => child.kill("SIGKILL"), 5000).unref()
-      }, Math.max(0, deadline - performance.now()))
+      const timer = setTimeout(
+        () => {
+          timedOut = true
+          console.error(`\nbench: ${group.name} is still running when the ${options.timeoutSeconds} s budget is used up; stopping it`)
+          child.kill("SIGTERM")
+          setTimeout(() => child.kill("SIGKILL"), 5000).unref()
+        },
+        Math.max(0, deadline - performance.now()),
+      )
       const exitCode = await child.exited
       clearTimeout(timer)
       current = null
@@ -315,7 +323,10 @@ async function main(): Promise<number> {
     const chart =
       load === null
         ? null
-        : renderChart(load.scenarios, `${machine.cpus} CPUs, ${machine.cpuModel}, Bun ${Bun.version}; ${startedAt.toISOString().slice(0, 16).replace("T", " ")} UTC; ${command}`)
+        : renderChart(
+            load.scenarios,
+            `${machine.cpus} CPUs, ${machine.cpuModel}, Bun ${Bun.version}; ${startedAt.toISOString().slice(0, 16).replace("T", " ")} UTC; ${command}`,
+          )
     if (chart !== null) writeFileSync(join(dirname(reportFile), chartName), chart)
     writeFileSync(reportFile, renderMarkdown(run, chart === null ? null : chartName))
     console.log(`bench: report written to ${relative(process.cwd(), reportFile)}${chart === null ? "" : ` (chart: ${chartName})`}`)

@@ -33,7 +33,7 @@
 import { readFileSync, writeFileSync } from "node:fs"
 import os from "node:os"
 import { DEFAULT_RETENTION, STORED_MESSAGE_OVERHEAD } from "../src/broker/retention.ts"
-import { connect, type Client, type Message, type Subscription } from "../src/client.ts"
+import { type Client, connect, type Message, type Subscription } from "../src/client.ts"
 import { Outbound } from "../src/net/outbound.ts"
 import { parseAge, parseSize } from "../src/options.ts"
 
@@ -130,7 +130,9 @@ function parseOptions(argv: readonly string[]): SoakOptions {
   }
   for (let i = 0; i < argv.length; i++) {
     const argument = argv[i]!
-    const [flag, inline] = argument.includes("=") ? [argument.slice(0, argument.indexOf("=")), argument.slice(argument.indexOf("=") + 1)] : [argument, undefined]
+    const [flag, inline] = argument.includes("=")
+      ? [argument.slice(0, argument.indexOf("=")), argument.slice(argument.indexOf("=") + 1)]
+      : [argument, undefined]
     const value = (): string => {
       const text = inline ?? argv[++i]
       if (text === undefined) fail(`${flag} needs a value`)
@@ -139,7 +141,8 @@ function parseOptions(argv: readonly string[]): SoakOptions {
     const number = (min: number, max: number): number => {
       const text = value()
       const parsed = Number(text)
-      if (text.trim() === "" || !Number.isFinite(parsed) || parsed < min || parsed > max) fail(`${flag} must be a number from ${min} to ${max}, got ${JSON.stringify(text)}`)
+      if (text.trim() === "" || !Number.isFinite(parsed) || parsed < min || parsed > max)
+        fail(`${flag} must be a number from ${min} to ${max}, got ${JSON.stringify(text)}`)
       return parsed
     }
     const integer = (min: number, max: number): number => {
@@ -151,28 +154,73 @@ function parseOptions(argv: readonly string[]): SoakOptions {
       case "-h":
       case "--help":
         process.stdout.write(USAGE)
-        process.exit(0)
-      case "--minutes": options.minutes = number(0.05, 24 * 60); break
-      case "--rate": options.rate = number(0, 10_000_000); break
-      case "--payload": options.payload = integer(1, 65_536); break
-      case "--topics": options.topics = integer(1, 10_000); break
-      case "--writers": options.writers = integer(1, 64); break
-      case "--batch": options.batch = integer(1, 10_000); break
-      case "--window": options.window = integer(1, 1000); break
-      case "--poll-batch": options.pollBatch = integer(1, 10_000); break
-      case "--probe-rate": options.probeRate = number(1, 2000); break
-      case "--interval": options.intervalSeconds = number(1, 3600); break
-      case "--max-memory": options.maxMemory = checked(value(), (text) => parseSize("--max-memory", text)); break
-      case "--max-age": options.maxAge = checked(value(), (text) => parseAge("--max-age", text)); break
-      case "--max-messages": options.maxMessages = value(); break
-      case "--idle-timeout": options.idleTimeout = String(integer(0, 86_400)); break
-      case "--rss-tolerance": options.rssTolerance = number(0, 1000); break
-      case "--rss-factor": options.rssFactor = number(0.1, 100); break
-      case "--rss-slack": options.rssSlack = parseSize("--rss-slack", checked(value(), (text) => parseSize("--rss-slack", text))) ?? 0; break
-      case "--spike-factor": options.spikeFactor = number(1, 1000); break
-      case "--contention": options.contention = number(0, 10_000); break
-      case "--json": options.json = value(); break
-      default: fail(`unknown option ${flag}`)
+        return process.exit(0)
+      case "--minutes":
+        options.minutes = number(0.05, 24 * 60)
+        break
+      case "--rate":
+        options.rate = number(0, 10_000_000)
+        break
+      case "--payload":
+        options.payload = integer(1, 65_536)
+        break
+      case "--topics":
+        options.topics = integer(1, 10_000)
+        break
+      case "--writers":
+        options.writers = integer(1, 64)
+        break
+      case "--batch":
+        options.batch = integer(1, 10_000)
+        break
+      case "--window":
+        options.window = integer(1, 1000)
+        break
+      case "--poll-batch":
+        options.pollBatch = integer(1, 10_000)
+        break
+      case "--probe-rate":
+        options.probeRate = number(1, 2000)
+        break
+      case "--interval":
+        options.intervalSeconds = number(1, 3600)
+        break
+      case "--max-memory":
+        options.maxMemory = checked(value(), (text) => parseSize("--max-memory", text))
+        break
+      case "--max-age":
+        options.maxAge = checked(value(), (text) => parseAge("--max-age", text))
+        break
+      case "--max-messages":
+        options.maxMessages = value()
+        break
+      case "--idle-timeout":
+        options.idleTimeout = String(integer(0, 86_400))
+        break
+      case "--rss-tolerance":
+        options.rssTolerance = number(0, 1000)
+        break
+      case "--rss-factor":
+        options.rssFactor = number(0.1, 100)
+        break
+      case "--rss-slack":
+        options.rssSlack =
+          parseSize(
+            "--rss-slack",
+            checked(value(), (text) => parseSize("--rss-slack", text)),
+          ) ?? 0
+        break
+      case "--spike-factor":
+        options.spikeFactor = number(1, 1000)
+        break
+      case "--contention":
+        options.contention = number(0, 10_000)
+        break
+      case "--json":
+        options.json = value()
+        break
+      default:
+        fail(`unknown option ${flag}`)
     }
   }
   return options
@@ -212,11 +260,20 @@ interface LatencySummary {
 function summarize(values: readonly number[]): LatencySummary {
   const sorted = Float64Array.from(values).sort()
   const list = Array.from(sorted)
-  return { n: list.length, p50: percentile(list, 0.5), p99: percentile(list, 0.99), p999: percentile(list, 0.999), max: list.length === 0 ? Number.NaN : list[list.length - 1]! }
+  return {
+    n: list.length,
+    p50: percentile(list, 0.5),
+    p99: percentile(list, 0.99),
+    p999: percentile(list, 0.999),
+    max: list.length === 0 ? Number.NaN : list[list.length - 1]!,
+  }
 }
 
 function median(values: readonly number[]): number {
-  return percentile([...values].sort((a, b) => a - b), 0.5)
+  return percentile(
+    [...values].sort((a, b) => a - b),
+    0.5,
+  )
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
@@ -276,10 +333,18 @@ function loadAverage(): number {
 
 const fmt = {
   mib: (bytes: number): string => (Number.isFinite(bytes) ? (bytes / MiB).toFixed(1) : "-"),
-  ms: (value: number): string => (!Number.isFinite(value) ? "-" : value >= 100 ? value.toFixed(0) : value >= 10 ? value.toFixed(1) : value.toFixed(2)),
+  ms: (value: number): string =>
+    !Number.isFinite(value) ? "-" : value >= 100 ? value.toFixed(0) : value >= 10 ? value.toFixed(1) : value.toFixed(2),
   pct: (value: number): string => (Number.isFinite(value) ? value.toFixed(0) : "-"),
   int: (value: number): string => (Number.isFinite(value) ? Math.round(value).toLocaleString("en-US") : "-"),
-  rate: (value: number): string => (!Number.isFinite(value) ? "-" : value >= 10_000 ? `${(value / 1000).toFixed(0)}k` : value >= 1000 ? `${(value / 1000).toFixed(1)}k` : value.toFixed(0)),
+  rate: (value: number): string =>
+    !Number.isFinite(value)
+      ? "-"
+      : value >= 10_000
+        ? `${(value / 1000).toFixed(0)}k`
+        : value >= 1000
+          ? `${(value / 1000).toFixed(1)}k`
+          : value.toFixed(0),
 }
 
 function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
@@ -322,8 +387,19 @@ async function loadMain(argv: readonly string[]): Promise<void> {
   const rate = num("--rate")
   const deadline = num("--deadline") // epoch ms
   const tally: LoadTally = {
-    putsSent: 0, putsConfirmed: 0, subscriberReceived: 0, subscriberMissed: 0, subscriberOutOfOrder: 0, pollReplies: 0, pollMessages: 0,
-    pollEmpty: 0, pollMissed: 0, pollErrors: 0, clientErrors: 0, closedConnections: 0, lastError: null,
+    putsSent: 0,
+    putsConfirmed: 0,
+    subscriberReceived: 0,
+    subscriberMissed: 0,
+    subscriberOutOfOrder: 0,
+    pollReplies: 0,
+    pollMessages: 0,
+    pollEmpty: 0,
+    pollMissed: 0,
+    pollErrors: 0,
+    clientErrors: 0,
+    closedConnections: 0,
+    lastError: null,
   }
   let stopping = false
   const stop = (): void => {
@@ -333,10 +409,13 @@ async function loadMain(argv: readonly string[]): Promise<void> {
   process.on("SIGINT", stop)
   const shouldStop = (): boolean => stopping || Date.now() >= deadline
   // A last resort: never outlive the deadline by much.
-  setTimeout(() => {
-    report("timeout")
-    process.exit(3)
-  }, Math.max(0, deadline - Date.now()) + 30_000).unref()
+  setTimeout(
+    () => {
+      report("timeout")
+      process.exit(3)
+    },
+    Math.max(0, deadline - Date.now()) + 30_000,
+  ).unref()
 
   const report = (type: string): void => {
     process.stdout.write(`${JSON.stringify({ type, tally })}\n`)
@@ -401,10 +480,12 @@ async function loadMain(argv: readonly string[]): Promise<void> {
         }
         sent += count
         tally.putsSent += count
-        inFlight.push(client.ping().then(
-          () => void (tally.putsConfirmed += count),
-          (error: Error) => void (failed ??= error),
-        ))
+        inFlight.push(
+          client.ping().then(
+            () => void (tally.putsConfirmed += count),
+            (error: Error) => void (failed ??= error),
+          ),
+        )
         if (inFlight.length >= window) await withTimeout(inFlight.shift()!, 60_000, "writer batch")
       }
       await withTimeout(Promise.all(inFlight), 60_000, "writer drain")
@@ -422,7 +503,8 @@ async function loadMain(argv: readonly string[]): Promise<void> {
   await Promise.race([Promise.all(readers.slice(-1)), Bun.sleep(10_000)])
   // Every confirmed put is pushed to the subscriber before the confirmation: wait for the last
   // pushes to be read, so that received + missed = confirmed checks delivery.
-  for (const until = Date.now() + 10_000; tally.subscriberReceived + tally.subscriberMissed < tally.putsConfirmed && Date.now() < until; ) await Bun.sleep(10)
+  for (const until = Date.now() + 10_000; tally.subscriberReceived + tally.subscriberMissed < tally.putsConfirmed && Date.now() < until; )
+    await Bun.sleep(10)
   await subscriber.close()
   poller.close()
   await Promise.race([Promise.all(readers), Bun.sleep(5_000)])
@@ -652,11 +734,20 @@ async function coordinatorMain(options: SoakOptions): Promise<number> {
   }, hardDeadline - Date.now())
   hardTimer.unref()
 
-  console.log(`soak: ${options.minutes} min, ${options.writers} writers x ${options.topics} topics, ${options.payload}-byte payloads, ` +
-    `${options.rate > 0 ? `${options.rate} puts/s` : "as fast as the server takes them"} ` +
-    `(batches of ${options.batch}, window ${options.window}); probe ${options.probeRate}/s per series; sample every ${options.intervalSeconds} s`)
-  console.log(`soak: server: bun ${serverArgs.join(" ")}   (cap ${cap === null ? "none" : `${fmt.mib(cap)} MiB`}, counted as payload + ${STORED_MESSAGE_OVERHEAD} B/message)`)
-  console.log(`soak: ${os.cpus().length} cores, load average ${os.loadavg().map((v) => v.toFixed(2)).join(" ")} before start`)
+  console.log(
+    `soak: ${options.minutes} min, ${options.writers} writers x ${options.topics} topics, ${options.payload}-byte payloads, ` +
+      `${options.rate > 0 ? `${options.rate} puts/s` : "as fast as the server takes them"} ` +
+      `(batches of ${options.batch}, window ${options.window}); probe ${options.probeRate}/s per series; sample every ${options.intervalSeconds} s`,
+  )
+  console.log(
+    `soak: server: bun ${serverArgs.join(" ")}   (cap ${cap === null ? "none" : `${fmt.mib(cap)} MiB`}, counted as payload + ${STORED_MESSAGE_OVERHEAD} B/message)`,
+  )
+  console.log(
+    `soak: ${os.cpus().length} cores, load average ${os
+      .loadavg()
+      .map((v) => v.toFixed(2))
+      .join(" ")} before start`,
+  )
 
   const server = Bun.spawn(["bun", ...serverArgs], { cwd: ROOT, stdout: "pipe", stderr: "pipe" })
   children.push(server)
@@ -682,12 +773,34 @@ async function coordinatorMain(options: SoakOptions): Promise<number> {
 
   const loadStart = Date.now()
   const loadDeadline = loadStart + durationMs
-  const load = Bun.spawn([
-    "bun", "run", import.meta.path, "--role", "load",
-    "--port", String(port), "--topics", String(options.topics), "--payload", String(options.payload),
-    "--writers", String(options.writers), "--batch", String(options.batch), "--window", String(options.window),
-    "--poll-batch", String(options.pollBatch), "--rate", String(options.rate), "--deadline", String(loadDeadline),
-  ], { cwd: ROOT, stdout: "pipe", stderr: "inherit" })
+  const load = Bun.spawn(
+    [
+      "bun",
+      "run",
+      import.meta.path,
+      "--role",
+      "load",
+      "--port",
+      String(port),
+      "--topics",
+      String(options.topics),
+      "--payload",
+      String(options.payload),
+      "--writers",
+      String(options.writers),
+      "--batch",
+      String(options.batch),
+      "--window",
+      String(options.window),
+      "--poll-batch",
+      String(options.pollBatch),
+      "--rate",
+      String(options.rate),
+      "--deadline",
+      String(loadDeadline),
+    ],
+    { cwd: ROOT, stdout: "pipe", stderr: "inherit" },
+  )
   children.push(load)
   let loadTally: LoadTally | null = null
   let loadReady = false
@@ -757,7 +870,12 @@ async function coordinatorMain(options: SoakOptions): Promise<number> {
     }
     const t0 = performance.now()
     outstanding[kind]++
-    request().then(() => record(series[kind], performance.now() - t0), (error: Error) => onError(error)).finally(() => outstanding[kind]--)
+    request()
+      .then(
+        () => record(series[kind], performance.now() - t0),
+        (error: Error) => onError(error),
+      )
+      .finally(() => outstanding[kind]--)
   }
   const getTopics = Array.from({ length: options.topics }, (_, i) => `soak/load/${i}`)
   const probeLoops = [
@@ -782,7 +900,7 @@ async function coordinatorMain(options: SoakOptions): Promise<number> {
   // --- the sampler ---------------------------------------------------------------------------
   const samples: Sample[] = []
   let previous: { at: number; stats: ServerStatsSnapshot } | null = null
-  const first = await withTimeout(statsClient.stats(), 30_000, "stats") as unknown as ServerStatsSnapshot
+  const first = (await withTimeout(statsClient.stats(), 30_000, "stats")) as unknown as ServerStatsSnapshot
   previous = { at: performance.now(), stats: first }
   const startedAt = performance.now()
   const droppedExposed = "droppedByRetention" in first
@@ -818,7 +936,7 @@ async function coordinatorMain(options: SoakOptions): Promise<number> {
     const selfUsed = cpu.self - previousCpu.self
     const otherUsed = cpu.machine - previousCpu.machine - serverUsed - (Number.isFinite(loadUsed) ? loadUsed : 0) - selfUsed
     previousCpu = cpu
-    const stats = await withTimeout(statsClient.stats(), 30_000, "stats") as unknown as ServerStatsSnapshot
+    const stats = (await withTimeout(statsClient.stats(), 30_000, "stats")) as unknown as ServerStatsSnapshot
     const now = performance.now()
     const seconds = (now - previous!.at) / 1000
     const prev = previous!.stats
@@ -831,7 +949,8 @@ async function coordinatorMain(options: SoakOptions): Promise<number> {
     const phase = !sawDrop && dropped > 0 ? "fill" : "load"
     if (phase === "fill") sawDrop = true
     const dropping = phase === "load" && droppedPerSecond > 0
-    const taken = (name: SeriesName): number[] => (phase === "load" ? series[name].interval : series[name].interval.slice(0, quietMark[name]))
+    const taken = (name: SeriesName): number[] =>
+      phase === "load" ? series[name].interval : series[name].interval.slice(0, quietMark[name])
     const sample: Sample = {
       t: (now - startedAt) / 1000,
       phase,
@@ -883,13 +1002,18 @@ async function coordinatorMain(options: SoakOptions): Promise<number> {
     if (wait > 0) await Bun.sleep(Math.min(wait, sawDrop ? 1000 : 250))
     if (!sawDrop && server.exitCode === null) {
       try {
-        const stats = await withTimeout(statsClient.stats(), 30_000, "stats") as unknown as ServerStatsSnapshot
+        const stats = (await withTimeout(statsClient.stats(), 30_000, "stats")) as unknown as ServerStatsSnapshot
         if (stats.puts > stats.storedMessages) {
           await takeSample()
           nextSampleAt = performance.now() + options.intervalSeconds * 1000
           continue
         }
-        quietMark = { deliver: series.deliver.interval.length, ack: series.ack.interval.length, ping: series.ping.interval.length, get: series.get.interval.length }
+        quietMark = {
+          deliver: series.deliver.interval.length,
+          ack: series.ack.interval.length,
+          ping: series.ping.interval.length,
+          get: series.get.interval.length,
+        }
       } catch (error) {
         failure = `sampling failed: ${(error as Error).message}`
         break
@@ -901,8 +1025,11 @@ async function coordinatorMain(options: SoakOptions): Promise<number> {
     }
     if (load.exitCode !== null && Date.now() < loadDeadline - 2000) {
       const tally = loadTally as LoadTally | null
-      failure = `the load process exited early (code ${load.exitCode}` +
-        (tally === null || tally.closedConnections === 0 ? ")" : `; ${tally.closedConnections} of its connections were lost, last error: ${tally.lastError})`)
+      failure =
+        `the load process exited early (code ${load.exitCode}` +
+        (tally === null || tally.closedConnections === 0
+          ? ")"
+          : `; ${tally.closedConnections} of its connections were lost, last error: ${tally.lastError})`)
       break
     }
     if (performance.now() >= nextSampleAt && Date.now() < loadDeadline - 1000) {
@@ -935,11 +1062,12 @@ async function coordinatorMain(options: SoakOptions): Promise<number> {
   const afterLoad = server.exitCode === null ? memoryOf(server.pid) : null
   let finalStats: ServerStatsSnapshot | null = null
   try {
-    finalStats = await withTimeout(statsClient.stats(), 10_000, "stats") as unknown as ServerStatsSnapshot
+    finalStats = (await withTimeout(statsClient.stats(), 10_000, "stats")) as unknown as ServerStatsSnapshot
   } catch (error) {
     failure ??= `final stats failed: ${(error as Error).message}`
   }
-  for (const client of [statsClient, probeSub, probePut, probePing, probeGet]) await withTimeout(client.close(), 5000, "close").catch(() => {})
+  for (const client of [statsClient, probeSub, probePut, probePing, probeGet])
+    await withTimeout(client.close(), 5000, "close").catch(() => {})
   await Promise.race([deliverLoop, Bun.sleep(2000)])
   server.kill("SIGTERM")
   const serverExit = await Promise.race([server.exited, Bun.sleep(15_000).then(() => null)])
@@ -953,34 +1081,66 @@ async function coordinatorMain(options: SoakOptions): Promise<number> {
   // --- report --------------------------------------------------------------------------------
   const verdict = judge(samples, series, options, cap, idle?.rss ?? Number.NaN)
   printReport(samples, series, verdict, options, cap, idle?.rss ?? Number.NaN, afterLoad?.rss ?? Number.NaN)
-  console.log(`  probes: ${series.ack.all.length} putAck, ${series.deliver.all.length} delivered, ${probeLost} lost (not delivered within 30 s), ` +
-    `${sentAt.size} still unanswered at the end, ${probeSkipped} skipped (too many outstanding), ${probeLate} schedule restarts (this process stalled > 100 ms)`)
+  console.log(
+    `  probes: ${series.ack.all.length} putAck, ${series.deliver.all.length} delivered, ${probeLost} lost (not delivered within 30 s), ` +
+      `${sentAt.size} still unanswered at the end, ${probeSkipped} skipped (too many outstanding), ${probeLate} schedule restarts (this process stalled > 100 ms)`,
+  )
   const lastLoad = loadTally as LoadTally | null
   if (lastLoad !== null) {
-    console.log(`  load: ${fmt.int(lastLoad.putsSent)} puts sent (${fmt.int(lastLoad.putsConfirmed)} confirmed), subscriber got ${fmt.int(lastLoad.subscriberReceived)} ` +
-      `(+${fmt.int(lastLoad.subscriberMissed)} missed to retention, ${fmt.int(lastLoad.subscriberOutOfOrder)} out of order; ` +
-      `${lastLoad.subscriberReceived + lastLoad.subscriberMissed === lastLoad.putsConfirmed ? "all confirmed puts accounted for" : `${fmt.int(lastLoad.putsConfirmed - lastLoad.subscriberReceived - lastLoad.subscriberMissed)} confirmed puts NOT accounted for`}), JSON poller ${fmt.int(lastLoad.pollReplies)} replies: ${fmt.int(lastLoad.pollMessages)} messages, ` +
-      `${fmt.int(lastLoad.pollEmpty)} empty, ${fmt.int(lastLoad.pollMissed)} missed to retention; errors: ${lastLoad.clientErrors} client, ${lastLoad.pollErrors} poller, ` +
-      `${lastLoad.closedConnections} connections lost${lastLoad.lastError === null ? "" : ` (last: ${lastLoad.lastError})`}`)
+    console.log(
+      `  load: ${fmt.int(lastLoad.putsSent)} puts sent (${fmt.int(lastLoad.putsConfirmed)} confirmed), subscriber got ${fmt.int(lastLoad.subscriberReceived)} ` +
+        `(+${fmt.int(lastLoad.subscriberMissed)} missed to retention, ${fmt.int(lastLoad.subscriberOutOfOrder)} out of order; ` +
+        `${lastLoad.subscriberReceived + lastLoad.subscriberMissed === lastLoad.putsConfirmed ? "all confirmed puts accounted for" : `${fmt.int(lastLoad.putsConfirmed - lastLoad.subscriberReceived - lastLoad.subscriberMissed)} confirmed puts NOT accounted for`}), JSON poller ${fmt.int(lastLoad.pollReplies)} replies: ${fmt.int(lastLoad.pollMessages)} messages, ` +
+        `${fmt.int(lastLoad.pollEmpty)} empty, ${fmt.int(lastLoad.pollMissed)} missed to retention; errors: ${lastLoad.clientErrors} client, ${lastLoad.pollErrors} poller, ` +
+        `${lastLoad.closedConnections} connections lost${lastLoad.lastError === null ? "" : ` (last: ${lastLoad.lastError})`}`,
+    )
   }
   if (finalStats !== null) {
     const nonZero = Object.entries(finalStats.errors).filter(([, count]) => count > 0)
-    console.log(`  server at the end: ${fmt.int(finalStats.puts)} puts, ${fmt.int(finalStats.deliveries)} deliveries, ${fmt.int(finalStats.storedMessages)} stored, ` +
-      `${fmt.int(finalStats.puts - finalStats.storedMessages)} removed by retention (puts − stored; STATS droppedByRetention ${fmt.int(Number((finalStats as unknown as Record<string, unknown>).droppedByRetention ?? NaN))}), errors reported: ${nonZero.length === 0 ? "none" : nonZero.map(([name, count]) => `${name} ${count}`).join(", ")}`)
+    console.log(
+      `  server at the end: ${fmt.int(finalStats.puts)} puts, ${fmt.int(finalStats.deliveries)} deliveries, ${fmt.int(finalStats.storedMessages)} stored, ` +
+        `${fmt.int(finalStats.puts - finalStats.storedMessages)} removed by retention (puts − stored; STATS droppedByRetention ${fmt.int(Number((finalStats as unknown as Record<string, unknown>).droppedByRetention ?? NaN))}), errors reported: ${nonZero.length === 0 ? "none" : nonZero.map(([name, count]) => `${name} ${count}`).join(", ")}`,
+    )
   }
-  if (!droppedExposed) console.log("  note: the server's STATS do not expose the retention-dropped count (Retention.droppedCount); 'dropped' here is puts − storedMessages, exact for the in-memory store")
+  if (!droppedExposed)
+    console.log(
+      "  note: the server's STATS do not expose the retention-dropped count (Retention.droppedCount); 'dropped' here is puts − storedMessages, exact for the in-memory store",
+    )
   if (clientErrors.length > 0) console.log(`  probe client errors: ${clientErrors.length}: ${clientErrors.slice(0, 5).join("; ")}`)
   if (serverLog.length > 0) console.log(`  broker stderr:\n${serverLog.map((line) => `    ${line}`).join("\n")}`)
   if (failure !== null) console.log(`  FAILURE: ${failure}`)
 
   if (options.json !== null) {
-    writeFileSync(options.json, `${JSON.stringify({
-      options, cap, storedMessageOverhead: STORED_MESSAGE_OVERHEAD, cores: os.cpus().length,
-      idleRss: idle?.rss ?? null, rssAfterLoad: afterLoad?.rss ?? null, samples, verdict, failure,
-      probes: { lost: probeLost, late: probeLate, skipped: probeSkipped },
-      whole: Object.fromEntries(Object.entries(series).map(([name, s]) => [name, { all: summarize(s.all), dropping: summarize(s.dropping), quiet: summarize(s.quiet) }])),
-      load: lastLoad, finalStats, clientErrors, serverLog, droppedExposed,
-    }, null, 2)}\n`)
+    writeFileSync(
+      options.json,
+      `${JSON.stringify(
+        {
+          options,
+          cap,
+          storedMessageOverhead: STORED_MESSAGE_OVERHEAD,
+          cores: os.cpus().length,
+          idleRss: idle?.rss ?? null,
+          rssAfterLoad: afterLoad?.rss ?? null,
+          samples,
+          verdict,
+          failure,
+          probes: { lost: probeLost, late: probeLate, skipped: probeSkipped },
+          whole: Object.fromEntries(
+            Object.entries(series).map(([name, s]) => [
+              name,
+              { all: summarize(s.all), dropping: summarize(s.dropping), quiet: summarize(s.quiet) },
+            ]),
+          ),
+          load: lastLoad,
+          finalStats,
+          clientErrors,
+          serverLog,
+          droppedExposed,
+        },
+        null,
+        2,
+      )}\n`,
+    )
     console.log(`  wrote ${options.json}`)
   }
   return failure === null && verdict.ok ? 0 : 1
@@ -1037,7 +1197,13 @@ interface Verdict {
   bound: number
 }
 
-function judge(samples: readonly Sample[], series: Record<string, Series>, options: SoakOptions, cap: number | null, idleRss: number): Verdict {
+function judge(
+  samples: readonly Sample[],
+  series: Record<string, Series>,
+  options: SoakOptions,
+  cap: number | null,
+  idleRss: number,
+): Verdict {
   const lines: string[] = []
   const tail = samples.slice(samples.length - Math.max(2, Math.ceil(samples.length / 3)))
   const tailRss = tail.map((s) => s.rss)
@@ -1048,23 +1214,39 @@ function judge(samples: readonly Sample[], series: Record<string, Series>, optio
   const n = tail.length
   const meanT = tail.reduce((sum, s) => sum + s.t, 0) / n
   const meanR = tail.reduce((sum, s) => sum + s.rss, 0) / n
-  const slope = tail.reduce((sum, s) => sum + (s.t - meanT) * (s.rss - meanR), 0) / Math.max(1e-9, tail.reduce((sum, s) => sum + (s.t - meanT) ** 2, 0))
+  const slope =
+    tail.reduce((sum, s) => sum + (s.t - meanT) * (s.rss - meanR), 0) /
+    Math.max(
+      1e-9,
+      tail.reduce((sum, s) => sum + (s.t - meanT) ** 2, 0),
+    )
   const rssFlat = samples.length >= 2 && spread <= options.rssTolerance
-  lines.push(`RSS flat: ${rssFlat ? "yes" : "NO"} — the last ${n} samples (t ≥ ${tail[0]?.t.toFixed(0)} s) lie within ${spread.toFixed(1)} % of each other ` +
-    `(${fmt.mib(minTail)}–${fmt.mib(maxTail)} MiB; tolerance ${options.rssTolerance} %), trend ${(slope * 60 / MiB).toFixed(2)} MiB/min`)
+  lines.push(
+    `RSS flat: ${rssFlat ? "yes" : "NO"} — the last ${n} samples (t ≥ ${tail[0]?.t.toFixed(0)} s) lie within ${spread.toFixed(1)} % of each other ` +
+      `(${fmt.mib(minTail)}–${fmt.mib(maxTail)} MiB; tolerance ${options.rssTolerance} %), trend ${((slope * 60) / MiB).toFixed(2)} MiB/min`,
+  )
 
   const maxRss = Math.max(...samples.map((s) => Math.max(s.rss, s.hwm)))
   const bound = cap === null ? Number.POSITIVE_INFINITY : cap * options.rssFactor + options.rssSlack
   const rssWithinBound = maxRss <= bound
-  lines.push(`RSS bound: ${rssWithinBound ? "yes" : "NO"} — peak ${fmt.mib(maxRss)} MiB (VmHWM included) vs cap ${cap === null ? "none" : `${fmt.mib(cap)} MiB`} x ${options.rssFactor} + ${fmt.mib(options.rssSlack)} MiB = ${fmt.mib(bound)} MiB`)
+  lines.push(
+    `RSS bound: ${rssWithinBound ? "yes" : "NO"} — peak ${fmt.mib(maxRss)} MiB (VmHWM included) vs cap ${cap === null ? "none" : `${fmt.mib(cap)} MiB`} x ${options.rssFactor} + ${fmt.mib(options.rssSlack)} MiB = ${fmt.mib(bound)} MiB`,
+  )
   const steadyRss = median(tailRss)
   const steadyCounted = median(tail.map((s) => s.countedBytes))
   const rssPerCountedByte = (steadyRss - idleRss) / steadyCounted
-  lines.push(`RSS vs store: idle ${fmt.mib(idleRss)} MiB, steady ${fmt.mib(steadyRss)} MiB with ${fmt.mib(steadyCounted)} MiB counted against the cap ` +
-    `(${fmt.int(median(tail.map((s) => s.storedMessages)))} messages): RSS ≈ idle + ${rssPerCountedByte.toFixed(2)} x counted` +
-    (cap === null ? "" : `; at the cap: ≈ ${fmt.mib(idleRss + rssPerCountedByte * cap)} MiB, i.e. cap x ${(steadyRss / cap).toFixed(2)} measured`))
+  lines.push(
+    `RSS vs store: idle ${fmt.mib(idleRss)} MiB, steady ${fmt.mib(steadyRss)} MiB with ${fmt.mib(steadyCounted)} MiB counted against the cap ` +
+      `(${fmt.int(median(tail.map((s) => s.storedMessages)))} messages): RSS ≈ idle + ${rssPerCountedByte.toFixed(2)} x counted` +
+      (cap === null
+        ? ""
+        : `; at the cap: ≈ ${fmt.mib(idleRss + rssPerCountedByte * cap)} MiB, i.e. cap x ${(steadyRss / cap).toFixed(2)} measured`),
+  )
   const filled = cap !== null && tail.every((s) => s.countedBytes >= cap * 0.9)
-  if (cap !== null && !filled) lines.push(`  note: the store did not stay near its cap over the last third (counted ${fmt.mib(Math.min(...tail.map((s) => s.countedBytes)))} MiB at least): another limit binds first (messages per topic, age), or the load was too slow to fill it`)
+  if (cap !== null && !filled)
+    lines.push(
+      `  note: the store did not stay near its cap over the last third (counted ${fmt.mib(Math.min(...tail.map((s) => s.countedBytes)))} MiB at least): another limit binds first (messages per topic, age), or the load was too slow to fill it`,
+    )
 
   // Latency: intervals while retention dropped vs the baseline. Intervals in which other
   // processes on the machine used more than --contention % of a core are "contended": a spike
@@ -1075,8 +1257,10 @@ function judge(samples: readonly Sample[], series: Record<string, Series>, optio
   const droppingIntervals = samples.filter((s) => s.dropping)
   const contendedCount = samples.filter(contended).length
   if (contendedCount > 0) {
-    lines.push(`contention: in ${contendedCount} of ${samples.length} intervals other processes used more than ${options.contention} % of a core ` +
-      `(up to ${fmt.pct(Math.max(...samples.map((s) => s.otherCpuPercent)))} %); latency there is not the broker's alone`)
+    lines.push(
+      `contention: in ${contendedCount} of ${samples.length} intervals other processes used more than ${options.contention} % of a core ` +
+        `(up to ${fmt.pct(Math.max(...samples.map((s) => s.otherCpuPercent)))} %); latency there is not the broker's alone`,
+    )
   }
   for (const name of ["deliver", "ack", "get", "ping"] as const) {
     const values = (list: readonly Sample[]): number[] => list.map((s) => s[name].p999).filter(Number.isFinite)
@@ -1097,19 +1281,38 @@ function judge(samples: readonly Sample[], series: Record<string, Series>, optio
     const label = { deliver: "put→deliver", ack: "putAck RTT", get: "get RTT", ping: "ping RTT" }[name]
     if (cleanSpikes.length > 0) latencyStable = false
     const at = (list: readonly Sample[]): string => list.map((s) => `${s.t.toFixed(0)} s: ${fmt.ms(s[name].p999)} ms`).join(", ")
-    const verdictText = spikes.length === 0
-      ? "no spike"
-      : [
-          cleanSpikes.length === 0 ? "no spike in uncontended intervals" : `SPIKE in ${cleanSpikes.length} of ${droppingIntervals.length} dropping intervals (${at(cleanSpikes)})`,
-          contendedSpikes.length === 0 ? "" : `; ${contendedSpikes.length} more in contended intervals, inconclusive (${at(contendedSpikes)})`,
-        ].join("")
-    lines.push(`${label} p99.9: ${verdictText} — ` +
-      `baseline ${fmt.ms(baseline)} ms (median interval p99.9${clean.length > 0 && clean.length < samples.length ? " of uncontended intervals" : ""}: ${fmt.ms(overall)} ms overall, ` +
-      `${quiet.length > 0 ? `${fmt.ms(median(quiet))} ms over ${quiet.length} non-dropping intervals` : "no non-dropping interval"}), ` +
-      `pooled while dropping p99.9 ${fmt.ms(d.p999)} / max ${fmt.ms(d.max)} ms (n=${d.n}), while not dropping p99.9 ${fmt.ms(q.p999)} / max ${fmt.ms(q.max)} ms (n=${q.n})`)
+    const verdictText =
+      spikes.length === 0
+        ? "no spike"
+        : [
+            cleanSpikes.length === 0
+              ? "no spike in uncontended intervals"
+              : `SPIKE in ${cleanSpikes.length} of ${droppingIntervals.length} dropping intervals (${at(cleanSpikes)})`,
+            contendedSpikes.length === 0
+              ? ""
+              : `; ${contendedSpikes.length} more in contended intervals, inconclusive (${at(contendedSpikes)})`,
+          ].join("")
+    lines.push(
+      `${label} p99.9: ${verdictText} — ` +
+        `baseline ${fmt.ms(baseline)} ms (median interval p99.9${clean.length > 0 && clean.length < samples.length ? " of uncontended intervals" : ""}: ${fmt.ms(overall)} ms overall, ` +
+        `${quiet.length > 0 ? `${fmt.ms(median(quiet))} ms over ${quiet.length} non-dropping intervals` : "no non-dropping interval"}), ` +
+        `pooled while dropping p99.9 ${fmt.ms(d.p999)} / max ${fmt.ms(d.max)} ms (n=${d.n}), while not dropping p99.9 ${fmt.ms(q.p999)} / max ${fmt.ms(q.max)} ms (n=${q.n})`,
+    )
   }
-  lines.push(`  (a spike: a dropping interval's p99.9 over ${options.spikeFactor} x baseline and over baseline + 10 ms; baseline: the lower of the two medians)`)
-  return { ok: rssFlat && rssWithinBound && latencyStable, rssFlat, rssWithinBound, latencyStable, lines, rssPerCountedByte, steadyRss, maxRss, bound }
+  lines.push(
+    `  (a spike: a dropping interval's p99.9 over ${options.spikeFactor} x baseline and over baseline + 10 ms; baseline: the lower of the two medians)`,
+  )
+  return {
+    ok: rssFlat && rssWithinBound && latencyStable,
+    rssFlat,
+    rssWithinBound,
+    latencyStable,
+    lines,
+    rssPerCountedByte,
+    steadyRss,
+    maxRss,
+    bound,
+  }
 }
 
 function liveHeader(): string {
@@ -1118,42 +1321,111 @@ function liveHeader(): string {
 
 function printLive(s: Sample, cap: number | null): void {
   const capNote = cap === null ? "" : ` (${((s.countedBytes / cap) * 100).toFixed(0)}%)`
-  console.log(`${(s.phase === "fill" ? `${s.t.toFixed(0)}f` : s.t.toFixed(0)).padStart(6)}  ${fmt.mib(s.rss).padStart(7)}  ${fmt.int(s.storedMessages).padStart(11)}  ${(fmt.mib(s.countedBytes) + capNote).padStart(11)}  ` +
-    `${fmt.rate(s.putsPerSecond).padStart(6)}  ${fmt.rate(s.deliveriesPerSecond).padStart(7)}  ${fmt.rate(s.droppedPerSecond).padStart(9)}  ${s.serverCpuPercent.toFixed(0).padStart(8)}  ${fmt.pct(s.otherCpuPercent).padStart(10)} | ` +
-    `${[s.deliver.p50, s.deliver.p99, s.deliver.p999, s.deliver.max].map(fmt.ms).join(" / ").padStart(27)} | ${fmt.ms(s.get.p999).padStart(9)} | ${fmt.ms(s.ping.p999).padStart(10)}`)
+  console.log(
+    `${(s.phase === "fill" ? `${s.t.toFixed(0)}f` : s.t.toFixed(0)).padStart(6)}  ${fmt.mib(s.rss).padStart(7)}  ${fmt.int(s.storedMessages).padStart(11)}  ${(fmt.mib(s.countedBytes) + capNote).padStart(11)}  ` +
+      `${fmt.rate(s.putsPerSecond).padStart(6)}  ${fmt.rate(s.deliveriesPerSecond).padStart(7)}  ${fmt.rate(s.droppedPerSecond).padStart(9)}  ${s.serverCpuPercent.toFixed(0).padStart(8)}  ${fmt.pct(s.otherCpuPercent).padStart(10)} | ` +
+      `${[s.deliver.p50, s.deliver.p99, s.deliver.p999, s.deliver.max].map(fmt.ms).join(" / ").padStart(27)} | ${fmt.ms(s.get.p999).padStart(9)} | ${fmt.ms(s.ping.p999).padStart(10)}`,
+  )
 }
 
-function printReport(samples: readonly Sample[], series: Record<string, Series>, verdict: Verdict, options: SoakOptions, cap: number | null, idleRss: number, afterLoadRss: number): void {
-  console.log("\nMemory and throughput (rates per second over each interval; counted = payload + " + `${STORED_MESSAGE_OVERHEAD} B/message, what the cap limits;`)
-  console.log(`CPU in % of one core of ${os.cpus().length}: the broker, the load process, this process (probe and sampler), and everything else on the machine)`)
-  console.log(table(
-    ["t(s)", "RSS MiB", "HWM MiB", "load RSS", "stored msgs", "stored MiB", "counted MiB", "cap %", "puts/s", "deliv/s", "dropped/s", "srv CPU%", "load CPU%", "own CPU%", "other CPU%", "max conn buf KiB", "errors", "load1"],
-    samples.map((s) => [
-      s.phase === "fill" ? `${s.t.toFixed(0)} fill` : s.t.toFixed(0), fmt.mib(s.rss), fmt.mib(s.hwm), fmt.mib(s.loadRss), fmt.int(s.storedMessages), fmt.mib(s.storedBytes), fmt.mib(s.countedBytes),
-      cap === null ? "-" : ((s.countedBytes / cap) * 100).toFixed(0), fmt.rate(s.putsPerSecond), fmt.rate(s.deliveriesPerSecond), fmt.rate(s.droppedPerSecond),
-      s.serverCpuPercent.toFixed(0), fmt.pct(s.loadCpuPercent), fmt.pct(s.selfCpuPercent), fmt.pct(s.otherCpuPercent), (s.maxConnectionBufferedBytes / 1024).toFixed(0), String(s.errors), s.loadAverage.toFixed(2),
-    ]),
-  ))
+function printReport(
+  samples: readonly Sample[],
+  series: Record<string, Series>,
+  verdict: Verdict,
+  options: SoakOptions,
+  cap: number | null,
+  idleRss: number,
+  afterLoadRss: number,
+): void {
+  console.log(
+    "\nMemory and throughput (rates per second over each interval; counted = payload + " +
+      `${STORED_MESSAGE_OVERHEAD} B/message, what the cap limits;`,
+  )
+  console.log(
+    `CPU in % of one core of ${os.cpus().length}: the broker, the load process, this process (probe and sampler), and everything else on the machine)`,
+  )
+  console.log(
+    table(
+      [
+        "t(s)",
+        "RSS MiB",
+        "HWM MiB",
+        "load RSS",
+        "stored msgs",
+        "stored MiB",
+        "counted MiB",
+        "cap %",
+        "puts/s",
+        "deliv/s",
+        "dropped/s",
+        "srv CPU%",
+        "load CPU%",
+        "own CPU%",
+        "other CPU%",
+        "max conn buf KiB",
+        "errors",
+        "load1",
+      ],
+      samples.map((s) => [
+        s.phase === "fill" ? `${s.t.toFixed(0)} fill` : s.t.toFixed(0),
+        fmt.mib(s.rss),
+        fmt.mib(s.hwm),
+        fmt.mib(s.loadRss),
+        fmt.int(s.storedMessages),
+        fmt.mib(s.storedBytes),
+        fmt.mib(s.countedBytes),
+        cap === null ? "-" : ((s.countedBytes / cap) * 100).toFixed(0),
+        fmt.rate(s.putsPerSecond),
+        fmt.rate(s.deliveriesPerSecond),
+        fmt.rate(s.droppedPerSecond),
+        s.serverCpuPercent.toFixed(0),
+        fmt.pct(s.loadCpuPercent),
+        fmt.pct(s.selfCpuPercent),
+        fmt.pct(s.otherCpuPercent),
+        (s.maxConnectionBufferedBytes / 1024).toFixed(0),
+        String(s.errors),
+        s.loadAverage.toFixed(2),
+      ]),
+    ),
+  )
   const latencyTable = (title: string, names: readonly ("deliver" | "ack" | "get" | "ping")[]): void => {
     console.log(`\n${title}`)
-    console.log(table(
-      ["t(s)", "dropping", ...names.flatMap((name) => [`${name} n`, "p50", "p99", "p99.9", "max"])],
-      samples.map((s) => [s.t.toFixed(0), s.phase === "fill" ? "fill" : s.dropping ? "yes" : "no", ...names.flatMap((name) => [String(s[name].n), fmt.ms(s[name].p50), fmt.ms(s[name].p99), fmt.ms(s[name].p999), fmt.ms(s[name].max)])]),
-    ))
+    console.log(
+      table(
+        ["t(s)", "dropping", ...names.flatMap((name) => [`${name} n`, "p50", "p99", "p99.9", "max"])],
+        samples.map((s) => [
+          s.t.toFixed(0),
+          s.phase === "fill" ? "fill" : s.dropping ? "yes" : "no",
+          ...names.flatMap((name) => [
+            String(s[name].n),
+            fmt.ms(s[name].p50),
+            fmt.ms(s[name].p99),
+            fmt.ms(s[name].p999),
+            fmt.ms(s[name].max),
+          ]),
+        ]),
+      ),
+    )
   }
   latencyTable("Latency, ms: put→deliver (putAck sent to DELIVER on another connection) and the putAck round trip", ["deliver", "ack"])
   latencyTable("Latency, ms: request round trips on otherwise idle connections: binary get (of a load topic) and ping", ["get", "ping"])
   console.log("\nWhole run, ms:")
-  console.log(table(
-    ["series", "n", "p50", "p99", "p99.9", "max"],
-    Object.entries(series).map(([name, s]) => {
-      const w = summarize(s.all)
-      return [name, String(w.n), fmt.ms(w.p50), fmt.ms(w.p99), fmt.ms(w.p999), fmt.ms(w.max)]
-    }),
-  ))
-  console.log(`\nVerdict: ${verdict.ok ? "PASS" : "FAIL"}${options.maxAge === null ? "" : ` (age limit ${options.maxAge}: the sweep runs every second)`}`)
+  console.log(
+    table(
+      ["series", "n", "p50", "p99", "p99.9", "max"],
+      Object.entries(series).map(([name, s]) => {
+        const w = summarize(s.all)
+        return [name, String(w.n), fmt.ms(w.p50), fmt.ms(w.p99), fmt.ms(w.p999), fmt.ms(w.max)]
+      }),
+    ),
+  )
+  console.log(
+    `\nVerdict: ${verdict.ok ? "PASS" : "FAIL"}${options.maxAge === null ? "" : ` (age limit ${options.maxAge}: the sweep runs every second)`}`,
+  )
   for (const line of verdict.lines) console.log(`  ${line}`)
-  console.log(`  RSS 2 s after the load stopped: ${fmt.mib(afterLoadRss)} MiB (idle at start ${fmt.mib(idleRss)} MiB${cap === null ? "" : `, cap ${fmt.mib(cap)} MiB`})`)
+  console.log(
+    `  RSS 2 s after the load stopped: ${fmt.mib(afterLoadRss)} MiB (idle at start ${fmt.mib(idleRss)} MiB${cap === null ? "" : `, cap ${fmt.mib(cap)} MiB`})`,
+  )
 }
 
 // ---------------------------------------------------------------------------------------------

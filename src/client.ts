@@ -10,17 +10,8 @@
  */
 import type { Socket } from "bun"
 import { Outbound } from "./net/outbound.ts"
-import {
-  BINARY_VERSION,
-  BinaryDecoder,
-  Flag,
-  FrameWriter,
-  MAGIC,
-  Op,
-  readReply,
-  type BinaryReply,
-} from "./protocol/binary.ts"
-import { ErrorCode, ProtocolError, type ErrorName } from "./protocol/errors.ts"
+import { BINARY_VERSION, BinaryDecoder, type BinaryReply, Flag, FrameWriter, MAGIC, Op, readReply } from "./protocol/binary.ts"
+import { ErrorCode, type ErrorName, ProtocolError } from "./protocol/errors.ts"
 
 export interface ConnectOptions {
   /** Default 127.0.0.1. */
@@ -421,7 +412,8 @@ export class Client {
 
   #fail(error: Error): void {
     if (this.#closedError !== null) return
-    this.#closedError = error instanceof ConnectionClosedError ? error : new ConnectionClosedError(`connection closed: ${error.message}`, { cause: error })
+    this.#closedError =
+      error instanceof ConnectionClosedError ? error : new ConnectionClosedError(`connection closed: ${error.message}`, { cause: error })
     this.#decoder.stop()
     this.#outbound?.discard()
     for (const pending of this.#pending.values()) pending.reject(this.#closedError)

@@ -1,5 +1,5 @@
 export { Broker, Reader } from "./broker/broker.ts"
+export { Client, ConnectionClosedError, type ConnectOptions, connect, DsmqError, Message, Subscription } from "./client.ts"
+export { ErrorCode, type ErrorName, ProtocolError } from "./protocol/errors.ts"
+export { ListenError, type RunningServer, type ServerOptions, startServer } from "./server/listener.ts"
 export { Store, type StoredMessage } from "./store/store.ts"
-export { startServer, ListenError, type RunningServer, type ServerOptions } from "./server/listener.ts"
-export { ErrorCode, ProtocolError, type ErrorName } from "./protocol/errors.ts"
-export { connect, Client, Subscription, Message, DsmqError, ConnectionClosedError, type ConnectOptions } from "./client.ts"

@@ -3,7 +3,7 @@
  * `server.ts [host] [port]` is accepted as well as flags.
  */
 import { readFileSync } from "node:fs"
-import { AuthError, parseAuthConfig, type AuthConfig } from "./auth/auth.ts"
+import { type AuthConfig, AuthError, parseAuthConfig } from "./auth/auth.ts"
 import { DEFAULT_RETENTION, type FullPolicy, type RetentionLimits, type RetentionRule } from "./broker/retention.ts"
 import {
   DEFAULT_HOST,
@@ -95,9 +95,10 @@ export function parseArguments(argv: readonly string[], env: Record<string, stri
 
   for (let i = 0; i < argv.length; i++) {
     const argument = argv[i]!
-    const [flag, inlineValue] = argument.startsWith("--") && argument.includes("=")
-      ? [argument.slice(0, argument.indexOf("=")), argument.slice(argument.indexOf("=") + 1)]
-      : [argument, undefined]
+    const [flag, inlineValue] =
+      argument.startsWith("--") && argument.includes("=")
+        ? [argument.slice(0, argument.indexOf("=")), argument.slice(argument.indexOf("=") + 1)]
+        : [argument, undefined]
     const value = (): string => {
       if (inlineValue !== undefined) return inlineValue
       const next = argv[++i]
@@ -256,7 +257,8 @@ function readAuth(file: string | undefined, fromEnv: string | undefined, allowAn
 }
 
 function oneOf<T extends string>(name: string, text: string, choices: readonly T[]): T {
-  if (!(choices as readonly string[]).includes(text)) throw new UsageError(`${name} must be one of ${choices.join(", ")}, got ${JSON.stringify(text)}`)
+  if (!(choices as readonly string[]).includes(text))
+    throw new UsageError(`${name} must be one of ${choices.join(", ")}, got ${JSON.stringify(text)}`)
   return text as T
 }
 
@@ -268,7 +270,8 @@ export function parseSize(name: string, text: string): number | null {
   if (text === "none") return null
   const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(text.trim())
   const unit = SIZE_UNITS[match?.[2]?.toLowerCase() ?? "?"]
-  if (match === null || unit === undefined) throw new UsageError(`${name} must be a size like 4096, 64KiB or 256MiB, or none; got ${JSON.stringify(text)}`)
+  if (match === null || unit === undefined)
+    throw new UsageError(`${name} must be a size like 4096, 64KiB or 256MiB, or none; got ${JSON.stringify(text)}`)
   return Math.round(Number(match[1]) * unit)
 }
 

@@ -2,11 +2,7 @@
  * A log that writes at most `perSecond` lines each second and then says how many it dropped,
  * so a client that misbehaves in a loop cannot flood the server's stderr.
  */
-export function rateLimitedLog(
-  write: (line: string) => void,
-  perSecond = 20,
-  now: () => number = Date.now,
-): (line: string) => void {
+export function rateLimitedLog(write: (line: string) => void, perSecond = 20, now: () => number = Date.now): (line: string) => void {
   let windowStart = 0
   let written = 0
   let dropped = 0

@@ -3,12 +3,12 @@
  * address once listening, and stops cleanly (exit code 0) on SIGINT, SIGTERM or an allowed
  * `shutdown` request.
  */
-import { exposureWarning, parseArguments, UsageError, USAGE } from "./options.ts"
+import { exposureWarning, type ParsedCommand, parseArguments, USAGE, UsageError } from "./options.ts"
 import { rateLimitedLog } from "./rate-limited-log.ts"
-import { ListenError, startServer } from "./server/listener.ts"
+import { ListenError, type RunningServer, startServer } from "./server/listener.ts"
 
 function main(argv: readonly string[]): void {
-  let command
+  let command: ParsedCommand
   try {
     command = parseArguments(argv, process.env)
   } catch (error) {
@@ -21,7 +21,7 @@ function main(argv: readonly string[]): void {
     return
   }
 
-  let server
+  let server: RunningServer
   try {
     server = startServer({ ...command.options, log: rateLimitedLog((line) => console.error(`dsmq: ${line}`)) })
   } catch (error) {
@@ -41,7 +41,8 @@ function main(argv: readonly string[]): void {
   // Printed last: whoever waits for this line may signal the server at once.
   const host = formatHost(server.host)
   const [tcp, http, ws] = command.options.tls === undefined ? ["tcp", "http", "ws"] : ["tls", "https", "wss"]
-  const httpAddress = server.httpPort === null ? "" : `, ${http}://${host}:${server.httpPort} (WebSocket ${ws}://${host}:${server.httpPort}/)`
+  const httpAddress =
+    server.httpPort === null ? "" : `, ${http}://${host}:${server.httpPort} (WebSocket ${ws}://${host}:${server.httpPort}/)`
   console.log(`dsmq listening on ${tcp}://${host}:${server.port}${httpAddress}`)
 }
 

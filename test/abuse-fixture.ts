@@ -128,7 +128,10 @@ function writeAll(link: Link, bytes: Uint8Array): Promise<void> {
   let unsent = bytes
   const { promise, resolve } = Promise.withResolvers<void>()
   const write = (): void => {
-    if (link.isClosed) return resolve()
+    if (link.isClosed) {
+      resolve()
+      return
+    }
     const written = link.socket.write(unsent)
     if (written > 0) {
       count("bytesSent", written)
@@ -162,7 +165,11 @@ function floodChunk(binary: boolean): Uint8Array {
   }
   const writer = new FrameWriter()
   for (let i = 0; writer.length < 1 << 20; i++) {
-    writer.begin(Op.put, 0, (i % 0xfffffff) + 1).topic("abuse/flood-bin").bytes(encoder.encode(`flood ${i} ${"f".repeat(i % 64)}`)).end()
+    writer
+      .begin(Op.put, 0, (i % 0xfffffff) + 1)
+      .topic("abuse/flood-bin")
+      .bytes(encoder.encode(`flood ${i} ${"f".repeat(i % 64)}`))
+      .end()
   }
   return writer.take().slice()
 }
@@ -243,11 +250,19 @@ async function stuckReader(kind: ReaderKind): Promise<Link> {
 
 function askForAll(kind: ReaderKind, topic: string): Uint8Array {
   if (kind === "json-stream" || kind === "json-header") {
-    return jsonRequests(kind, Array.from({ length: BIG_MESSAGES_PER_CYCLE }, () => ({ action: "get", topic })))
+    return jsonRequests(
+      kind,
+      Array.from({ length: BIG_MESSAGES_PER_CYCLE }, () => ({ action: "get", topic })),
+    )
   }
   const writer = new FrameWriter()
   if (kind === "binary-subscribe") writer.begin(Op.subscribe, 0, 1).topic(topic).end()
-  else for (let i = 0; i < BIG_MESSAGES_PER_CYCLE; i++) writer.begin(Op.get, 0, i + 1).topic(topic).end()
+  else
+    for (let i = 0; i < BIG_MESSAGES_PER_CYCLE; i++)
+      writer
+        .begin(Op.get, 0, i + 1)
+        .topic(topic)
+        .end()
   return writer.take().slice()
 }
 
@@ -309,21 +324,32 @@ function garbageBytes(): { variant: string; bytes: Uint8Array } {
       const writer = new FrameWriter()
       writer.begin(Op.hello, 0, 0).bytes(MAGIC).u8(BINARY_VERSION).end()
       for (let i = 0; i < 8; i++) {
-        writer.begin(randomInt(256), randomInt(256), randomInt(2 ** 32)).bytes(noise(randomInt(64))).end()
+        writer
+          .begin(randomInt(256), randomInt(256), randomInt(2 ** 32))
+          .bytes(noise(randomInt(64)))
+          .end()
       }
       return { variant: "binary-frames", bytes: writer.take().slice() }
     }
     case 3:
       return { variant: "header-noise", bytes: concat(encoder.encode('{"msg_length": '), noise(size)) }
     case 4:
-      return { variant: "json-then-noise", bytes: concat(encoder.encode(json({ action: "put", topic: "abuse/garbage", message: "ok" })), noise(size)) }
+      return {
+        variant: "json-then-noise",
+        bytes: concat(encoder.encode(json({ action: "put", topic: "abuse/garbage", message: "ok" })), noise(size)),
+      }
     case 5: // an object that never ends: the server must hold it, bounded
-      return { variant: "unfinished-object", bytes: concat(encoder.encode('{"action": "put", "topic": "t", "message": "'), encoder.encode("y".repeat(size))) }
+      return {
+        variant: "unfinished-object",
+        bytes: concat(encoder.encode('{"action": "put", "topic": "t", "message": "'), encoder.encode("y".repeat(size))),
+      }
     default: // valid-looking requests with bad fields
       return {
         variant: "bad-requests",
         bytes: encoder.encode(
-          json({ action: "get", topic: 42 }) + json({ action: "get_wait", topic: "t", timeout: -1 }) + json({ action: randomInt(1000), topic: "t" }),
+          json({ action: "get", topic: 42 }) +
+            json({ action: "get_wait", topic: "t", timeout: -1 }) +
+            json({ action: randomInt(1000), topic: "t" }),
         ),
       }
   }

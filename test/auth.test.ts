@@ -3,12 +3,12 @@ import { describe, expect, test } from "bun:test"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { Authenticator, parseAuthConfig, type AuthConfig } from "../src/auth/auth.ts"
-import { connect, DsmqError } from "../src/client.ts"
+import { type AuthConfig, Authenticator, parseAuthConfig } from "../src/auth/auth.ts"
+import { connect, type DsmqError } from "../src/client.ts"
 import { exposureWarning, parseArguments } from "../src/options.ts"
 import { Op } from "../src/protocol/binary.ts"
 import { BinaryClient } from "./binary-client.ts"
-import { req, rep } from "./binary-frames.ts"
+import { rep, req } from "./binary-frames.ts"
 import { request, startTestServer, TestClient } from "./helpers.ts"
 import { WsClient } from "./ws-helpers.ts"
 
@@ -60,9 +60,9 @@ describe("Authenticator", () => {
   test("the token file is checked: names, token length, patterns", () => {
     expect(() => parseAuthConfig("{}", false, "f")).toThrow("at least one token")
     expect(() => parseAuthConfig('{"tokens": [{"name": "a", "token": "short"}]}', false, "f")).toThrow("at least 16 characters")
-    expect(() =>
-      parseAuthConfig(`{"tokens": [{"name": "a", "token": "${LAB}"}, {"name": "a", "token": "${ADMIN}"}]}`, false, "f"),
-    ).toThrow("used twice")
+    expect(() => parseAuthConfig(`{"tokens": [{"name": "a", "token": "${LAB}"}, {"name": "a", "token": "${ADMIN}"}]}`, false, "f")).toThrow(
+      "used twice",
+    )
     expect(() => parseAuthConfig(`{"tokens": [{"name": "a", "token": "${LAB}", "read": "lab/#"}]}`, false, "f")).toThrow(
       "must be a list of topic patterns",
     )
@@ -117,7 +117,14 @@ describe("binary protocol", () => {
     expect(await refused(lab.putAck("office/temp", "19"))).toBe("forbidden")
     expect(await refused(lab.get("office/temp"))).toBe("forbidden")
     expect(await refused(lab.subscribe("office/temp"))).toBe("forbidden")
-    expect(await refused(lab.putManyAck([{ topic: "lab/a", payload: "ok" }, { topic: "office/a", payload: "no" }]))).toBe("forbidden")
+    expect(
+      await refused(
+        lab.putManyAck([
+          { topic: "lab/a", payload: "ok" },
+          { topic: "office/a", payload: "no" },
+        ]),
+      ),
+    ).toBe("forbidden")
     expect(server.stats().puts).toBe(1) // the mixed batch stored nothing
     await using viewer = await connect({ port: server.port, retries: 0, token: VIEWER })
     expect(await refused(viewer.putAck("lab/temp", "x"))).toBe("forbidden")
@@ -169,7 +176,12 @@ describe("WebSocket", () => {
   test("a wrong token in the upgrade is refused with 401", async () => {
     using server = secured()
     const response = await fetch(`http://127.0.0.1:${server.httpPort}/?token=${WRONG}`, {
-      headers: { Upgrade: "websocket", Connection: "Upgrade", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13" },
+      headers: {
+        Upgrade: "websocket",
+        Connection: "Upgrade",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version": "13",
+      },
     })
     expect(response.status).toBe(401)
   })

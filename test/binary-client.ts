@@ -6,7 +6,7 @@
  */
 import type { Socket } from "bun"
 import { Outbound } from "../src/net/outbound.ts"
-import { BinaryDecoder, FrameWriter, Op, readReply, type BinaryReply, type BinaryRequest } from "../src/protocol/binary.ts"
+import { BinaryDecoder, type BinaryReply, type BinaryRequest, FrameWriter, Op, readReply } from "../src/protocol/binary.ts"
 import type { ProtocolError } from "../src/protocol/errors.ts"
 import { detachReply, writeRequest } from "./binary-frames.ts"
 import { EventWaiter } from "./event-waiter.ts"
@@ -154,7 +154,6 @@ export class BinaryClient implements AsyncDisposable {
       what,
     )
   }
-
 
   /** Stops reading from the socket: the server's writes back up in the kernel, then in the server. */
   pause(): void {

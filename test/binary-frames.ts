@@ -5,14 +5,16 @@
  */
 import { expect } from "bun:test"
 import {
+  type BinaryReply,
+  type BinaryRequest,
   Flag,
   FrameWriter,
   MAGIC,
   Op,
+  type PutEntry,
   readReply,
-  type BinaryReply,
-  type BinaryRequest,
-  type PutEntry, writeMessage } from "../src/protocol/binary.ts"
+  writeMessage,
+} from "../src/protocol/binary.ts"
 
 const encoder = new TextEncoder()
 
@@ -31,7 +33,11 @@ export function writeRequest(writer: FrameWriter, request: BinaryRequest): void 
       writer.end()
       return
     case Op.put:
-      writer.begin(Op.put, request.ack ? Flag.ack : 0, requestId).topic(request.topic).bytes(request.payload).end()
+      writer
+        .begin(Op.put, request.ack ? Flag.ack : 0, requestId)
+        .topic(request.topic)
+        .bytes(request.payload)
+        .end()
       return
     case Op.putMany:
       writer.begin(Op.putMany, request.ack ? Flag.ack : 0, requestId).u32(request.entries.length)
@@ -82,7 +88,11 @@ export function writeReply(writer: FrameWriter, reply: BinaryReply): void {
       writer.begin(reply.op, 0, requestId).bytes(reply.body).end()
       return
     case Op.error:
-      writer.begin(Op.error, reply.fatal ? Flag.fatal : 0, requestId).u16(reply.code).bytes(bytes(reply.text)).end()
+      writer
+        .begin(Op.error, reply.fatal ? Flag.fatal : 0, requestId)
+        .u16(reply.code)
+        .bytes(bytes(reply.text))
+        .end()
       return
   }
 }

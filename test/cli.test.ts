@@ -1,8 +1,8 @@
 /** The entry point as a user runs it: `bun run src/server.ts ...` in its own process. */
 import { describe, expect, test } from "bun:test"
-import { join } from "node:path"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { DEFAULT_RETENTION } from "../src/broker/retention.ts"
 import { parseArguments } from "../src/options.ts"
 import { request, TestClient } from "./helpers.ts"
@@ -86,8 +86,20 @@ describe("parseArguments", () => {
 
   test("reads storage and retention options", () => {
     const parsed = parseArguments([
-      "--db", "/tmp/x.db", "--sync", "full", "--max-memory", "64MiB", "--max-messages", "none",
-      "--max-topic-bytes", "1.5KiB", "--max-age", "10m", "--full-policy", "reject",
+      "--db",
+      "/tmp/x.db",
+      "--sync",
+      "full",
+      "--max-memory",
+      "64MiB",
+      "--max-messages",
+      "none",
+      "--max-topic-bytes",
+      "1.5KiB",
+      "--max-age",
+      "10m",
+      "--full-policy",
+      "reject",
     ])
     expect(parsed).toMatchObject({
       options: {

@@ -1,7 +1,7 @@
 /** The TypeScript client against a real server. */
 import { describe, expect, test } from "bun:test"
-import { connect, ConnectionClosedError, DsmqError, type Client, type Message } from "../src/client.ts"
 import { DEFAULT_RETENTION } from "../src/broker/retention.ts"
+import { type Client, ConnectionClosedError, connect, DsmqError, type Message } from "../src/client.ts"
 import { startServer } from "../src/server/listener.ts"
 import { eventually, startTestServer } from "./helpers.ts"
 
@@ -129,11 +129,7 @@ describe("client", () => {
     publisher.put("t", "after 1")
     publisher.put("other", "not mine")
     publisher.put("t", "after 2")
-    expect((await take(subscription, 3)).map((message) => message.text())).toEqual([
-      "before subscribe",
-      "after 1",
-      "after 2",
-    ])
+    expect((await take(subscription, 3)).map((message) => message.text())).toEqual(["before subscribe", "after 1", "after 2"])
     await subscription.unsubscribe()
     expect(await subscription.next()).toEqual({ value: undefined, done: true })
     await publisher.putAck("t", "after unsubscribe")

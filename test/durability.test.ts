@@ -38,7 +38,13 @@ test("a restart keeps messages, continues the sequence and resumes named cursors
   await using reader = await connect({ port: server.port, retries: 0, cursor: "worker" })
   await using writer = await connect({ port: server.port, retries: 0 })
   expect(await writer.putAck("jobs", "job 6")).toBe(6)
-  const rest = [await reader.get("jobs"), await reader.get("jobs"), await reader.get("jobs"), await reader.get("jobs"), await reader.get("jobs")]
+  const rest = [
+    await reader.get("jobs"),
+    await reader.get("jobs"),
+    await reader.get("jobs"),
+    await reader.get("jobs"),
+    await reader.get("jobs"),
+  ]
   expect(rest.map((message) => message?.text() ?? null)).toEqual(["job 3", "job 4", "job 5", "job 6", null])
 })
 

@@ -8,7 +8,7 @@
  * A case is a function of (seed, index) only (`caseRng`), so any failure is replayed from the
  * two numbers.
  */
-import { BinaryDecoder, FrameWriter, MAGIC, Op, readReply, type BinaryReply } from "../src/protocol/binary.ts"
+import { BinaryDecoder, type BinaryReply, FrameWriter, MAGIC, Op, readReply } from "../src/protocol/binary.ts"
 import { detectProtocol, WireProtocol } from "../src/protocol/detect.ts"
 import { ErrorCode, type ProtocolError } from "../src/protocol/errors.ts"
 import { encodeHeader, JsonHeaderDecoder } from "../src/protocol/json-header.ts"
@@ -142,7 +142,7 @@ function messageText(rng: Rng): string {
     case 0:
       return ""
     case 1:
-      return rng.pick(["{", "}", "{}", '"', '\\"', "\\", "{\"a\": [1, {\"b\": \"}\"}]}", "\\u0041", "]"])
+      return rng.pick(["{", "}", "{}", '"', '\\"', "\\", '{"a": [1, {"b": "}"}]}', "\\u0041", "]"])
     case 2:
       return "ünï 🎉 ∑ \u0000 \u001f \u2028"
     case 3:
@@ -229,7 +229,9 @@ function serializeJson(value: unknown, rng: Rng): string {
 export function pythonJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(pythonJson).join(", ")}]`
   if (typeof value === "object" && value !== null) {
-    return `{${Object.entries(value).map(([key, item]) => `${pythonJson(key)}: ${pythonJson(item)}`).join(", ")}}`
+    return `{${Object.entries(value)
+      .map(([key, item]) => `${pythonJson(key)}: ${pythonJson(item)}`)
+      .join(", ")}}`
   }
   return JSON.stringify(value).replace(/[\u0080-\uffff]/g, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`)
 }
@@ -345,7 +347,15 @@ export function binarySample(rng: Rng, options: CorpusOptions): Sample {
       case 0:
       case 1:
       case 2:
-        frame((w) => w.begin(Op.put, rng.chance(0.5) ? 1 : 0, id).topic(topic).bytes(payload).end(), [topicMark(10)])
+        frame(
+          (w) =>
+            w
+              .begin(Op.put, rng.chance(0.5) ? 1 : 0, id)
+              .topic(topic)
+              .bytes(payload)
+              .end(),
+          [topicMark(10)],
+        )
         break
       case 3: {
         const entries = Array.from({ length: rng.int(4) }, () => ({ topic: rng.pick(TOPICS), payload: rng.bytes(rng.int(40)) }))
@@ -370,7 +380,15 @@ export function binarySample(rng: Rng, options: CorpusOptions): Sample {
         frame((w) => w.begin(Op.getLatest, 0, id).topic(topic).end(), [topicMark(10)])
         break
       case 7:
-        frame((w) => w.begin(Op.getWait, 0, id).u32(rng.pick([0, 1, 5, 60_000])).topic(topic).end(), [[10, 4, "u32"], topicMark(14)])
+        frame(
+          (w) =>
+            w
+              .begin(Op.getWait, 0, id)
+              .u32(rng.pick([0, 1, 5, 60_000]))
+              .topic(topic)
+              .end(),
+          [[10, 4, "u32"], topicMark(14)],
+        )
         break
       case 8:
         frame((w) => w.begin(Op.subscribe, 0, id).topic(topic).end(), [topicMark(10)])
@@ -391,7 +409,10 @@ export function binarySample(rng: Rng, options: CorpusOptions): Sample {
         // Unknown opcodes and flags, a second HELLO: refused without closing.
         frame((w) =>
           rng.chance(0.5)
-            ? w.begin(rng.pick([0x0c, 0x42, 0x7f, 0x80, 0xfe]), rng.int(4), id).bytes(payload).end()
+            ? w
+                .begin(rng.pick([0x0c, 0x42, 0x7f, 0x80, 0xfe]), rng.int(4), id)
+                .bytes(payload)
+                .end()
             : w.begin(Op.hello, 0, id).bytes(MAGIC).u8(1).end(),
         )
         break
@@ -428,7 +449,9 @@ export function httpSample(rng: Rng, options: CorpusOptions): Sample {
       case 2:
         method = "POST"
         path = `/topics/${topicSegment()}`
-        body = rng.chance(0.05) ? new Uint8Array(options.maxFrameBytes + rng.pick([1, options.maxFrameBytes + 2000])) : rng.bytes(rng.int(200))
+        body = rng.chance(0.05)
+          ? new Uint8Array(options.maxFrameBytes + rng.pick([1, options.maxFrameBytes + 2000]))
+          : rng.bytes(rng.int(200))
         break
       case 3:
       case 4: {
@@ -448,7 +471,17 @@ export function httpSample(rng: Rng, options: CorpusOptions): Sample {
         if (rng.chance(0.3)) headers.push(`Last-Event-ID: ${rng.pick(["0", "3", "abc", "99999999999999999999"])}`)
         break
       case 7:
-        path = rng.pick(["/healthz", "/metrics", "/", "/topics", "/topics/", "/topics/a/b/c", "/nothing", "//topics/t", "/topics/t/latest/x"])
+        path = rng.pick([
+          "/healthz",
+          "/metrics",
+          "/",
+          "/topics",
+          "/topics/",
+          "/topics/a/b/c",
+          "/nothing",
+          "//topics/t",
+          "/topics/t/latest/x",
+        ])
         break
       case 8:
         method = rng.pick(["PUT", "DELETE", "OPTIONS", "PATCH", "POST", "BREW"])
@@ -459,19 +492,27 @@ export function httpSample(rng: Rng, options: CorpusOptions): Sample {
         method = "POST"
         path = `/topics/${topicSegment()}`
         body = utf8(messageText(rng))
-        headers.push(rng.pick(["Content-Type: text/plain", "Authorization: Bearer nope", "Expect: 100-continue", "X-Long: " + "h".repeat(2000)]))
+        headers.push(
+          rng.pick(["Content-Type: text/plain", "Authorization: Bearer nope", "Expect: 100-continue", `X-Long: ${"h".repeat(2000)}`]),
+        )
         break
       case 10:
         // Something that is not the API: an upgrade on another path, an old HTTP version.
         path = rng.pick(["/topics/t", "/ws"])
-        headers.push("Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13")
+        headers.push(
+          "Upgrade: websocket",
+          "Connection: Upgrade",
+          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+          "Sec-WebSocket-Version: 13",
+        )
         break
       default:
         path = `/topics/${topicSegment()}?after=0`
-        headers.push("Authorization: Bearer " + rng.pick(["x", "", "a".repeat(300)]))
+        headers.push(`Authorization: Bearer ${rng.pick(["x", "", "a".repeat(300)])}`)
     }
     const token = tokenFor(rng, options)
-    if (token !== null && options.tokens !== undefined && rng.chance(0.15)) path += `${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}`
+    if (token !== null && options.tokens !== undefined && rng.chance(0.15))
+      path += `${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}`
     else if (token !== null) headers.push(`Authorization: Bearer ${token}`)
     builder.start()
     builder.append(`${method} ${path} HTTP/1.1\r\n${headers.map((header) => `${header}\r\n`).join("")}`)
@@ -519,18 +560,73 @@ export function streamSample(protocol: "json-stream" | "json-header" | "binary" 
 
 const DICTIONARY: Record<"json" | "binary" | "http", readonly (string | number[])[]> = {
   json: [
-    "{", "}", '"', "\\", "\\u", "\\ud800", ":", ",", "[", "]", "null", "1e999", "-0", " ", "\n", "}}}}", "{{{{",
-    '{"action": "get", "topic": "t"}', '{"msg_length": ', '{"msg_length": 1000010}', '{"msg_length": 99999999999}',
-    [0xc3], [0xff], [0xed, 0xa0, 0x80], [0xf4, 0x90, 0x80, 0x80], [0xe2, 0x82], [0x00], [0xc0, 0x80],
+    "{",
+    "}",
+    '"',
+    "\\",
+    "\\u",
+    "\\ud800",
+    ":",
+    ",",
+    "[",
+    "]",
+    "null",
+    "1e999",
+    "-0",
+    " ",
+    "\n",
+    "}}}}",
+    "{{{{",
+    '{"action": "get", "topic": "t"}',
+    '{"msg_length": ',
+    '{"msg_length": 1000010}',
+    '{"msg_length": 99999999999}',
+    [0xc3],
+    [0xff],
+    [0xed, 0xa0, 0x80],
+    [0xf4, 0x90, 0x80, 0x80],
+    [0xe2, 0x82],
+    [0x00],
+    [0xc0, 0x80],
   ],
   binary: [
-    [0, 0, 0, 0], [0xff, 0xff, 0xff, 0xff], [0, 0, 0, 6, 0x09, 0, 0, 0, 0, 1], [0, 0, 0, 5], [0x00], [0xff], [0x7f, 0xff, 0xff, 0xff],
-    [0, 0, 0, 0x0b, 0x01, 0, 0, 0, 0, 1, 0x44, 0x53, 0x4d, 0x51, 0x01], [0xc3], [0xed, 0xa0, 0x80], [0, 0x10, 0, 0],
+    [0, 0, 0, 0],
+    [0xff, 0xff, 0xff, 0xff],
+    [0, 0, 0, 6, 0x09, 0, 0, 0, 0, 1],
+    [0, 0, 0, 5],
+    [0x00],
+    [0xff],
+    [0x7f, 0xff, 0xff, 0xff],
+    [0, 0, 0, 0x0b, 0x01, 0, 0, 0, 0, 1, 0x44, 0x53, 0x4d, 0x51, 0x01],
+    [0xc3],
+    [0xed, 0xa0, 0x80],
+    [0, 0x10, 0, 0],
   ],
   http: [
-    "\r\n", "\r\n\r\n", "\n", " ", "%", "%zz", "%ff", "%2F", "/", "?", "&after=", "&wait=0", "Content-Length: 5\r\n",
-    "Content-Length: 99999999999999999999\r\n", "Transfer-Encoding: chunked\r\n", "0\r\n\r\n", "GET / HTTP/1.1\r\n",
-    "HTTP/1.0", "Expect: 100-continue\r\n", "Last-Event-ID: 99999999999999999999\r\n", "Host: x\r\n", [0x00], [0xff], [0x7f],
+    "\r\n",
+    "\r\n\r\n",
+    "\n",
+    " ",
+    "%",
+    "%zz",
+    "%ff",
+    "%2F",
+    "/",
+    "?",
+    "&after=",
+    "&wait=0",
+    "Content-Length: 5\r\n",
+    "Content-Length: 99999999999999999999\r\n",
+    "Transfer-Encoding: chunked\r\n",
+    "0\r\n\r\n",
+    "GET / HTTP/1.1\r\n",
+    "HTTP/1.0",
+    "Expect: 100-continue\r\n",
+    "Last-Event-ID: 99999999999999999999\r\n",
+    "Host: x\r\n",
+    [0x00],
+    [0xff],
+    [0x7f],
     "GET /topics/t?after=0 HTTP/1.1\r\nHost: x\r\n\r\n",
   ],
 }
@@ -601,7 +697,11 @@ function writeField(field: LengthField, value: number, rng: Rng): Uint8Array {
           : rng.pick(["-1", "1e6", "0001000005", "", " 5", "1000000.5", "+1000001", "99999999999999999999999999"]),
       )
     case "hex":
-      return utf8(rng.chance(0.8) ? Math.floor(Math.min(value, 2 ** 52)).toString(16) : rng.pick(["-1", "g", "", "ffffffffffffffff", "5;ext=1", "0x5"]))
+      return utf8(
+        rng.chance(0.8)
+          ? Math.floor(Math.min(value, 2 ** 52)).toString(16)
+          : rng.pick(["-1", "g", "", "ffffffffffffffff", "5;ext=1", "0x5"]),
+      )
   }
 }
 
@@ -629,12 +729,16 @@ export function mutate(sample: Sample, donor: Sample, protocol: Protocol, rng: R
       const value = corruptValue(rng, field, readField(bytes, field), options)
       const replacement = writeField(field, value, rng)
       bytes = concat(bytes.subarray(0, field.at), replacement, bytes.subarray(field.at + field.width))
-      const shown = field.encoding === "u32" || field.encoding === "u16" ? String(readField(replacement, { ...field, at: 0 })) : new TextDecoder().decode(replacement) || "''"
+      const shown =
+        field.encoding === "u32" || field.encoding === "u16"
+          ? String(readField(replacement, { ...field, at: 0 }))
+          : new TextDecoder().decode(replacement) || "''"
       ops.push(`length@${field.at}(${field.encoding})=${shown}`)
     }
   }
   const starts = sample.starts
-  const position = (): number => (starts.length > 0 && rng.chance(0.4) ? Math.min(bytes.length, rng.pick(starts) + rng.int(12)) : rng.int(bytes.length + 1))
+  const position = (): number =>
+    starts.length > 0 && rng.chance(0.4) ? Math.min(bytes.length, rng.pick(starts) + rng.int(12)) : rng.int(bytes.length + 1)
   const rounds = ops.length > 0 ? rng.int(3) : rng.range(1, 4)
   for (let round = 0; round < rounds; round++) {
     switch (rng.int(9)) {
@@ -680,7 +784,10 @@ export function mutate(sample: Sample, donor: Sample, protocol: Protocol, rng: R
         }
         const range = bytes.subarray(from, to)
         // Many copies of a small request; a large one (up to --max-message-bytes) once or twice.
-        const times = Math.max(1, Math.min(rng.chance(0.2) ? rng.range(10, 60) : rng.range(1, 3), Math.floor(256 * 1024 / Math.max(1, range.length))))
+        const times = Math.max(
+          1,
+          Math.min(rng.chance(0.2) ? rng.range(10, 60) : rng.range(1, 3), Math.floor((256 * 1024) / Math.max(1, range.length))),
+        )
         const at = starts.length > 0 && rng.chance(0.5) ? Math.min(bytes.length, rng.pick(starts)) : rng.int(bytes.length + 1)
         bytes = concat(bytes.subarray(0, at), ...Array.from({ length: times }, () => range), bytes.subarray(at))
         ops.push(`duplicate[${from},${to})×${times}@${at}`)
@@ -752,7 +859,12 @@ export function chunk(bytes: Uint8Array, rng: Rng, maxPieces = 48): Uint8Array[]
 export const WsOpcode = { continuation: 0x0, text: 0x1, binary: 0x2, close: 0x8, ping: 0x9, pong: 0xa } as const
 
 /** One masked frame; `lengthAt` is where its payload length field starts (for corruption). */
-export function maskedFrame(opcode: number, payload: Uint8Array, rng: Rng, fin = true): { bytes: Uint8Array; lengthAt: number; lengthWidth: number } {
+export function maskedFrame(
+  opcode: number,
+  payload: Uint8Array,
+  rng: Rng,
+  fin = true,
+): { bytes: Uint8Array; lengthAt: number; lengthWidth: number } {
   const length = payload.length
   const header: number[] = [(fin ? 0x80 : 0) | opcode]
   if (length < 126) header.push(0x80 | length)
@@ -858,7 +970,12 @@ const ERROR_CODES: ReadonlySet<number> = new Set(Object.values(ErrorCode))
 /** JSON errors after which the server always closes (never an in-place answer). */
 const ALWAYS_CLOSING = new Set(["malformed_frame", "bad_json", "not_an_object", "unknown_action", "too_large", "shutdown_refused"])
 /** Binary error codes that are fatal (the connection closes), and those that never are. */
-const FATAL_CODES: ReadonlySet<number> = new Set([ErrorCode.malformed_frame, ErrorCode.too_large, ErrorCode.unsupported_version, ErrorCode.unauthorized])
+const FATAL_CODES: ReadonlySet<number> = new Set([
+  ErrorCode.malformed_frame,
+  ErrorCode.too_large,
+  ErrorCode.unsupported_version,
+  ErrorCode.unauthorized,
+])
 const NON_FATAL_CODES: ReadonlySet<number> = new Set([
   ErrorCode.unknown_action,
   ErrorCode.bad_field,
@@ -914,7 +1031,10 @@ export class Tally {
 
   summary(): string {
     const map = (m: ReadonlyMap<string | number, number>) =>
-      [...m].toSorted((a, b) => String(a[0]).localeCompare(String(b[0]), "en", { numeric: true })).map(([k, v]) => `${k}:${v}`).join(" ")
+      [...m]
+        .toSorted((a, b) => String(a[0]).localeCompare(String(b[0]), "en", { numeric: true }))
+        .map(([k, v]) => `${k}:${v}`)
+        .join(" ")
     return (
       `${this.connections} connections, ${this.bytesSent} bytes sent, ${this.bytesReceived} received, ${this.replies} replies ` +
       `(${this.messages} with a message), ${this.closingErrors} closed by an error, ${this.silent} silent, ${this.truncated} cut off` +
@@ -965,7 +1085,8 @@ function checkJsonReply(text: string, webSocket: boolean, problems: string[], ta
   if (webSocket && reply.seq === undefined && reply.auth === undefined && typeof reply.message === "string") {
     // Upstream's exact bytes: `{"message": "..."}` with ": " and non-ASCII escaped.
     const expected = upstreamMessageReply(utf8(reply.message))
-    if (text !== expected) problems.push(`a WebSocket reply is not in upstream's format: ${text.slice(0, 200)} (expected ${expected.slice(0, 200)})`)
+    if (text !== expected)
+      problems.push(`a WebSocket reply is not in upstream's format: ${text.slice(0, 200)} (expected ${expected.slice(0, 200)})`)
     if (reply.message !== "") tally.messages++
   }
   return null
@@ -1151,7 +1272,8 @@ export function checkWsReplies(received: WsReceived, maxFrameBytes: number, tall
     if (!CLOSE_CODES.has(received.close.code)) problems.push(`close code ${received.close.code} (${received.close.reason})`)
     if (received.close.code === 1008) {
       const name = /^([a-z_]+): /.exec(received.close.reason)?.[1]
-      if (name === undefined || !ERROR_NAMES.has(name)) problems.push(`a 1008 close whose reason names no error: ${JSON.stringify(received.close.reason)}`)
+      if (name === undefined || !ERROR_NAMES.has(name))
+        problems.push(`a 1008 close whose reason names no error: ${JSON.stringify(received.close.reason)}`)
     }
   }
   if (received.messages.length === 0) {
@@ -1169,7 +1291,8 @@ export function checkWsReplies(received: WsReceived, maxFrameBytes: number, tall
       }
     }
     const closed = checkJsonReplies(texts, true, problems, tally)
-    if (closed && received.close !== null && received.close.code !== 1008) problems.push(`an error that closes, then close code ${received.close.code}`)
+    if (closed && received.close !== null && received.close.code !== 1008)
+      problems.push(`an error that closes, then close code ${received.close.code}`)
   } else {
     if (received.messages.some((message) => message.text)) problems.push("text messages on a connection that got binary frames")
     const checker = new BinaryReplyChecker(problems, tally, { maxFrameBytes, expectHandshake: true })
@@ -1180,7 +1303,8 @@ export function checkWsReplies(received: WsReceived, maxFrameBytes: number, tall
       if (failure !== null) problems.push(`a binary message does not split into frames: ${(failure as ProtocolError).message}`)
       else if (decoder.buffered > 0) problems.push("a binary message that does not hold whole frames")
     }
-    if (checker.fatal && received.close !== null && received.close.code !== 1008) problems.push(`a fatal error, then close code ${received.close.code}`)
+    if (checker.fatal && received.close !== null && received.close.code !== 1008)
+      problems.push(`a fatal error, then close code ${received.close.code}`)
   }
   return problems
 }
@@ -1322,14 +1446,16 @@ function checkHttpResponse(code: number, headers: Map<string, string>, body: str
       else if (!statuses.includes(code)) problems.push(`error ${error.code} with status ${code}`)
       if (code === 405 && !headers.has("allow")) problems.push("a 405 without Allow")
     } else if (code === 201) {
-      if (typeof value.topic !== "string" || !(Number.isSafeInteger(value.seq) && (value.seq as number) > 0)) problems.push(`a bad 201 body: ${body.slice(0, 200)}`)
+      if (typeof value.topic !== "string" || !(Number.isSafeInteger(value.seq) && (value.seq as number) > 0))
+        problems.push(`a bad 201 body: ${body.slice(0, 200)}`)
     }
   } else if (type.startsWith("application/octet-stream")) {
     tally.messages++
     if (code !== 200 || !/^\d+$/.test(headers.get("dsmq-seq") ?? "")) problems.push(`a message response without DSMQ-Seq (${code})`)
   } else if (type.startsWith("text/event-stream")) {
     for (const line of body.split("\n")) {
-      if (line !== "" && !/^(:|id: \d+$|event: (message|missed)$|data: )/.test(line)) problems.push(`a bad event-stream line: ${JSON.stringify(line.slice(0, 100))}`)
+      if (line !== "" && !/^(:|id: \d+$|event: (message|missed)$|data: )/.test(line))
+        problems.push(`a bad event-stream line: ${JSON.stringify(line.slice(0, 100))}`)
     }
   }
 }

@@ -8,7 +8,7 @@
 import type { Socket } from "bun"
 import type { AuthConfig } from "../src/auth/auth.ts"
 import { Outbound } from "../src/net/outbound.ts"
-import { BinaryDecoder, Op, readReply, type BinaryReply } from "../src/protocol/binary.ts"
+import { BinaryDecoder, type BinaryReply, Op, readReply } from "../src/protocol/binary.ts"
 import { upstreamMessageReply } from "../src/protocol/json-reply.ts"
 import { BinaryClient, statsBody } from "./binary-client.ts"
 import { detachReply, encodeRequests, rep, req } from "./binary-frames.ts"
@@ -16,6 +16,7 @@ import { EventStreamReader } from "./event-stream-reader.ts"
 import { EventWaiter } from "./event-waiter.ts"
 import {
   binarySample,
+  type CorpusOptions,
   caseRng,
   checkHttpReplies,
   checkTcpReplies,
@@ -24,21 +25,20 @@ import {
   closeFrame,
   frameMessages,
   GOOD_PUSH_TOPIC,
+  type Mutated,
   mutate,
   PROTOCOLS,
-  splitIntoMessages,
-  streamSample,
-  Tally,
-  WsOpcode,
-  wsJsonMessages,
-  type CorpusOptions,
-  type Mutated,
   type Protocol,
   type Rng,
   type Sample,
+  splitIntoMessages,
+  streamSample,
+  type Tally,
+  WsOpcode,
   type WsReceived,
+  wsJsonMessages,
 } from "./fuzz-corpus.ts"
-import { TestClient, type Framing, type Reply } from "./helpers.ts"
+import { type Framing, type Reply, TestClient } from "./helpers.ts"
 import { WsClient } from "./ws-helpers.ts"
 
 export interface Target {
@@ -231,7 +231,13 @@ export function makeCase(seed: number, index: number, options: CaseOptions, prot
           case 0:
           case 1: {
             const donor = messages[rng.int(messages.length)]!.payload
-            const mutated = mutate({ bytes: messages[k]!.payload, starts: [0], lengths: [] }, { bytes: donor, starts: [0], lengths: [] }, chosen, rng, options)
+            const mutated = mutate(
+              { bytes: messages[k]!.payload, starts: [0], lengths: [] },
+              { bytes: donor, starts: [0], lengths: [] },
+              chosen,
+              rng,
+              options,
+            )
             messages[k] = { opcode: WsOpcode.text, payload: mutated.bytes }
             ops.push(`message#${k}:${mutated.ops.join("+")}`)
             break
@@ -274,7 +280,13 @@ export function makeCase(seed: number, index: number, options: CaseOptions, prot
     }))
     const framed = frameMessages(messages, rng)
     const bytes = Buffer.concat([framed.bytes, closeFrame(rng)])
-    return { ...base, ops: [...mutated.ops, `${messages.length} messages`, ...framed.ops], bytes, pieces: chunk(bytes, rng), ending: "wait" }
+    return {
+      ...base,
+      ops: [...mutated.ops, `${messages.length} messages`, ...framed.ops],
+      bytes,
+      pieces: chunk(bytes, rng),
+      ending: "wait",
+    }
   }
   if (chosen === "http") {
     const bytes = Buffer.concat([mutated.bytes, SENTINEL])
@@ -328,7 +340,9 @@ export function startCase(fuzzCase: FuzzCase, target: Target, tally: Tally): Run
           const status = Number(ws.refusal!.slice(9, 12))
           tally.statuses.set(status, (tally.statuses.get(status) ?? 0) + 1)
           // A 503 is the server at its connection limit; a 401 must be for a wrong token.
-          return fuzzCase.upgrade?.refused === true || ws.refusal!.startsWith("HTTP/1.1 503") ? [] : [`the upgrade was refused: ${ws.refusal}`]
+          return fuzzCase.upgrade?.refused === true || ws.refusal!.startsWith("HTTP/1.1 503")
+            ? []
+            : [`the upgrade was refused: ${ws.refusal}`]
         }
       }
       await connection.sendPieces(fuzzCase.pieces)
@@ -619,9 +633,15 @@ export class GoodClients {
     const stream = await TestClient.connect(target.port, "json-stream")
     const header = await TestClient.connect(target.port, "json-header")
     if (token !== undefined) {
-      for (const [client, framing] of [[stream, "json-stream"], [header, "json-header"]] as const) {
+      for (const [client, framing] of [
+        [stream, "json-stream"],
+        [header, "json-header"],
+      ] as const) {
         const reply = await client.ask({ action: "auth", token }, framing)
-        check(reply.message === "" && typeof reply.auth === "string" && reply.error === undefined, () => `${framing}: auth answered ${JSON.stringify(reply)}`)
+        check(
+          reply.message === "" && typeof reply.auth === "string" && reply.error === undefined,
+          () => `${framing}: auth answered ${JSON.stringify(reply)}`,
+        )
       }
     }
     const binary = await BinaryClient.connect(target.port, token === undefined ? {} : { token })
@@ -630,7 +650,10 @@ export class GoodClients {
     const wsJson = await WsClient.connect(ws)
     const wsBinary = await WsBinaryClient.connect(ws)
     const abort = new AbortController()
-    const response = await fetch(`http://${HOST}:${target.httpPort}/topics/${encodeURIComponent("good/http")}/events`, { signal: abort.signal, headers })
+    const response = await fetch(`http://${HOST}:${target.httpPort}/topics/${encodeURIComponent("good/http")}/events`, {
+      signal: abort.signal,
+      headers,
+    })
     check(response.status === 200, () => `the good event stream answered ${response.status}`)
     const events = new EventStreamReader(response)
     const clients = new GoodClients(target, headers, [stream, header, binary, wsJson, wsBinary, events, abort])
@@ -683,7 +706,8 @@ export class GoodClients {
     for (const frame of this.#binary.frames) {
       if (frame.op !== Op.deliver) continue
       this.#pushes++
-      if (frame.seq <= this.#lastPushSeq) this.#pushProblems.push(`pushes out of order or repeated: seq ${frame.seq} after ${this.#lastPushSeq}`)
+      if (frame.seq <= this.#lastPushSeq)
+        this.#pushProblems.push(`pushes out of order or repeated: seq ${frame.seq} after ${this.#lastPushSeq}`)
       this.#lastPushSeq = Math.max(this.#lastPushSeq, frame.seq)
       const own = this.#ownPushes.get(frame.seq)
       if (own === undefined) continue
@@ -719,13 +743,25 @@ export class GoodClients {
     )
     const replies = (await client.waitForReplies(before + 6)).slice(before)
     const ack = replies[0]!
-    check(ack.message === "" && typeof ack.seq === "number" && Object.keys(ack).length === 2, () => `${framing}: the put's ack was ${JSON.stringify(ack)}`)
+    check(
+      ack.message === "" && typeof ack.seq === "number" && Object.keys(ack).length === 2,
+      () => `${framing}: the put's ack was ${JSON.stringify(ack)}`,
+    )
     const gets = replies.slice(1, 5)
     const expected: Reply[] = texts.map((message, i) => ({ message, seq: gets[i]?.seq ?? -1 }))
-    check(JSON.stringify(gets) === JSON.stringify(expected), () => `${framing}: got ${JSON.stringify(gets)}, expected ${JSON.stringify(expected)}`)
+    check(
+      JSON.stringify(gets) === JSON.stringify(expected),
+      () => `${framing}: got ${JSON.stringify(gets)}, expected ${JSON.stringify(expected)}`,
+    )
     const seqs = gets.map((reply) => reply.seq!)
-    check(seqs.every((seq, i) => i === 0 || seq > seqs[i - 1]!) && seqs[3] === ack.seq, () => `${framing}: sequence numbers ${seqs} (ack ${ack.seq})`)
-    check(JSON.stringify(replies[5]) === '{"message":""}', () => `${framing}: the get after the last message answered ${JSON.stringify(replies[5])}`)
+    check(
+      seqs.every((seq, i) => i === 0 || seq > seqs[i - 1]!) && seqs[3] === ack.seq,
+      () => `${framing}: sequence numbers ${seqs} (ack ${ack.seq})`,
+    )
+    check(
+      JSON.stringify(replies[5]) === '{"message":""}',
+      () => `${framing}: the get after the last message answered ${JSON.stringify(replies[5])}`,
+    )
     // Forgotten once checked: a long run keeps nothing.
     client.clearReceived()
     client.replies.length = 0
@@ -741,7 +777,10 @@ export class GoodClients {
     const seq = ack.op === Op.putAck ? ack.seq : -1
     const getId = client.nextId()
     const message = await client.call(req.get(getId, topic))
-    check(JSON.stringify(message) === JSON.stringify(rep.message(getId, seq, topic, payload)), () => `binary: GET answered ${JSON.stringify(message)}`)
+    check(
+      JSON.stringify(message) === JSON.stringify(rep.message(getId, seq, topic, payload)),
+      () => `binary: GET answered ${JSON.stringify(message)}`,
+    )
     const emptyId = client.nextId()
     const empty = await client.call(req.get(emptyId, topic))
     check(JSON.stringify(empty) === JSON.stringify(rep.empty(emptyId)), () => `binary: the second GET answered ${JSON.stringify(empty)}`)
@@ -786,12 +825,18 @@ export class GoodClients {
   async #httpRound(tag: string): Promise<void> {
     const url = `http://${HOST}:${this.#target.httpPort}/topics/${encodeURIComponent("good/http")}`
     // Bytes that are not UTF-8, then a text: both come back exactly, in order.
-    const payloads = [new Uint8Array([0xff, 0x00, 0xc3, 0x28, ...new TextEncoder().encode(tag)]), new TextEncoder().encode(goodText(tag, 1))]
+    const payloads = [
+      new Uint8Array([0xff, 0x00, 0xc3, 0x28, ...new TextEncoder().encode(tag)]),
+      new TextEncoder().encode(goodText(tag, 1)),
+    ]
     const seqs: number[] = []
     for (const payload of payloads) {
       const response = await fetch(url, { method: "POST", body: payload, headers: this.#headers })
       const body = (await response.json()) as { topic: string; seq: number }
-      check(response.status === 201 && body.topic === "good/http" && Number.isSafeInteger(body.seq), () => `http: POST answered ${response.status} ${JSON.stringify(body)}`)
+      check(
+        response.status === 201 && body.topic === "good/http" && Number.isSafeInteger(body.seq),
+        () => `http: POST answered ${response.status} ${JSON.stringify(body)}`,
+      )
       seqs.push(body.seq)
     }
     let after = this.#httpLastSeq

@@ -22,12 +22,12 @@
  * bench/fuzz.ts.
  */
 import { describe, expect, test } from "bun:test"
-import { DEFAULT_MAX_MESSAGE_BYTES, MAX_OUTBOUND_BYTES } from "../src/server/listener.ts"
 import { BinaryDecoder } from "../src/protocol/binary.ts"
 import type { FrameSink } from "../src/protocol/decoder.ts"
 import { JsonHeaderDecoder } from "../src/protocol/json-header.ts"
 import { JsonStreamDecoder } from "../src/protocol/json-stream.ts"
-import { caseRng, chunk, mutate, PROTOCOLS, streamSample, Tally, type Protocol } from "./fuzz-corpus.ts"
+import { DEFAULT_MAX_MESSAGE_BYTES, MAX_OUTBOUND_BYTES } from "../src/server/listener.ts"
+import { caseRng, chunk, mutate, PROTOCOLS, type Protocol, streamSample, Tally } from "./fuzz-corpus.ts"
 import { FUZZ_AUTH, FUZZ_TOKENS, GOOD_TOKEN, GoodClients, makeCase, runWave, type Target } from "./fuzz-drivers.ts"
 import { eventually, startTestServer, TestClient } from "./helpers.ts"
 import { spawnServer } from "./server-process.ts"
@@ -39,7 +39,6 @@ const VERBOSE = process.env.FUZZ_VERBOSE === "1"
 const MAX_FRAME = 16 * 1024
 const WAVES = 12
 const PER_WAVE = 150
-
 
 /** The protocol's own seed, so each protocol's cases do not shift when another's change. */
 function seedFor(protocol: string): number {
@@ -64,7 +63,12 @@ const REACHED: Record<Protocol, Reached> = {
   binary: { errors: ["malformed_frame", "too_large", "bad_field", "unknown_action", "unsupported_version"] },
   "ws-json": { errors: ["malformed_frame", "bad_json", "unknown_action", "bad_field", "too_large"], closeCodes: [1000, 1008] },
   "ws-binary": { errors: ["malformed_frame", "too_large", "bad_field", "unknown_action"], closeCodes: [1000, 1008] },
-  http: { errors: ["bad_field", "not_found", "method_not_allowed"], statuses: [200, 201, 204, 400, 404, 405, 413], closing: 0, messages: 0.02 },
+  http: {
+    errors: ["bad_field", "not_found", "method_not_allowed"],
+    statuses: [200, 201, 204, 400, 404, 405, 413],
+    closing: 0,
+    messages: 0.02,
+  },
 }
 
 const yieldTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
@@ -142,7 +146,8 @@ async function fuzzInProcess({ protocol, reached }: Run): Promise<void> {
     if (protocol === "binary" || protocol === "ws-binary") expect(tally.replies).toBeGreaterThan(tally.connections)
     // Fuzzed puts reached the good subscriber's topic.
     if (protocol === "binary") expect(good.pushCount).toBeGreaterThan(2 * WAVES + 1)
-    if (VERBOSE) console.log(`${protocol} (seed ${seed}): ${tally.summary()}; ${aborted} cut at the end of a wave; max buffered ${maxBuffered}`)
+    if (VERBOSE)
+      console.log(`${protocol} (seed ${seed}): ${tally.summary()}; ${aborted} cut at the end of a wave; max buffered ${maxBuffered}`)
   } finally {
     await good.close()
   }
@@ -208,7 +213,9 @@ describe("the decoders on their own: mutated streams decode the same however the
         for (const pieces of ways) {
           const cut = decode(name, pieces)
           if (JSON.stringify(cut.frames) !== JSON.stringify(whole.frames) || cut.error !== whole.error) {
-            mismatches.push(`seed=${seed} index=${index} ops=[${ops.join(", ")}] in ${pieces.length} pieces: ${cut.frames.length} frames and ${cut.error}, whole: ${whole.frames.length} frames and ${whole.error}; ${Buffer.from(bytes.subarray(0, 200)).toString("hex")}`)
+            mismatches.push(
+              `seed=${seed} index=${index} ops=[${ops.join(", ")}] in ${pieces.length} pieces: ${cut.frames.length} frames and ${cut.error}, whole: ${whole.frames.length} frames and ${whole.error}; ${Buffer.from(bytes.subarray(0, 200)).toString("hex")}`,
+            )
           }
           // An unfinished request is held up to the limit, never more (a binary frame's length field and a header aside).
           if (cut.held > MAX_FRAME + 40) mismatches.push(`seed=${seed} index=${index}: held ${cut.held} bytes`)
@@ -277,10 +284,16 @@ test("a topic with a lone surrogate is refused with bad_field, not an internal e
     for (const topic of ["\ud800", "a\udc00", "\udc00\ud800"]) {
       const reply = await client.ask({ action: "put", topic, message: "m", ack: true }, framing)
       expect(reply).toEqual({ message: "", error: { code: "bad_field", text: expect.stringContaining("surrogate") } })
-      expect(await client.ask({ action: "get", topic }, framing)).toEqual({ message: "", error: { code: "bad_field", text: expect.any(String) } })
+      expect(await client.ask({ action: "get", topic }, framing)).toEqual({
+        message: "",
+        error: { code: "bad_field", text: expect.any(String) },
+      })
     }
     // A surrogate pair is fine.
-    expect(await client.ask({ action: "put", topic: `pair 🎉 ${framing}`, message: "ok", ack: true }, framing)).toEqual({ message: "", seq: expect.any(Number) })
+    expect(await client.ask({ action: "put", topic: `pair 🎉 ${framing}`, message: "ok", ack: true }, framing)).toEqual({
+      message: "",
+      seq: expect.any(Number),
+    })
     expect(client.isClosed).toBe(false)
   }
   await using ws = await WsClient.connect(`ws://127.0.0.1:${server.httpPort}/`)
@@ -326,7 +339,11 @@ async function rawHttp(port: number, request: string): Promise<string> {
   const socket = await Bun.connect({
     hostname: "127.0.0.1",
     port,
-    socket: { data: (_socket, chunk) => void (received += Buffer.from(chunk).toString("latin1")), close: () => resolve(received), error: () => {} },
+    socket: {
+      data: (_socket, chunk) => void (received += Buffer.from(chunk).toString("latin1")),
+      close: () => resolve(received),
+      error: () => {},
+    },
   })
   socket.write(request)
   return promise

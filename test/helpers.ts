@@ -6,10 +6,10 @@ import type { Socket } from "bun"
 import { Outbound } from "../src/net/outbound.ts"
 import type { FrameDecoder } from "../src/protocol/decoder.ts"
 import type { ProtocolError } from "../src/protocol/errors.ts"
-import { JsonHeaderDecoder, encodeHeader } from "../src/protocol/json-header.ts"
+import { encodeHeader, JsonHeaderDecoder } from "../src/protocol/json-header.ts"
 import { JsonStreamDecoder } from "../src/protocol/json-stream.ts"
+import { DEFAULT_MAX_MESSAGE_BYTES, type RunningServer, type ServerOptions, startServer } from "../src/server/listener.ts"
 import { EventWaiter } from "./event-waiter.ts"
-import { startServer, DEFAULT_MAX_MESSAGE_BYTES, type RunningServer, type ServerOptions } from "../src/server/listener.ts"
 
 export function startTestServer(options: Partial<ServerOptions> = {}): RunningServer & Disposable {
   const server = startServer({
@@ -52,7 +52,9 @@ export interface Reply {
 export function pyJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(pyJson).join(", ")}]`
   if (typeof value === "object" && value !== null) {
-    return `{${Object.entries(value).map(([key, item]) => `${pyJson(key)}: ${pyJson(item)}`).join(", ")}}`
+    return `{${Object.entries(value)
+      .map(([key, item]) => `${pyJson(key)}: ${pyJson(item)}`)
+      .join(", ")}}`
   }
   const json = JSON.stringify(value)
   return json.replace(/[\u0080-\uffff]/g, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`)
@@ -186,5 +188,4 @@ export class TestClient implements AsyncDisposable {
       await this.closed
     }
   }
-
 }

@@ -17,8 +17,16 @@ if (!existsSync(join(root, "node_modules", "parse-prometheus-text-format"))) {
   }
   // process.argv here names the test file being loaded, not the command: read the command line.
   const command = existsSync("/proc/self/cmdline")
-    ? readFileSync("/proc/self/cmdline", "utf8").split("\0").filter((part) => part !== "").slice(1)
+    ? readFileSync("/proc/self/cmdline", "utf8")
+        .split("\0")
+        .filter((part) => part !== "")
+        .slice(1)
     : ["test"]
-  const rerun = Bun.spawnSync([process.execPath, ...command], { cwd: process.cwd(), stdin: "inherit", stdout: "inherit", stderr: "inherit" })
+  const rerun = Bun.spawnSync([process.execPath, ...command], {
+    cwd: process.cwd(),
+    stdin: "inherit",
+    stdout: "inherit",
+    stderr: "inherit",
+  })
   process.exit(rerun.exitCode ?? 1)
 }

@@ -15,11 +15,29 @@ let key = ""
 beforeAll(() => {
   // A throwaway self-signed certificate for 127.0.0.1, made for this run.
   directory = mkdtempSync(join(tmpdir(), "dsmq-tls-"))
-  const made = Bun.spawnSync([
-    "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-    "-keyout", join(directory, "key.pem"), "-out", join(directory, "cert.pem"), "-days", "1",
-    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-  ], { stderr: "pipe" })
+  const made = Bun.spawnSync(
+    [
+      "openssl",
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-keyout",
+      join(directory, "key.pem"),
+      "-out",
+      join(directory, "cert.pem"),
+      "-days",
+      "1",
+      "-subj",
+      "/CN=127.0.0.1",
+      "-addext",
+      "subjectAltName=IP:127.0.0.1,DNS:localhost",
+    ],
+    { stderr: "pipe" },
+  )
   if (made.exitCode !== 0) throw new Error(`openssl failed: ${made.stderr.toString()}`)
   cert = readFileSync(join(directory, "cert.pem"), "utf8")
   key = readFileSync(join(directory, "key.pem"), "utf8")
@@ -94,11 +112,18 @@ describe("TLS", () => {
 
   test("the entry point takes --tls-cert and --tls-key and prints tls:// and https:// addresses", async () => {
     expect(() => parseArguments(["--tls-cert", join(directory, "cert.pem")])).toThrow("go together")
-    expect(() => parseArguments(["--tls-cert", join(directory, "key.pem") + ".missing", "--tls-key", join(directory, "key.pem")])).toThrow(
+    expect(() => parseArguments(["--tls-cert", `${join(directory, "key.pem")}.missing`, "--tls-key", join(directory, "key.pem")])).toThrow(
       "--tls-cert",
     )
     await using server = await spawnServer([
-      "--port", "0", "--http-port", "0", "--tls-cert", join(directory, "cert.pem"), "--tls-key", join(directory, "key.pem"),
+      "--port",
+      "0",
+      "--http-port",
+      "0",
+      "--tls-cert",
+      join(directory, "cert.pem"),
+      "--tls-key",
+      join(directory, "key.pem"),
     ])
     expect(server.firstLine).toMatch(/^dsmq listening on tls:\/\/127\.0\.0\.1:\d+, https:\/\/127\.0\.0\.1:\d+ \(WebSocket wss:/)
     await using client = await connect({ port: server.port, retries: 0, tls: { ca: cert } })

@@ -178,9 +178,7 @@ export class RawWsClient implements AsyncDisposable {
 function maskedFrame(opcode: number, payload: Uint8Array): Uint8Array {
   const mask = [0x12, 0x34, 0x56, 0x78]
   const header =
-    payload.length < 126
-      ? [0x80 | opcode, 0x80 | payload.length]
-      : [0x80 | opcode, 0x80 | 126, payload.length >> 8, payload.length & 0xff]
+    payload.length < 126 ? [0x80 | opcode, 0x80 | payload.length] : [0x80 | opcode, 0x80 | 126, payload.length >> 8, payload.length & 0xff]
   const frame = new Uint8Array(header.length + 4 + payload.length)
   frame.set(header)
   frame.set(mask, header.length)

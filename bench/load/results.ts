@@ -152,7 +152,9 @@ export function floorOf(
   scenario: ScenarioName,
   kind: "echo" | "relay" = scenario === "rtt" ? "echo" : "relay",
 ): ScenarioResult | undefined {
-  return results.find((result) => result.scenario === scenario && result.protocol === kind && result.error === null && result.latency !== null)
+  return results.find(
+    (result) => result.scenario === scenario && result.protocol === kind && result.error === null && result.latency !== null,
+  )
 }
 
 export function rowLabel(result: ScenarioResult): string {
@@ -207,7 +209,9 @@ export function loadTableRows(results: readonly ScenarioResult[]): string[][] {
       formatCost(result.server?.cpuPerPut),
       formatCost(result.server?.cpuPerDelivery),
       result.server === null ? "-" : `${result.server.cpuPercent.toFixed(0)}%`,
-      result.server?.systemShare === null || result.server?.systemShare === undefined ? "-" : `${(result.server.systemShare * 100).toFixed(0)}%`,
+      result.server?.systemShare === null || result.server?.systemShare === undefined
+        ? "-"
+        : `${(result.server.systemShare * 100).toFixed(0)}%`,
       `${result.loadCpuPercent.toFixed(0)}%`,
     ]
   })
@@ -314,7 +318,9 @@ export function checkTargets(results: readonly ScenarioResult[]): TargetCheck[] 
       met: ratio <= limit,
       note:
         `p50 ${micros(p50)}, echo floor p50 ${micros(floor)}` +
-        (relayFloor === undefined ? "" : `; against the relay floor (same two-connection topology, p50 ${micros(relayFloor)}): ${(p50 / relayFloor).toFixed(2)}×`),
+        (relayFloor === undefined
+          ? ""
+          : `; against the relay floor (same two-connection topology, p50 ${micros(relayFloor)}): ${(p50 / relayFloor).toFixed(2)}×`),
     })
   }
 

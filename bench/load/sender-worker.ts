@@ -17,9 +17,10 @@
  * the two threads' timeOrigins (the same clock underneath, so this is exact to well under a
  * microsecond).
  */
-import { PAYLOAD_BYTES, PHASE_MEASURED, PHASE_WARMUP, BinaryLink, EchoLink, JsonLink, Out, topicBytes } from "./wire.ts"
-import { Samples, summarize, type LatencySummary } from "./tally.ts"
+
+import { type LatencySummary, Samples, summarize } from "./tally.ts"
 import { TextOut, WebSocketBinaryLink, WebSocketJsonLink } from "./websocket.ts"
+import { BinaryLink, EchoLink, JsonLink, type Out, PAYLOAD_BYTES, PHASE_MEASURED, PHASE_WARMUP, topicBytes } from "./wire.ts"
 
 declare const self: Worker
 
@@ -49,7 +50,10 @@ export interface SenderSetup {
   readonly durationMs: number
 }
 
-export type ToSender = { readonly type: "setup"; readonly setup: SenderSetup } | { readonly type: "go"; readonly startAt: number } | { readonly type: "close" }
+export type ToSender =
+  | { readonly type: "setup"; readonly setup: SenderSetup }
+  | { readonly type: "go"; readonly startAt: number }
+  | { readonly type: "close" }
 
 export type FromSender =
   | { readonly type: "ready" }
@@ -90,8 +94,7 @@ function post(message: FromSender): void {
 
 self.onmessage = (event: MessageEvent<ToSender>) => {
   const message = event.data
-  const work =
-    message.type === "setup" ? connect(message.setup) : message.type === "go" ? run(message.startAt) : close()
+  const work = message.type === "setup" ? connect(message.setup) : message.type === "go" ? run(message.startAt) : close()
   work.catch((error: unknown) => post({ type: "error", message: error instanceof Error ? (error.stack ?? error.message) : String(error) }))
 }
 

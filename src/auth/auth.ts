@@ -124,7 +124,10 @@ export function parseAuthConfig(text: string, allowAnonymousLegacy: boolean, sou
     ? null
     : anonymous === undefined
       ? { read: ["#"], write: ["#"] }
-      : { read: patterns(anonymous.read, `${source}: anonymousLegacy read`), write: patterns(anonymous.write, `${source}: anonymousLegacy write`) }
+      : {
+          read: patterns(anonymous.read, `${source}: anonymousLegacy read`),
+          write: patterns(anonymous.write, `${source}: anonymousLegacy write`),
+        }
   return { tokens, anonymousLegacy }
 }
 

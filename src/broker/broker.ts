@@ -10,7 +10,7 @@
  *   many it missed.
  */
 import { ProtocolError } from "../protocol/errors.ts"
-import { preciseNow, type DroppedMessage, type Store, type StoredMessage, type TopicState } from "../store/store.ts"
+import { type DroppedMessage, preciseNow, type Store, type StoredMessage, type TopicState } from "../store/store.ts"
 import { Histogram, LATENCY_BUCKETS_SECONDS } from "./histogram.ts"
 import { DEFAULT_RETENTION, Retention, type RetentionConfig } from "./retention.ts"
 
@@ -152,7 +152,7 @@ export class Broker {
 
   unsubscribe(topic: string, subscriber: Subscriber): void {
     const subscribers = this.#subscribers.get(topic)
-    if (subscribers !== undefined && subscribers.delete(subscriber) && subscribers.size === 0) {
+    if (subscribers?.delete(subscriber) && subscribers.size === 0) {
       this.#subscribers.delete(topic)
     }
   }
@@ -195,7 +195,7 @@ export class Broker {
     clearTimeout(waiter.timer)
     waiter.reader.forgetWaiter(waiter)
     const waiting = this.#waiters.get(waiter.topic)
-    if (waiting !== undefined && waiting.delete(waiter) && waiting.size === 0) this.#waiters.delete(waiter.topic)
+    if (waiting?.delete(waiter) && waiting.size === 0) this.#waiters.delete(waiter.topic)
     if (answer) waiter.callback(null)
   }
 

@@ -68,11 +68,7 @@ export class Retention {
   /** Messages removed by retention since start. */
   droppedCount = 0
 
-  constructor(
-    config: RetentionConfig,
-    store: Store,
-    onDrop: (topic: TopicState, dropped: readonly DroppedMessage[]) => void,
-  ) {
+  constructor(config: RetentionConfig, store: Store, onDrop: (topic: TopicState, dropped: readonly DroppedMessage[]) => void) {
     this.config = config
     this.#store = store
     this.#onDrop = onDrop
@@ -122,11 +118,7 @@ export class Retention {
         // its limit then pays one batched delete per few dozen puts, not one per put.
         const slackCount = limits.maxMessages === null ? 0 : Math.min(DROP_SLACK_MAX, Math.floor(limits.maxMessages / 64))
         const slackBytes = limits.maxBytes === null ? 0 : Math.floor(limits.maxBytes / 64)
-        this.#dropFromTopic(
-          topic,
-          excessCount > 0 ? excessCount + slackCount : 0,
-          excessBytes > 0 ? excessBytes + slackBytes : 0,
-        )
+        this.#dropFromTopic(topic, excessCount > 0 ? excessCount + slackCount : 0, excessBytes > 0 ? excessBytes + slackBytes : 0)
       }
     }
     this.#admitToStore(topicName, limits, count, bytes)
@@ -193,7 +185,10 @@ export class Retention {
     if (toFree <= 0) return
     toFree += Math.floor(cap / 256) // slack, as for topics
     if (limits.policy === "reject") {
-      throw new ProtocolError("store_full", `the store is at its cap of ${cap} bytes and topic ${JSON.stringify(topicName)}'s policy is reject`)
+      throw new ProtocolError(
+        "store_full",
+        `the store is at its cap of ${cap} bytes and topic ${JSON.stringify(topicName)}'s policy is reject`,
+      )
     }
     // Oldest messages first, from topics whose policy allows dropping. Reading in seq order
     // takes each topic's messages oldest first, so every topic still loses only a prefix.

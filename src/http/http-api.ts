@@ -17,12 +17,12 @@
  * {"error": {"code": "...", "text": "..."}}.
  */
 import type { Server } from "bun"
-import { bearerToken, type Authenticator, type Principal } from "../auth/auth.ts"
+import { type Authenticator, bearerToken, type Principal } from "../auth/auth.ts"
 import type { Broker, Delivery } from "../broker/broker.ts"
-import { ProtocolError, type ErrorName } from "../protocol/errors.ts"
+import { MAX_CURSOR_NAME_BYTES } from "../protocol/binary.ts"
+import { type ErrorName, ProtocolError } from "../protocol/errors.ts"
 import { MAX_TOPIC_BYTES, MAX_WAIT_MS, topicProblem } from "../protocol/limits.ts"
 import type { ServerStats } from "../server/stats.ts"
-import { MAX_CURSOR_NAME_BYTES } from "../protocol/binary.ts"
 import { formatMetrics, METRICS_CONTENT_TYPE } from "./metrics.ts"
 import { eventStream } from "./sse.ts"
 
@@ -157,13 +157,7 @@ async function put(request: Request, topic: string, context: HttpContext): Promi
   return json(201, { topic, seq })
 }
 
-async function getAfter(
-  request: Request,
-  server: Server<unknown>,
-  url: URL,
-  topic: string,
-  context: HttpContext,
-): Promise<Response> {
+async function getAfter(request: Request, server: Server<unknown>, url: URL, topic: string, context: HttpContext): Promise<Response> {
   const cursor = url.searchParams.get("cursor")
   const after = readSeq(url.searchParams.get("after"), "after")
   if (cursor !== null && after !== undefined) throw new HttpError(400, "bad_field", "give either after or cursor, not both")
@@ -188,8 +182,7 @@ async function getAfter(
 
 function events(request: Request, server: Server<unknown>, url: URL, topic: string, context: HttpContext): Response {
   const lastEventId = request.headers.get("last-event-id")
-  const after =
-    readSeq(lastEventId, "Last-Event-ID") ?? readSeq(url.searchParams.get("after"), "after") ?? context.broker.store.lastSeq
+  const after = readSeq(lastEventId, "Last-Event-ID") ?? readSeq(url.searchParams.get("after"), "after") ?? context.broker.store.lastSeq
   server.timeout(request, 0)
   return new Response(eventStream(context.broker, topic, after, context.shutdown), {
     headers: { "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache" },
@@ -222,7 +215,8 @@ function decodeTopic(segment: string): string {
 
 function readSeq(text: string | null, name: string): number | undefined {
   if (text === null || text === "") return undefined
-  if (!/^\d{1,16}$/.test(text)) throw new HttpError(400, "bad_field", `${name} must be a sequence number (a whole number), got ${JSON.stringify(text.slice(0, 40))}`)
+  if (!/^\d{1,16}$/.test(text))
+    throw new HttpError(400, "bad_field", `${name} must be a sequence number (a whole number), got ${JSON.stringify(text.slice(0, 40))}`)
   return Number(text)
 }
 

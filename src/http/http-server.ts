@@ -6,7 +6,7 @@ import type { Server, ServerWebSocket } from "bun"
 import { bearerToken } from "../auth/auth.ts"
 import { WebSocketTransport } from "../net/websocket-transport.ts"
 import type { ConnectionRegistry, SocketData } from "../server/connection-registry.ts"
-import { handleHttp, json, requestUrl, type HttpContext } from "./http-api.ts"
+import { type HttpContext, handleHttp, json, requestUrl } from "./http-api.ts"
 
 /**
  * Where Bun itself would start dropping WebSocket output: far above the connection's own
@@ -63,10 +63,20 @@ export function serveHttp(options: HttpServerOptions, registry: ConnectionRegist
         socket.data.connection = registry.open(new WebSocketTransport(socket as ServerWebSocket<unknown>), socket.data.principal)
       },
       message(socket, message) {
-        registry.guarded("a WebSocket message", socket.remoteAddress, () => socket.data.connection?.onMessage(message), () => socket.terminate())
+        registry.guarded(
+          "a WebSocket message",
+          socket.remoteAddress,
+          () => socket.data.connection?.onMessage(message),
+          () => socket.terminate(),
+        )
       },
       drain(socket) {
-        registry.guarded("drain", socket.remoteAddress, () => socket.data.connection?.onDrain(), () => socket.terminate())
+        registry.guarded(
+          "drain",
+          socket.remoteAddress,
+          () => socket.data.connection?.onDrain(),
+          () => socket.terminate(),
+        )
       },
       close(socket) {
         if (socket.data.connection !== null) registry.closed(socket.data.connection)

@@ -40,10 +40,7 @@ export function formatMetrics(stats: ServerStats): string {
     Object.entries(stats.errors).map(([code, count]) => [`{code="${code}"}`, count]),
   )
   const latency = stats.deliveryLatency
-  lines.push(
-    "# HELP dsmq_delivery_latency_seconds Time from put to delivery.",
-    "# TYPE dsmq_delivery_latency_seconds histogram",
-  )
+  lines.push("# HELP dsmq_delivery_latency_seconds Time from put to delivery.", "# TYPE dsmq_delivery_latency_seconds histogram")
   latency.bounds.forEach((bound, i) => {
     lines.push(`dsmq_delivery_latency_seconds_bucket{le="${bound}"} ${latency.cumulative[i]}`)
   })

@@ -59,5 +59,5 @@ export class WebSocketTransport implements Transport {
 function truncateUtf8(text: string, maxBytes: number): string {
   const bytes = new TextEncoder().encode(text)
   if (bytes.length <= maxBytes) return text
-  return new TextDecoder().decode(bytes.subarray(0, maxBytes - 3)).replace(/\uFFFD$/, "") + "..."
+  return `${new TextDecoder().decode(bytes.subarray(0, maxBytes - 3)).replace(/\uFFFD$/, "")}...`
 }

@@ -4,7 +4,7 @@
  * `readReply` interpret one frame, and FrameWriter builds frames into one growable buffer.
  */
 import { TailBufferingDecoder } from "./decoder.ts"
-import { ProtocolError, type ErrorName, ErrorCode } from "./errors.ts"
+import { ErrorCode, type ErrorName, ProtocolError } from "./errors.ts"
 import { MAX_TOPIC_BYTES, MAX_WAIT_MS, topicProblem } from "./limits.ts"
 
 export const BINARY_VERSION = 1
@@ -71,9 +71,7 @@ export class BinaryDecoder extends TailBufferingDecoder {
         return
       }
       if (length > this.maxFrameBytes) {
-        this.fail(
-          new ProtocolError("too_large", `frame of ${length} bytes is larger than the maximum of ${this.maxFrameBytes}`),
-        )
+        this.fail(new ProtocolError("too_large", `frame of ${length} bytes is larger than the maximum of ${this.maxFrameBytes}`))
         return
       }
       const end = position + LENGTH_BYTES + length

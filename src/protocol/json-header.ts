@@ -79,10 +79,7 @@ export class JsonHeaderDecoder extends TailBufferingDecoder {
       const bodyBytes = value - LENGTH_OFFSET
       if (bodyBytes > this.maxFrameBytes) {
         this.fail(
-          new ProtocolError(
-            "too_large",
-            `announced body of ${bodyBytes} bytes is larger than the maximum of ${this.maxFrameBytes} bytes`,
-          ),
+          new ProtocolError("too_large", `announced body of ${bodyBytes} bytes is larger than the maximum of ${this.maxFrameBytes} bytes`),
         )
         return -1
       }

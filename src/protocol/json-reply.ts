@@ -2,8 +2,9 @@
  * Replies of the JSON protocols. Upstream clients read only `message`; `seq` and `error` are
  * extra fields they ignore. An error reply carries an empty `message`, like "nothing there".
  */
-import type { ProtocolError } from "./errors.ts"
+
 import { WireProtocol } from "./detect.ts"
+import type { ProtocolError } from "./errors.ts"
 import { encodeHeader } from "./json-header.ts"
 
 const utf8 = new TextDecoder()

@@ -103,9 +103,7 @@ export class JsonStreamDecoder extends TailBufferingDecoder {
   }
 
   #failTooLarge(): void {
-    this.fail(
-      new ProtocolError("too_large", `request is larger than the maximum of ${this.maxFrameBytes} bytes`),
-    )
+    this.fail(new ProtocolError("too_large", `request is larger than the maximum of ${this.maxFrameBytes} bytes`))
   }
 }
 

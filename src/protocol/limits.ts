@@ -6,6 +6,7 @@ export const MAX_TOPIC_BYTES = 1024
 export const MAX_WAIT_MS = 3_600_000
 
 /** Control characters (C0 and DEL) are not allowed in topics: they are always a client's bug. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
 const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/
 
 /** What is wrong with a topic name, or null when it is fine (length is checked where it is read). */

@@ -7,14 +7,14 @@ import type { Principal } from "../auth/auth.ts"
 import type { Delivery, Reader, Subscriber } from "../broker/broker.ts"
 import {
   BINARY_VERSION,
+  type BinaryRequest,
   detachRequest,
   FrameWriter,
   Op,
+  type RejectedFrame,
   readRequest,
   writeError,
   writeMessage,
-  type BinaryRequest,
-  type RejectedFrame,
 } from "../protocol/binary.ts"
 import { ProtocolError } from "../protocol/errors.ts"
 import type { Session, SessionHost } from "./session.ts"
@@ -135,7 +135,10 @@ export class BinarySession implements Session<BinaryItem> {
         writer.begin(Op.pong, 0, requestId).bytes(request.body).end()
         return
       case Op.stats:
-        writer.begin(Op.statsReply, 0, requestId).bytes(encoder.encode(JSON.stringify(this.#host.stats()))).end()
+        writer
+          .begin(Op.statsReply, 0, requestId)
+          .bytes(encoder.encode(JSON.stringify(this.#host.stats())))
+          .end()
         return
       case "rejected":
         if (request.fatal) this.#fail(requestId, request.error)
@@ -240,7 +243,10 @@ export class BinarySession implements Session<BinaryItem> {
     const topics = request.op === Op.put ? [request.topic] : request.entries.map((entry) => entry.topic)
     const denied = topics.find((topic) => !this.#principal!.canWrite(topic))
     if (denied === undefined) return true
-    this.#reportError(request.requestId, new ProtocolError("forbidden", `${this.#principal!.name} may not write topic ${JSON.stringify(denied)}`))
+    this.#reportError(
+      request.requestId,
+      new ProtocolError("forbidden", `${this.#principal!.name} may not write topic ${JSON.stringify(denied)}`),
+    )
     return false
   }
 

@@ -28,10 +28,7 @@ import { JsonSession } from "./json-session.ts"
 import type { Session, SessionHost } from "./session.ts"
 
 /** What a connection needs from the server that owns it. */
-export type ConnectionContext = Omit<
-  SessionHost,
-  "remoteAddress" | "outboundBytes" | "wake" | "closeAfterReplies" | "authenticated"
->
+export type ConnectionContext = Omit<SessionHost, "remoteAddress" | "outboundBytes" | "wake" | "closeAfterReplies" | "authenticated">
 
 /** Bad bytes in the stream, queued behind the requests that came before them. */
 class StreamFailure {

@@ -88,10 +88,13 @@ export class JsonSession implements Session<JsonItem> {
     }
     const principal = this.#principal
     if (principal === null) {
-      this.#reject(new ProtocolError("unauthorized", "authenticate first: send {\"action\": \"auth\", \"token\": ...}"), false)
+      this.#reject(new ProtocolError("unauthorized", 'authenticate first: send {"action": "auth", "token": ...}'), false)
       return
     }
-    if (request.action !== "shutdown" && !(request.action === "put" ? principal.canWrite(request.topic) : principal.canRead(request.topic))) {
+    if (
+      request.action !== "shutdown" &&
+      !(request.action === "put" ? principal.canWrite(request.topic) : principal.canRead(request.topic))
+    ) {
       const what = request.action === "put" ? "write" : "read"
       const error = new ProtocolError("forbidden", `${principal.name} may not ${what} topic ${JSON.stringify(request.topic)}`)
       this.#reject(error, request.action !== "put" || request.ack)
@@ -132,10 +135,7 @@ export class JsonSession implements Session<JsonItem> {
           this.#host.log("shutdown requested by a client")
           this.#host.requestShutdown()
         } else {
-          this.#reject(
-            new ProtocolError("shutdown_refused", "shutdown is disabled; start the server with --allow-shutdown"),
-            false,
-          )
+          this.#reject(new ProtocolError("shutdown_refused", "shutdown is disabled; start the server with --allow-shutdown"), false)
         }
         return
     }

@@ -4,13 +4,13 @@
  * WebSocket, HTTP API, health and metrics); and its lifecycle, from listening to a graceful stop.
  */
 import type { Server, TCPSocketListener } from "bun"
-import { Authenticator, type AuthConfig } from "../auth/auth.ts"
+import { type AuthConfig, Authenticator } from "../auth/auth.ts"
 import { Broker } from "../broker/broker.ts"
 import { DEFAULT_RETENTION, type RetentionConfig } from "../broker/retention.ts"
 import { serveHttp } from "../http/http-server.ts"
 import { Store, type SyncLevel } from "../store/store.ts"
-import { ConnectionRegistry, type SocketData } from "./connection-registry.ts"
 import type { ConnectionContext } from "./connection.ts"
+import { ConnectionRegistry, type SocketData } from "./connection-registry.ts"
 import type { ConnectionLimits } from "./session.ts"
 import { collectStats, ErrorCounts, type ServerStats } from "./stats.ts"
 import { listenTcp } from "./tcp-listener.ts"
@@ -146,15 +146,24 @@ export function startServer(options: ServerOptions): RunningServer {
 
   try {
     tcp = listenTcp(
-      { host: options.host, port: options.port, ...tls, log, ...(options.idleTimeoutSeconds ? { idleTimeoutSeconds: options.idleTimeoutSeconds } : {}) },
+      {
+        host: options.host,
+        port: options.port,
+        ...tls,
+        log,
+        ...(options.idleTimeoutSeconds ? { idleTimeoutSeconds: options.idleTimeoutSeconds } : {}),
+      },
       registry,
     )
     if (options.httpPort !== null) {
-      http = serveHttp(
-        { host: options.host, port: options.httpPort, ...tls, maxMessageBytes: options.maxMessageBytes, log },
-        registry,
-        { auth, broker, maxMessageBytes: options.maxMessageBytes, stats, countError, shutdown: shutdown.signal },
-      )
+      http = serveHttp({ host: options.host, port: options.httpPort, ...tls, maxMessageBytes: options.maxMessageBytes, log }, registry, {
+        auth,
+        broker,
+        maxMessageBytes: options.maxMessageBytes,
+        stats,
+        countError,
+        shutdown: shutdown.signal,
+      })
     }
   } catch (error) {
     const failedPort = tcp === null ? options.port : (options.httpPort ?? 0)

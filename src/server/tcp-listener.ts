@@ -51,10 +51,20 @@ export function listenTcp(options: TcpListenerOptions, registry: ConnectionRegis
         socket.end()
       },
       data(socket, chunk) {
-        registry.guarded("data", socket.remoteAddress, () => socket.data.connection?.onData(chunk), () => socket.terminate())
+        registry.guarded(
+          "data",
+          socket.remoteAddress,
+          () => socket.data.connection?.onData(chunk),
+          () => socket.terminate(),
+        )
       },
       drain(socket) {
-        registry.guarded("drain", socket.remoteAddress, () => socket.data.connection?.onDrain(), () => socket.terminate())
+        registry.guarded(
+          "drain",
+          socket.remoteAddress,
+          () => socket.data.connection?.onDrain(),
+          () => socket.terminate(),
+        )
       },
       close(socket) {
         if (socket.data.connection !== null) registry.closed(socket.data.connection)

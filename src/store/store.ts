@@ -205,9 +205,7 @@ export class Store {
     this.#readerStart = db.prepare("SELECT start_seq FROM named_readers WHERE name = ?")
     this.#insertReader = db.prepare("INSERT INTO named_readers (name, start_seq) VALUES (?, ?)")
     this.#readerCursors = db.prepare("SELECT topic_id, seq, ordinal FROM named_cursors WHERE reader = ?")
-    this.#saveCursor = db.prepare(
-      "INSERT OR REPLACE INTO named_cursors (reader, topic_id, seq, ordinal) VALUES (?, ?, ?, ?)",
-    )
+    this.#saveCursor = db.prepare("INSERT OR REPLACE INTO named_cursors (reader, topic_id, seq, ordinal) VALUES (?, ?, ?, ?)")
     this.#statements = [
       this.#insertTopic,
       this.#insertMessage,
@@ -342,12 +340,10 @@ export class Store {
   }
 
   namedCursors(name: string): NamedCursor[] {
-    return this.#readerCursors
-      .all(name)
-      .flatMap((row) => {
-        const topic = this.#topicsById.get(row.topic_id)
-        return topic === undefined ? [] : [{ topic: topic.name, seq: row.seq, ordinal: row.ordinal }]
-      })
+    return this.#readerCursors.all(name).flatMap((row) => {
+      const topic = this.#topicsById.get(row.topic_id)
+      return topic === undefined ? [] : [{ topic: topic.name, seq: row.seq, ordinal: row.ordinal }]
+    })
   }
 
   saveNamedCursor(name: string, topic: string, seq: number, ordinal: number): void {

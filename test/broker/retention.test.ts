@@ -11,10 +11,7 @@ const bytes = (text: string) => new TextEncoder().encode(text)
 const text = (payload: Uint8Array) => new TextDecoder().decode(payload)
 const NO_LIMITS: RetentionLimits = { maxAgeMs: null, maxMessages: null, maxBytes: null, policy: "drop-oldest" }
 
-function openBroker(
-  config: Omit<Partial<RetentionConfig>, "defaults"> & { defaults?: Partial<RetentionLimits> },
-  store = new Store(),
-) {
+function openBroker(config: Omit<Partial<RetentionConfig>, "defaults"> & { defaults?: Partial<RetentionLimits> }, store = new Store()) {
   const broker = new Broker(store, {
     maxStoreBytes: config.maxStoreBytes ?? null,
     rules: config.rules ?? [],
@@ -85,7 +82,14 @@ describe("per-topic limits", () => {
     using broker = openBroker({ defaults: { maxMessages: 3, policy: "reject" } })
     for (let i = 1; i <= 3; i++) broker.put("t", bytes(`m${i}`))
     expect(refusal(() => broker.put("t", bytes("m4")))).toBe("topic_full")
-    expect(refusal(() => broker.putMany([{ topic: "u", payload: bytes("a") }, { topic: "t", payload: bytes("b") }]))).toBe("topic_full")
+    expect(
+      refusal(() =>
+        broker.putMany([
+          { topic: "u", payload: bytes("a") },
+          { topic: "t", payload: bytes("b") },
+        ]),
+      ),
+    ).toBe("topic_full")
     expect(broker.store.topic("t")!.count).toBe(3)
     expect(broker.store.topic("u")).toBeUndefined() // the batch was refused whole
     expect(broker.store.lastSeq).toBe(3)

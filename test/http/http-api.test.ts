@@ -156,9 +156,7 @@ describe("GET /metrics", () => {
     const value = (name: string, labels?: Record<string, string>): number => {
       const family = families.find((candidate) => candidate.name === name)
       if (family === undefined) throw new Error(`no metric ${name}`)
-      const sample = family.metrics.find((metric) =>
-        Object.entries(labels ?? {}).every(([key, label]) => metric.labels?.[key] === label),
-      )
+      const sample = family.metrics.find((metric) => Object.entries(labels ?? {}).every(([key, label]) => metric.labels?.[key] === label))
       return Number(sample?.value)
     }
     expect({

@@ -1,6 +1,6 @@
 /** The HTTP port's WebSocket endpoint: upstream dsmq 1.x clients, and binary frames. */
 import { describe, expect, test } from "bun:test"
-import { BinaryDecoder, FrameWriter, MAGIC, Op, readReply, type BinaryReply } from "../../src/protocol/binary.ts"
+import { BinaryDecoder, type BinaryReply, FrameWriter, MAGIC, Op, readReply } from "../../src/protocol/binary.ts"
 import { MAX_OUTBOUND_BYTES } from "../../src/server/listener.ts"
 import { eventually, request, startTestServer, TestClient } from "../helpers.ts"
 import { RawWsClient, WsClient } from "../ws-helpers.ts"
@@ -167,7 +167,11 @@ describe("binary frames over WebSocket", () => {
     const writer = new FrameWriter()
     writer.begin(Op.hello, 0, 1).bytes(MAGIC).u8(1).end()
     writer.begin(Op.subscribe, 0, 2).topic("t").end()
-    writer.begin(Op.put, 1, 3).topic("t").bytes(new Uint8Array([0, 255])).end()
+    writer
+      .begin(Op.put, 1, 3)
+      .topic("t")
+      .bytes(new Uint8Array([0, 255]))
+      .end()
     client.send(writer.take())
     const replies: BinaryReply[] = []
     const decoder = new BinaryDecoder(

@@ -4,15 +4,7 @@
  * each example says what its bytes say, and the tables match the code's constants.
  */
 import { describe, expect, test } from "bun:test"
-import {
-  BinaryDecoder,
-  HEADER_BYTES,
-  Op,
-  readReply,
-  readRequest,
-  type BinaryReply,
-  type BinaryRequest,
-} from "../../src/protocol/binary.ts"
+import { BinaryDecoder, type BinaryReply, type BinaryRequest, HEADER_BYTES, Op, readReply, readRequest } from "../../src/protocol/binary.ts"
 import { ErrorCode, type ErrorName } from "../../src/protocol/errors.ts"
 import { MAX_TOPIC_BYTES, MAX_WAIT_MS } from "../../src/protocol/limits.ts"
 import { DEFAULT_MAX_MESSAGE_BYTES, MAX_OUTBOUND_BYTES } from "../../src/server/listener.ts"
@@ -190,9 +182,7 @@ describe("docs/PROTOCOL.md worked examples", () => {
     // "version N", "maximum frame N bytes", "(N = 0xH ms)", "opcode 0xH".
     const version = /version (\d+)/.exec(caption)
     if (version !== null) {
-      expect(values.map((value) => ("version" in value ? value.version : null)).filter((v) => v !== null)).toEqual([
-        Number(version[1]),
-      ])
+      expect(values.map((value) => ("version" in value ? value.version : null)).filter((v) => v !== null)).toEqual([Number(version[1])])
     }
     const maxFrame = /maximum frame ([\d,]+) bytes/.exec(caption)
     if (maxFrame !== null) {
@@ -260,7 +250,13 @@ describe("docs/PROTOCOL.md worked examples", () => {
       // The length of an elided body is itself elided: any length; other groups as shown,
       // with `..` standing for the bytes left out.
       const pattern = (group: string) =>
-        new RegExp(`^${group.replace(/\.{2,}/g, "\u0000").replace(/[|]/g, "\\|").replace(/\u0000/g, "[0-9a-f ]*")}$`)
+        new RegExp(
+          `^${group
+            .replace(/\.{2,}/g, "\u0000")
+            .replace(/[|]/g, "\\|")
+            // biome-ignore lint/suspicious/noControlCharactersInRegex: U+0000 is the placeholder put in just above
+            .replace(/\u0000/g, "[0-9a-f ]*")}$`,
+        )
       expect(real[1]).toBe(groups[1]!)
       expect(real[2]).toBe(groups[2]!)
       expect(real[3]).toMatch(pattern(groups[3]!))
@@ -340,10 +336,7 @@ describe("docs/PROTOCOL.md tables and limits", () => {
           "forbidden",
           "limit_exceeded",
         ] as ErrorName[]
-      ).map((name) => [
-        ErrorCode[name],
-        name,
-      ]),
+      ).map((name) => [ErrorCode[name], name]),
     )
     expect(rows.filter((row) => row.fatal).map((row) => row.name)).toEqual([
       "malformed_frame",

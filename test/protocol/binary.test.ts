@@ -1,6 +1,8 @@
 import { describe, expect, test } from "bun:test"
 import {
   BinaryDecoder,
+  type BinaryReply,
+  type BinaryRequest,
   detachRequest,
   FrameWriter,
   HEADER_BYTES,
@@ -8,13 +10,11 @@ import {
   readReply,
   readRequest,
   writeError,
-  type BinaryReply,
-  type BinaryRequest,
 } from "../../src/protocol/binary.ts"
-import { ErrorCode, ProtocolError, type ErrorName } from "../../src/protocol/errors.ts"
+import { ErrorCode, type ErrorName, ProtocolError } from "../../src/protocol/errors.ts"
 import { MAX_TOPIC_BYTES, MAX_WAIT_MS } from "../../src/protocol/limits.ts"
 import { bytes, encodeReplies, encodeRequests, entry, fromHex, rawFrame, readReplyCopy, rep, req, toHex } from "../binary-frames.ts"
-import { byteByByte, decodeAll, randomChunks, RecordingSink, splitAt, type DecoderFactory } from "./decoder-contract.ts"
+import { byteByByte, type DecoderFactory, decodeAll, RecordingSink, randomChunks, splitAt } from "./decoder-contract.ts"
 
 const MAX = 4096
 /** A BinaryDecoder whose frames the RecordingSink records as hex (it records text). */

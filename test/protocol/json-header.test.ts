@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test"
 import { encodeHeader, JsonHeaderDecoder } from "../../src/protocol/json-header.ts"
-import { byteByByte, decodeAll, randomChunks, RecordingSink, splitAt, type DecoderFactory } from "./decoder-contract.ts"
+import { byteByByte, type DecoderFactory, decodeAll, RecordingSink, randomChunks, splitAt } from "./decoder-contract.ts"
 
 const MAX = 1024
 const decoder: DecoderFactory = (sink) => new JsonHeaderDecoder(sink, MAX)
@@ -68,7 +68,7 @@ describe("JsonHeaderDecoder", () => {
     const sink = new RecordingSink()
     const stream = new JsonHeaderDecoder(sink, MAX)
     stream.push(bytes('{"msg_length": 10000'))
-    stream.push(bytes('02}{'))
+    stream.push(bytes("02}{"))
     expect(sink.frames).toEqual([])
     expect(sink.errors).toEqual([])
     expect(stream.buffered).toBe(1)

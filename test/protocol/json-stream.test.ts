@@ -1,9 +1,12 @@
 import { describe, expect, test } from "bun:test"
 import { JsonStreamDecoder } from "../../src/protocol/json-stream.ts"
-import { byteByByte, decodeAll, randomChunks, RecordingSink, splitAt, type DecoderFactory } from "./decoder-contract.ts"
+import { byteByByte, type DecoderFactory, decodeAll, RecordingSink, randomChunks, splitAt } from "./decoder-contract.ts"
 
 const MAX = 1024
-const decoderWithMax = (max: number): DecoderFactory => (sink) => new JsonStreamDecoder(sink, max)
+const decoderWithMax =
+  (max: number): DecoderFactory =>
+  (sink) =>
+    new JsonStreamDecoder(sink, max)
 const decoder: DecoderFactory = decoderWithMax(MAX)
 const bytes = (text: string) => new TextEncoder().encode(text)
 
@@ -51,7 +54,7 @@ describe("JsonStreamDecoder", () => {
 
   test("long strings full of escapes and braces split anywhere (fixed-seed random)", () => {
     let state = 99
-    const random = (n: number) => ((state = (Math.imul(state, 1664525) + 1013904223) >>> 0) % n)
+    const random = (n: number) => (state = (Math.imul(state, 1664525) + 1013904223) >>> 0) % n
     const alphabet = ['"', "\\", "{", "}", "a", "é", " ", "\n", "🎉"]
     const objects = Array.from({ length: 40 }, (_, i) => {
       const message = Array.from({ length: random(3000) }, () => alphabet[random(alphabet.length)]).join("")
@@ -98,7 +101,7 @@ describe("JsonStreamDecoder", () => {
 
   test("fails on an object larger than the maximum, complete in one chunk", () => {
     const big = `{"message":"${"x".repeat(MAX)}"}`
-    const sink = decodeAll(decoder, [bytes('{"ok":1}' + big)])
+    const sink = decodeAll(decoder, [bytes(`{"ok":1}${big}`)])
     expect(sink.frames).toEqual(['{"ok":1}'])
     expect(sink.errors.map((error) => error.errorName)).toEqual(["too_large"])
   })

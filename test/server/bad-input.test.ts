@@ -5,7 +5,7 @@
 import { describe, expect, test } from "bun:test"
 import { encodeHeader } from "../../src/protocol/json-header.ts"
 import { MAX_OUTBOUND_BYTES } from "../../src/server/listener.ts"
-import { eventually, request, startTestServer, TestClient, type Framing } from "../helpers.ts"
+import { eventually, type Framing, request, startTestServer, TestClient } from "../helpers.ts"
 
 type Server = ReturnType<typeof startTestServer>
 
@@ -18,12 +18,7 @@ async function expectServerStillServes(server: Server): Promise<void> {
 }
 
 /** Sends `bytes` after some good requests; expects the good ones answered, then `code`, then a close. */
-async function expectErrorThenClose(
-  server: Server,
-  bytes: string,
-  code: string,
-  framing: Framing = "json-stream",
-): Promise<void> {
+async function expectErrorThenClose(server: Server, bytes: string, code: string, framing: Framing = "json-stream"): Promise<void> {
   await using client = await TestClient.connect(server.port, framing)
   client.send(request({ action: "put", topic: "before", message: "kept" }, framing))
   client.send(request({ action: "get", topic: "before" }, framing) + bytes)
@@ -56,7 +51,7 @@ describe("errors that end the connection (the client may not be reading replies)
 
   test("a JSON body that is not an object, in the header-framed protocol", async () => {
     using server = startTestServer()
-    await expectErrorThenClose(server, encodeHeader(3) + '"x"', "not_an_object", "json-header")
+    await expectErrorThenClose(server, `${encodeHeader(3)}"x"`, "not_an_object", "json-header")
   })
 
   test("a malformed header", async () => {
@@ -115,12 +110,15 @@ describe("connections that end badly", () => {
       using server = startTestServer()
       await using reader = await TestClient.connect(server.port)
       const writer = await TestClient.connect(server.port)
-      writer.send(request({ action: "put", topic: "t", message: "complete" }) + '{"action": "put", "topic": "t", "mess')
+      writer.send(`${request({ action: "put", topic: "t", message: "complete" })}{"action": "put", "topic": "t", "mess`)
       await eventually(() => server.stats().puts === 1 && server.stats().maxConnectionBufferedBytes > 0, "the fragment")
       writer[how]()
       await writer.closed
       await eventually(() => server.stats().connections === 1, "the server to drop the connection")
-      reader.sendRequests([{ action: "get", topic: "t" }, { action: "get", topic: "t" }])
+      reader.sendRequests([
+        { action: "get", topic: "t" },
+        { action: "get", topic: "t" },
+      ])
       expect(await reader.waitForReplies(2)).toEqual([{ message: "complete", seq: 1 }, { message: "" }])
     })
   }
@@ -131,7 +129,9 @@ describe("connections that end badly", () => {
     // connection was held, waiting for a `drain` that could not come. A few tries: it depends
     // on when the reset arrives.
     using server = startTestServer()
-    const burst = Buffer.from(Array.from({ length: 1_500 }, (_, i) => request({ action: "get", topic: `t${i % 5}` }, "json-header")).join(""))
+    const burst = Buffer.from(
+      Array.from({ length: 1_500 }, (_, i) => request({ action: "get", topic: `t${i % 5}` }, "json-header")).join(""),
+    )
     for (let attempt = 0; attempt < 5; attempt++) {
       const client = await TestClient.connect(server.port, "json-header")
       for (let piece = 0; piece < 6; piece++) {
@@ -187,7 +187,7 @@ test("bad bytes behind a pending get_wait are answered after it, in order", asyn
   using server = startTestServer()
   await using client = await TestClient.connect(server.port)
   await using writer = await TestClient.connect(server.port)
-  client.send(request({ action: "get_wait", topic: "t", timeout: 60 }) + "not json")
+  client.send(`${request({ action: "get_wait", topic: "t", timeout: 60 })}not json`)
   // Held behind the wait, not answered ahead of it.
   await eventually(() => server.stats().queuedRequests === 1, "the bad bytes to be queued")
   expect(client.replies).toEqual([])

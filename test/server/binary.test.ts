@@ -3,7 +3,7 @@
  * every frame the server sends. Waits are on socket events (a reply, a close), never on time.
  */
 import { describe, expect, test } from "bun:test"
-import { FrameWriter, Op, type BinaryReply, type BinaryRequest } from "../../src/protocol/binary.ts"
+import { type BinaryReply, type BinaryRequest, FrameWriter, Op } from "../../src/protocol/binary.ts"
 import { ErrorCode } from "../../src/protocol/errors.ts"
 import { DEFAULT_MAX_MESSAGE_BYTES } from "../../src/server/listener.ts"
 import { BinaryClient, statsBody } from "../binary-client.ts"
@@ -306,10 +306,7 @@ describe("pipelining", () => {
  * (answered at once, or later by a put, or refused as a second wait), PING, STATS, unknown
  * opcodes and bad bodies. Request ids are distinct and shuffled.
  */
-function pipelinedTraffic(
-  count: number,
-  seed: number,
-): { stream: Uint8Array; expected: BinaryReply[]; waitAnswers: Set<number> } {
+function pipelinedTraffic(count: number, seed: number): { stream: Uint8Array; expected: BinaryReply[]; waitAnswers: Set<number> } {
   let state = seed
   const random = (n: number) => (state = (Math.imul(state, 1664525) + 1013904223) >>> 0) % n
   const ids = Array.from({ length: count }, (_, i) => 1000 + i)
@@ -388,7 +385,10 @@ function pipelinedTraffic(
       sent = req.stats(id)
       expected.push({ op: Op.statsReply, requestId: id, body: expect.any(Uint8Array) as unknown as Uint8Array })
     } else if (roll < 97) {
-      writer.begin(0x40 + random(0x40), 0, id).bytes(payload()).end()
+      writer
+        .begin(0x40 + random(0x40), 0, id)
+        .bytes(payload())
+        .end()
       expected.push(rep.error(id, ErrorCode.unknown_action, false))
     } else {
       // A GET with a byte after its topic.
@@ -423,7 +423,11 @@ describe("subscriptions", () => {
       publisher.send(req.put(publisher.nextId(), "news", `m${i}`))
       publisher.send(req.putMany(publisher.nextId(), [entry("news", `m${i + 1}`), entry("other", "x"), entry("news", `m${i + 2}`)]))
       const seq = (i / 3) * 4
-      expected.push(rep.deliver(seq + 1, "news", `m${i}`), rep.deliver(seq + 2, "news", `m${i + 1}`), rep.deliver(seq + 4, "news", `m${i + 2}`))
+      expected.push(
+        rep.deliver(seq + 1, "news", `m${i}`),
+        rep.deliver(seq + 2, "news", `m${i + 1}`),
+        rep.deliver(seq + 4, "news", `m${i + 2}`),
+      )
     }
     await sync(publisher)
     for (const subscriber of subscribers) {
@@ -472,12 +476,7 @@ describe("subscriptions", () => {
     publisher.send(req.put(5, "t", "also after"))
     await sync(publisher)
     await sync(subscriber)
-    expect(framesFrom(subscriber, 0)).toEqual([
-      rep.ok(1),
-      rep.deliver(1, "t", "pushed"),
-      rep.deliver(2, "t", "own put"),
-      rep.ok(3),
-    ])
+    expect(framesFrom(subscriber, 0)).toEqual([rep.ok(1), rep.deliver(1, "t", "pushed"), rep.deliver(2, "t", "own put"), rep.ok(3)])
     subscriber.send(req.get(6, "t"), req.get(7, "t"), req.get(8, "t"))
     await subscriber.replyTo(8)
     expect(framesFrom(subscriber, 4)).toEqual([rep.message(6, 3, "t", "after"), rep.message(7, 4, "t", "also after"), rep.empty(8)])

@@ -58,7 +58,9 @@ test("readers asking for near-megabyte messages take turns with other clients, a
   try {
     for (const reader of readers) await reader.ask({ action: "get", topic: "sync" })
     await other.ask({ action: "get", topic: "quiet" })
-    writer.sendRequests(Array.from({ length: perReader }, (_, i) => ({ action: "put", topic: "big", message: big, ack: i === perReader - 1 })))
+    writer.sendRequests(
+      Array.from({ length: perReader }, (_, i) => ({ action: "put", topic: "big", message: big, ack: i === perReader - 1 })),
+    )
     await writer.waitForReplies(1)
     for (const reader of readers) reader.pauseReading()
 

@@ -118,13 +118,10 @@ test("abusive clients (flood, never-read, garbage, connect-loop) cost well-behav
     await Promise.all(abusers.map((abuser) => abuser.active()))
     // The server has seen each abuse: half-open connections held, requests held back for a
     // reader that does not read, garbage refused, puts flooding in.
-    await eventually(
-      () => {
-        const stats = server.stats()
-        return stats.connections >= baseline.connections + 64 && stats.queuedRequests > 0 && garbageErrors() > 0 && stats.puts > 10_000
-      },
-      "every abuse to reach the server",
-    )
+    await eventually(() => {
+      const stats = server.stats()
+      return stats.connections >= baseline.connections + 64 && stats.queuedRequests > 0 && garbageErrors() > 0 && stats.puts > 10_000
+    }, "every abuse to reach the server")
     minConnections = Infinity
     const before = server.stats()
 
@@ -148,7 +145,12 @@ test("abusive clients (flood, never-read, garbage, connect-loop) cost well-behav
       for (let round = 0; round < ROUNDS; round++) {
         const texts = Array.from({ length: PIPELINE }, (_, j) => `j${round * PIPELINE + j}`)
         const count = json.replies.length + PIPELINE
-        json.sendRequests(texts.flatMap((text) => [{ action: "put", topic: "good/json", message: text }, { action: "get", topic: "good/json" }]))
+        json.sendRequests(
+          texts.flatMap((text) => [
+            { action: "put", topic: "good/json", message: text },
+            { action: "get", topic: "good/json" },
+          ]),
+        )
         const replies = (await json.waitForReplies(count)).slice(count - PIPELINE)
         expect(replies).toEqual(texts.map((text) => ({ message: text, seq: expect.any(Number) })))
         for (const reply of replies) {
@@ -210,7 +212,7 @@ test("abusive clients (flood, never-read, garbage, connect-loop) cost well-behav
   expect(maxQueued).toBeGreaterThan(0)
 
   // Alive and serving, old connections and new.
-  expect((await binary.get("good/binary"))).toBeNull()
+  expect(await binary.get("good/binary")).toBeNull()
   json.send(request({ action: "put", topic: "good/json", message: "after" }))
   expect(await json.ask({ action: "get", topic: "good/json" })).toMatchObject({ message: "after" })
   await using newcomer = await connect({ port: server.port, retries: 0 })

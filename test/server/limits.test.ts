@@ -2,10 +2,10 @@
 import { expect, test } from "bun:test"
 import { connect, DsmqError } from "../../src/client.ts"
 import { parseArguments } from "../../src/options.ts"
+import { Op } from "../../src/protocol/binary.ts"
 import { DEFAULT_LIMITS } from "../../src/server/listener.ts"
 import { BinaryClient } from "../binary-client.ts"
 import { req } from "../binary-frames.ts"
-import { Op } from "../../src/protocol/binary.ts"
 import { eventually, request, startTestServer, TestClient } from "../helpers.ts"
 import { WsClient } from "../ws-helpers.ts"
 
@@ -17,7 +17,12 @@ test("connections past --max-connections are closed at once; the others keep wor
   const third = await TestClient.connect(server.port)
   await third.closed
   const upgrade = await fetch(`http://127.0.0.1:${server.httpPort}/`, {
-    headers: { Upgrade: "websocket", Connection: "Upgrade", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13" },
+    headers: {
+      Upgrade: "websocket",
+      Connection: "Upgrade",
+      "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+      "Sec-WebSocket-Version": "13",
+    },
   })
   expect(upgrade.status).toBe(503)
   expect(server.stats().errors.limit_exceeded).toBe(2)

@@ -132,8 +132,7 @@ describe("HTTP", () => {
       text += new TextDecoder().decode(value)
     }
     expect(text.slice(text.indexOf("event: missed"))).toBe(
-      "event: missed\ndata: 7\n\n" +
-        [8, 9, 10].map((n) => `id: ${n}\nevent: message\ndata: m${n}\n\n`).join(""),
+      `event: missed\ndata: 7\n\n${[8, 9, 10].map((n) => `id: ${n}\nevent: message\ndata: m${n}\n\n`).join("")}`,
     )
     await reader.cancel()
   })

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test"
 import { encodeHeader } from "../../src/protocol/json-header.ts"
-import { eventually, pyJson, request, startTestServer, TestClient, type Framing } from "../helpers.ts"
+import { eventually, type Framing, pyJson, request, startTestServer, TestClient } from "../helpers.ts"
 
 describe("the seed README's examples", () => {
   test("put then get, byte for byte as the upstream clients send them", async () => {
@@ -98,9 +98,15 @@ for (const framing of ["json-stream", "json-header"] as const satisfies Framing[
     test("binary-looking and non-ASCII messages arrive intact", async () => {
       using server = startTestServer()
       await using client = await TestClient.connect(server.port, framing)
-      const messages = ["ünïcödé ✓ 🎉", '{"json": "inside"}', "tab\tnewline\nnul\u0000", "}{\"\\", ""]
-      client.sendRequests(messages.map((message) => ({ action: "put", topic: "t", message })), framing)
-      client.sendRequests(messages.map(() => ({ action: "get", topic: "t" })), framing)
+      const messages = ["ünïcödé ✓ 🎉", '{"json": "inside"}', "tab\tnewline\nnul\u0000", '}{"\\', ""]
+      client.sendRequests(
+        messages.map((message) => ({ action: "put", topic: "t", message })),
+        framing,
+      )
+      client.sendRequests(
+        messages.map(() => ({ action: "get", topic: "t" })),
+        framing,
+      )
       const replies = await client.waitForReplies(messages.length)
       expect(replies.map((reply) => reply.message)).toEqual(messages)
       expect(replies.every((reply) => typeof reply.seq === "number")).toBe(true)
@@ -127,7 +133,7 @@ for (const framing of ["json-stream", "json-header"] as const satisfies Framing[
 test("a request stream split at every byte is understood the same", async () => {
   using server = startTestServer()
   const stream =
-    pyJson({ action: "put", topic: "s", message: "ü {split} \"here\"" }) +
+    pyJson({ action: "put", topic: "s", message: 'ü {split} "here"' }) +
     "\n" +
     pyJson({ action: "get", topic: "s" }) +
     pyJson({ action: "get", topic: "s" })
@@ -156,7 +162,10 @@ test("both protocol generations share one set of topics", async () => {
   expect(await header.ask({ action: "get", topic: "t" }, "json-header")).toEqual({ message: "from gen 1", seq: 1 })
   header.send(request({ action: "put", topic: "t", message: "from gen 2" }, "json-header"))
   await header.ask({ action: "get", topic: "sync" }, "json-header")
-  stream.sendRequests([{ action: "get", topic: "t" }, { action: "get", topic: "t" }])
+  stream.sendRequests([
+    { action: "get", topic: "t" },
+    { action: "get", topic: "t" },
+  ])
   expect((await stream.waitForReplies(3)).slice(1)).toEqual([
     { message: "from gen 1", seq: 1 },
     { message: "from gen 2", seq: 2 },
