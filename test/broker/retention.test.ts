@@ -3,7 +3,13 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Broker } from "../../src/broker/broker.ts"
-import { DEFAULT_RETENTION, type RetentionConfig, RetentionError, type RetentionLimits } from "../../src/broker/retention.ts"
+import {
+  DEFAULT_RETENTION,
+  MAX_CACHED_TOPIC_LIMITS,
+  type RetentionConfig,
+  RetentionError,
+  type RetentionLimits,
+} from "../../src/broker/retention.ts"
 import { ProtocolError } from "../../src/protocol/errors.ts"
 import { preciseNow, Store } from "../../src/store/store.ts"
 
@@ -151,7 +157,7 @@ describe("rules", () => {
     using broker = openBroker({ rules: [{ pattern: "keep/+", limits: { maxMessages: 2 } }] })
     expect(broker.retention.limitsFor("keep/first").maxMessages).toBe(2)
     expect(broker.retention.limitsFor("other").maxMessages).toBeNull()
-    for (let i = 0; i < 10_000; i++) broker.retention.limitsFor(`keep/${i}`)
+    for (let i = 0; i <= MAX_CACHED_TOPIC_LIMITS; i++) broker.retention.limitsFor(`keep/${i}`)
     expect(broker.retention.limitsFor("keep/first").maxMessages).toBe(2)
     expect(broker.retention.limitsFor("other").maxMessages).toBeNull()
   })
