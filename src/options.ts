@@ -14,6 +14,7 @@ import {
   type ServerOptions,
 } from "./server/listener.ts"
 import type { SyncLevel } from "./store/store.ts"
+import { patternProblem } from "./topic/pattern.ts"
 
 const retentionDefaults = DEFAULT_RETENTION.defaults
 
@@ -314,6 +315,8 @@ function readRetentionRules(path: string): RetentionRule[] {
     const extra = Object.keys(unknown)
     if (extra.length > 0) throw new UsageError(`${where}: unknown field ${extra[0]}`)
     if (typeof pattern !== "string" || pattern === "") throw new UsageError(`${where} needs a "pattern"`)
+    const problem = patternProblem(pattern)
+    if (problem !== null) throw new UsageError(`${where}: ${problem}`)
     const limits: { -readonly [K in keyof RetentionLimits]?: RetentionLimits[K] } = {}
     if (maxAge !== undefined) limits.maxAgeMs = parseAge(`${where} maxAge`, String(maxAge))
     if (maxMessages !== undefined) limits.maxMessages = parseCount(`${where} maxMessages`, String(maxMessages))

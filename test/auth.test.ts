@@ -72,6 +72,46 @@ describe("Authenticator", () => {
     })
   })
 
+  test("a misplaced + or # in a token's patterns is refused when the file is read, naming the pattern", () => {
+    // These were taken as literal names before, and so matched nothing a client could write.
+    const file = (read: string[], write: string[] = []) =>
+      JSON.stringify({ tokens: [{ name: "lab", token: LAB, read, write }], anonymousLegacy: { read: ["ok/#"], write: ["a/#/b"] } })
+    expect(() => parseAuthConfig(file(["lab/#", "a#b"]), false, "f")).toThrow(
+      'f: token 1 (lab) read: pattern "a#b": "#" must fill a whole level, as in "a/#"',
+    )
+    expect(() => parseAuthConfig(file([], ["lab/+x"]), false, "f")).toThrow(
+      'f: token 1 (lab) write: pattern "lab/+x": "+" must fill a whole level',
+    )
+    expect(() => parseAuthConfig(file(["lab/#"]), true, "f")).toThrow(
+      'f: anonymousLegacy write: pattern "a/#/b": "#" must be the last level',
+    )
+    expect(parseAuthConfig(file(["lab/#"]), false, "f").tokens[0]!.read).toEqual(["lab/#"])
+    // A configuration built in code is checked as well.
+    expect(() => new Authenticator({ tokens: [{ name: "lab", token: LAB, read: ["#/x"], write: [] }], anonymousLegacy: null })).toThrow(
+      'lab: pattern "#/x": "#" must be the last level',
+    )
+  })
+
+  test("a principal's answers follow its patterns however many there are, and repeat the same for a topic", () => {
+    const many = Array.from({ length: 5000 }, (_, i) => `site/${i}/+`)
+    const auth = new Authenticator({
+      tokens: [{ name: "sites", token: LAB, read: [...many, "shared/#"], write: ["site/42/+"] }],
+      anonymousLegacy: null,
+    })
+    const sites = auth.authenticate(LAB)!
+    const answers = () => [
+      sites.canRead("site/4999/temp"),
+      sites.canRead("site/5000/temp"),
+      sites.canRead("shared"),
+      sites.canWrite("site/42/temp"),
+      sites.canWrite("site/43/temp"),
+      sites.canRead("site/1/temp/x"),
+    ]
+    const expected = [true, false, true, true, false, false]
+    expect(answers()).toEqual(expected)
+    expect(answers()).toEqual(expected)
+  })
+
   test("tokens come from --auth-file or DSMQ_AUTH, never both, never inline", () => {
     const json = JSON.stringify({ tokens: config().tokens })
     const directory = mkdtempSync(join(tmpdir(), "dsmq-auth-"))

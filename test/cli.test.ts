@@ -132,6 +132,10 @@ describe("parseArguments", () => {
       expect(() => parseArguments(["--retention-config", path])).toThrow("rule 1 maxAge must be an age")
       writeFileSync(path, JSON.stringify({ rules: [{ pattern: "a", colour: "red" }] }))
       expect(() => parseArguments(["--retention-config", path])).toThrow("unknown field colour")
+      writeFileSync(path, JSON.stringify({ rules: [{ pattern: "lab/#" }, { pattern: "lab/a#b" }] }))
+      expect(() => parseArguments(["--retention-config", path])).toThrow(
+        `--retention-config ${path}: rule 2: pattern "lab/a#b": "#" must fill a whole level, as in "a/#"`,
+      )
       expect(() => parseArguments(["--retention-config", join(directory, "missing.json")])).toThrow("--retention-config")
     } finally {
       rmSync(directory, { recursive: true, force: true })

@@ -274,7 +274,7 @@ test("a server in a child process: fuzzed waves of every protocol, still up and 
  * which JSON escapes allow) are different strings to the broker but the same UTF-8 in the
  * store (both become U+FFFD), so the second put failed with "SQLiteError: UNIQUE constraint
  * failed: topics.name", logged as an internal error, and the connection was cut without its
- * replies. Topics must now be well-formed Unicode on every protocol (src/protocol/limits.ts).
+ * replies. Topics must now be well-formed Unicode on every protocol (src/topic/topic-name.ts).
  */
 test("a topic with a lone surrogate is refused with bad_field, not an internal error", async () => {
   const log: string[] = []

@@ -11,6 +11,7 @@
  */
 import { ProtocolError } from "../protocol/errors.ts"
 import { type DroppedMessage, preciseNow, type Store, type StoredMessage, type TopicState } from "../store/store.ts"
+import { patternCharacterInCursorName, patternCharacterInTopic } from "../topic/topic-name.ts"
 import { Histogram, LATENCY_BUCKETS_SECONDS } from "./histogram.ts"
 import { DEFAULT_RETENTION, Retention, type RetentionConfig } from "./retention.ts"
 
@@ -92,6 +93,7 @@ export class Broker {
    * across restarts of a server with a database file. One user at a time.
    */
   openNamedReader(name: string): Reader {
+    refuseIf(patternCharacterInCursorName(name))
     if (this.#named.has(name)) throw new ProtocolError("cursor_busy", `cursor ${JSON.stringify(name)} is in use by another connection`)
     const reader = new Reader(this, this.store.namedReaderStart(name), name)
     for (const cursor of this.store.namedCursors(name)) reader.restoreCursor(cursor.topic, cursor.seq, cursor.ordinal)
@@ -106,6 +108,7 @@ export class Broker {
   }
 
   put(topic: string, payload: Uint8Array): number {
+    refuseIf(patternCharacterInTopic(topic))
     this.retention.admit(topic, 1, payload.length)
     const putAt = preciseNow()
     const seq = this.store.put(topic, payload, putAt)
@@ -119,6 +122,7 @@ export class Broker {
   putMany(entries: readonly PutEntry[]): number {
     const perTopic = new Map<string, { count: number; bytes: number }>()
     for (const { topic, payload } of entries) {
+      refuseIf(patternCharacterInTopic(topic))
       const totals = perTopic.get(topic) ?? { count: 0, bytes: 0 }
       totals.count++
       totals.bytes += payload.length
@@ -228,6 +232,15 @@ export class Broker {
       }
     }
   }
+}
+
+/**
+ * Writes and named cursors refuse names with `+` or `#`, on every protocol, so that no
+ * pattern is ever a topic's or a cursor's name; reads of such names (a --db file may hold
+ * them, from before) go on as before.
+ */
+function refuseIf(problem: string | null): void {
+  if (problem !== null) throw new ProtocolError("bad_field", problem)
 }
 
 /** Where a reader is in one topic: the last message read (seq, and ordinal when known). */

@@ -21,8 +21,9 @@ import { type Authenticator, bearerToken, type Principal } from "../auth/auth.ts
 import type { Broker, Delivery } from "../broker/broker.ts"
 import { MAX_CURSOR_NAME_BYTES } from "../protocol/binary.ts"
 import { type ErrorName, ProtocolError } from "../protocol/errors.ts"
-import { MAX_TOPIC_BYTES, MAX_WAIT_MS, topicProblem } from "../protocol/limits.ts"
+import { MAX_WAIT_MS } from "../protocol/limits.ts"
 import type { ServerStats } from "../server/stats.ts"
+import { topicProblem } from "../topic/topic-name.ts"
 import { formatMetrics, METRICS_CONTENT_TYPE } from "./metrics.ts"
 import { eventStream } from "./sse.ts"
 
@@ -207,7 +208,6 @@ function decodeTopic(segment: string): string {
   } catch {
     throw new HttpError(400, "bad_field", "the topic is not valid percent-encoded UTF-8")
   }
-  if (Buffer.byteLength(topic) > MAX_TOPIC_BYTES) throw new HttpError(400, "bad_field", `topic is longer than ${MAX_TOPIC_BYTES} bytes`)
   const problem = topicProblem(topic)
   if (problem !== null) throw new HttpError(400, "bad_field", problem)
   return topic

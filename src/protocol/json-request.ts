@@ -4,8 +4,9 @@
  * `get`-like requests, so that flag decides whether an error can be answered in place or
  * must close the connection instead (an unexpected reply would be read as the next answer).
  */
+import { topicProblem } from "../topic/topic-name.ts"
 import { ProtocolError } from "./errors.ts"
-import { MAX_TOPIC_BYTES, MAX_WAIT_MS, topicProblem } from "./limits.ts"
+import { MAX_WAIT_MS } from "./limits.ts"
 
 /** get_wait's timeout when the request names none, in seconds: about what upstream's client-side get_wait tries for. */
 export const DEFAULT_WAIT_SECONDS = 10
@@ -96,10 +97,6 @@ function readTopic(fields: Record<string, unknown>, expectsReply: boolean): stri
   const topic = fields.topic
   if (typeof topic !== "string") {
     return reject("bad_field", `'topic' must be a string, got ${describeType(topic)}`, expectsReply)
-  }
-  // A UTF-8 byte is at most 3 per UTF-16 unit: short topics skip the byte count.
-  if (topic.length > MAX_TOPIC_BYTES / 3 && Buffer.byteLength(topic) > MAX_TOPIC_BYTES) {
-    return reject("bad_field", `'topic' is longer than ${MAX_TOPIC_BYTES} bytes of UTF-8`, expectsReply)
   }
   const problem = topicProblem(topic)
   return problem === null ? topic : reject("bad_field", problem, expectsReply)

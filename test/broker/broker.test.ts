@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test"
 import { Broker } from "../../src/broker/broker.ts"
+import { ProtocolError } from "../../src/protocol/errors.ts"
 import { Store, type StoredMessage } from "../../src/store/store.ts"
 
 const bytes = (text: string) => new TextEncoder().encode(text)
@@ -151,5 +152,62 @@ describe("Broker", () => {
     broker.openReader().getWait("t", 60_000, resolve)
     broker.releaseAllWaiters()
     expect(await promise).toBeNull()
+  })
+})
+
+describe("pattern characters are reserved in names", () => {
+  /** The refusal's code and text; fails the test when nothing is refused. */
+  function refusal(work: () => unknown): { code: string; text: string } {
+    try {
+      work()
+    } catch (error) {
+      if (error instanceof ProtocolError) return { code: error.errorName, text: error.message }
+      throw error
+    }
+    throw new Error("expected a refusal")
+  }
+
+  test("a put or put_many on a topic with + or # anywhere is refused with bad_field, and stores nothing", () => {
+    using broker = openBroker()
+    for (const topic of ["lab/#", "lab/+/x", "a#b", "#", "+"]) {
+      expect(refusal(() => broker.put(topic, bytes("m")))).toEqual({
+        code: "bad_field",
+        text: `topic ${JSON.stringify(topic)} contains "${topic.includes("#") ? "#" : "+"}": "+" and "#" are pattern characters and cannot be part of a topic name`,
+      })
+    }
+    expect(
+      refusal(() =>
+        broker.putMany([
+          { topic: "fine", payload: bytes("a") },
+          { topic: "lab/+/x", payload: bytes("b") },
+        ]),
+      ).code,
+    ).toBe("bad_field")
+    expect([broker.store.lastSeq, broker.store.topicCount, broker.counters.puts]).toEqual([0, 0, 0])
+    expect(broker.put("lab/x", bytes("fine"))).toBe(1)
+  })
+
+  test("a named cursor whose name has + or # is refused with bad_field", () => {
+    using broker = openBroker()
+    expect(refusal(() => broker.openNamedReader("worker#1"))).toEqual({
+      code: "bad_field",
+      text: 'cursor name "worker#1" contains "#": "+" and "#" are pattern characters and cannot be part of a cursor name',
+    })
+    expect(refusal(() => broker.openNamedReader("a+b")).code).toBe("bad_field")
+    broker.openNamedReader("worker-1").close()
+  })
+
+  test("reads of such topics go on as before: get, get_latest, get_wait and subscriptions", async () => {
+    using broker = openBroker()
+    const reader = broker.openReader()
+    expect(reader.get("lab/#")).toBeNull()
+    expect(reader.getLatest("lab/+")).toBeNull()
+    const { promise, resolve } = Promise.withResolvers<StoredMessage | null>()
+    expect(reader.getWait("lab/#", 0, resolve)).toBeNull()
+    expect(await promise).toBeNull()
+    const subscriber = { onPut: () => {} }
+    broker.subscribe("lab/#", subscriber)
+    expect(broker.subscriberCount).toBe(1)
+    broker.unsubscribe("lab/#", subscriber)
   })
 })

@@ -12,7 +12,8 @@ import {
   writeError,
 } from "../../src/protocol/binary.ts"
 import { ErrorCode, type ErrorName, ProtocolError } from "../../src/protocol/errors.ts"
-import { MAX_TOPIC_BYTES, MAX_WAIT_MS } from "../../src/protocol/limits.ts"
+import { MAX_WAIT_MS } from "../../src/protocol/limits.ts"
+import { MAX_TOPIC_BYTES } from "../../src/topic/topic-name.ts"
 import { bytes, encodeReplies, encodeRequests, entry, fromHex, rawFrame, readReplyCopy, rep, req, toHex } from "../binary-frames.ts"
 import { byteByByte, type DecoderFactory, decodeAll, RecordingSink, randomChunks, splitAt } from "./decoder-contract.ts"
 

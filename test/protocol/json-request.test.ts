@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test"
 import { DEFAULT_WAIT_SECONDS, parseJsonRequest } from "../../src/protocol/json-request.ts"
-import { MAX_TOPIC_BYTES } from "../../src/protocol/limits.ts"
+import { MAX_TOPIC_BYTES } from "../../src/topic/topic-name.ts"
 
 const parse = (text: string) => parseJsonRequest(new TextEncoder().encode(text))
 const rejection = (text: string) => {
