@@ -10,7 +10,7 @@
  */
 import type { Socket } from "bun"
 import { Outbound } from "./net/outbound.ts"
-import { BINARY_VERSION, BinaryDecoder, type BinaryReply, Flag, FrameWriter, MAGIC, Op, readReply } from "./protocol/binary.ts"
+import { BINARY_VERSION, BinaryDecoder, type BinaryReply, Flag, FrameWriter, MAGIC, Op, readReply } from "./protocol/binary/request.ts"
 import { ErrorCode, type ErrorName, ProtocolError } from "./protocol/errors.ts"
 
 export interface ConnectOptions {

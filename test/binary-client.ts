@@ -6,7 +6,7 @@
  */
 import type { Socket } from "bun"
 import { Outbound } from "../src/net/outbound.ts"
-import { BinaryDecoder, type BinaryReply, type BinaryRequest, FrameWriter, Op, readReply } from "../src/protocol/binary.ts"
+import { BinaryDecoder, type BinaryReply, type BinaryRequest, FrameWriter, Op, readReply } from "../src/protocol/binary/request.ts"
 import type { ProtocolError } from "../src/protocol/errors.ts"
 import { detachReply, writeRequest } from "./binary-frames.ts"
 import { EventWaiter } from "./event-waiter.ts"

@@ -14,7 +14,7 @@ import {
   type PutEntry,
   readReply,
   writeMessage,
-} from "../src/protocol/binary.ts"
+} from "../src/protocol/binary/request.ts"
 
 const encoder = new TextEncoder()
 

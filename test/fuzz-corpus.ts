@@ -8,7 +8,7 @@
  * A case is a function of (seed, index) only (`caseRng`), so any failure is replayed from the
  * two numbers.
  */
-import { BinaryDecoder, type BinaryReply, FrameWriter, MAGIC, Op, readReply } from "../src/protocol/binary.ts"
+import { BinaryDecoder, type BinaryReply, FrameWriter, MAGIC, Op, readReply } from "../src/protocol/binary/request.ts"
 import { detectProtocol, WireProtocol } from "../src/protocol/detect.ts"
 import { ErrorCode, type ProtocolError } from "../src/protocol/errors.ts"
 import { encodeHeader, JsonHeaderDecoder } from "../src/protocol/json-header.ts"

@@ -8,7 +8,7 @@
 import type { Socket } from "bun"
 import type { AuthConfig } from "../src/auth/auth.ts"
 import { Outbound } from "../src/net/outbound.ts"
-import { BinaryDecoder, type BinaryReply, Op, readReply } from "../src/protocol/binary.ts"
+import { BinaryDecoder, type BinaryReply, Op, readReply } from "../src/protocol/binary/request.ts"
 import { upstreamMessageReply } from "../src/protocol/json-reply.ts"
 import { BinaryClient, statsBody } from "./binary-client.ts"
 import { detachReply, encodeRequests, rep, req } from "./binary-frames.ts"

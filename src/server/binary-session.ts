@@ -15,7 +15,7 @@ import {
   readRequest,
   writeError,
   writeMessage,
-} from "../protocol/binary.ts"
+} from "../protocol/binary/request.ts"
 import { ProtocolError } from "../protocol/errors.ts"
 import type { Session, SessionHost } from "./session.ts"
 

@@ -1,6 +1,6 @@
 /** The HTTP port's WebSocket endpoint: upstream dsmq 1.x clients, and binary frames. */
 import { describe, expect, test } from "bun:test"
-import { BinaryDecoder, type BinaryReply, FrameWriter, MAGIC, Op, readReply } from "../../src/protocol/binary.ts"
+import { BinaryDecoder, type BinaryReply, FrameWriter, MAGIC, Op, readReply } from "../../src/protocol/binary/request.ts"
 import { MAX_OUTBOUND_BYTES } from "../../src/server/listener.ts"
 import { eventually, request, startTestServer, TestClient } from "../helpers.ts"
 import { RawWsClient, WsClient } from "../ws-helpers.ts"

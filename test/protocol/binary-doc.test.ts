@@ -4,7 +4,15 @@
  * each example says what its bytes say, and the tables match the code's constants.
  */
 import { describe, expect, test } from "bun:test"
-import { BinaryDecoder, type BinaryReply, type BinaryRequest, HEADER_BYTES, Op, readReply, readRequest } from "../../src/protocol/binary.ts"
+import {
+  BinaryDecoder,
+  type BinaryReply,
+  type BinaryRequest,
+  HEADER_BYTES,
+  Op,
+  readReply,
+  readRequest,
+} from "../../src/protocol/binary/request.ts"
 import { ErrorCode, type ErrorName } from "../../src/protocol/errors.ts"
 import { MAX_TOPIC_BYTES, MAX_WAIT_MS } from "../../src/protocol/limits.ts"
 import { DEFAULT_MAX_MESSAGE_BYTES, MAX_OUTBOUND_BYTES } from "../../src/server/listener.ts"

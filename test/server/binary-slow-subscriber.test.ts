@@ -3,7 +3,7 @@
  * without bound, and must still get every message, in order, once it reads again.
  */
 import { expect, test } from "bun:test"
-import { type BinaryReply, HEADER_BYTES, Op } from "../../src/protocol/binary.ts"
+import { type BinaryReply, HEADER_BYTES, Op } from "../../src/protocol/binary/request.ts"
 import { MAX_OUTBOUND_BYTES } from "../../src/server/listener.ts"
 import { BinaryClient } from "../binary-client.ts"
 import { entry, rep, req } from "../binary-frames.ts"

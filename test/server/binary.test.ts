@@ -3,7 +3,7 @@
  * every frame the server sends. Waits are on socket events (a reply, a close), never on time.
  */
 import { describe, expect, test } from "bun:test"
-import { type BinaryReply, type BinaryRequest, FrameWriter, Op } from "../../src/protocol/binary.ts"
+import { type BinaryReply, type BinaryRequest, FrameWriter, Op } from "../../src/protocol/binary/request.ts"
 import { ErrorCode } from "../../src/protocol/errors.ts"
 import { DEFAULT_MAX_MESSAGE_BYTES } from "../../src/server/listener.ts"
 import { BinaryClient, statsBody } from "../binary-client.ts"

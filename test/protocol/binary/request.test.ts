@@ -10,11 +10,11 @@ import {
   readReply,
   readRequest,
   writeError,
-} from "../../src/protocol/binary.ts"
-import { ErrorCode, type ErrorName, ProtocolError } from "../../src/protocol/errors.ts"
-import { MAX_TOPIC_BYTES, MAX_WAIT_MS } from "../../src/protocol/limits.ts"
-import { bytes, encodeReplies, encodeRequests, entry, fromHex, rawFrame, readReplyCopy, rep, req, toHex } from "../binary-frames.ts"
-import { byteByByte, type DecoderFactory, decodeAll, RecordingSink, randomChunks, splitAt } from "./decoder-contract.ts"
+} from "../../../src/protocol/binary/request.ts"
+import { ErrorCode, type ErrorName, ProtocolError } from "../../../src/protocol/errors.ts"
+import { MAX_TOPIC_BYTES, MAX_WAIT_MS } from "../../../src/protocol/limits.ts"
+import { bytes, encodeReplies, encodeRequests, entry, fromHex, rawFrame, readReplyCopy, rep, req, toHex } from "../../binary-frames.ts"
+import { byteByByte, type DecoderFactory, decodeAll, RecordingSink, randomChunks, splitAt } from "../decoder-contract.ts"
 
 const MAX = 4096
 /** A BinaryDecoder whose frames the RecordingSink records as hex (it records text). */

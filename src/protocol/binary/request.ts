@@ -3,9 +3,9 @@
  * request id. Pure bytes <-> values: the decoder splits a stream into frames, `readRequest` /
  * `readReply` interpret one frame, and FrameWriter builds frames into one growable buffer.
  */
-import { TailBufferingDecoder } from "./decoder.ts"
-import { ErrorCode, type ErrorName, ProtocolError } from "./errors.ts"
-import { MAX_TOPIC_BYTES, MAX_WAIT_MS, topicProblem } from "./limits.ts"
+import { TailBufferingDecoder } from "../decoder.ts"
+import { ErrorCode, type ErrorName, ProtocolError } from "../errors.ts"
+import { MAX_TOPIC_BYTES, MAX_WAIT_MS, topicProblem } from "../limits.ts"
 
 export const BINARY_VERSION = 1
 export const MAGIC = new Uint8Array([0x44, 0x53, 0x4d, 0x51]) // "DSMQ"
