@@ -19,7 +19,7 @@
 import type { Server } from "bun"
 import { type Authenticator, bearerToken, type Principal } from "../auth/auth.ts"
 import type { Broker, Delivery } from "../broker/broker.ts"
-import { MAX_CURSOR_NAME_BYTES } from "../protocol/binary/request.ts"
+import { MAX_CURSOR_NAME_BYTES } from "../protocol/binary/constants.ts"
 import { type ErrorName, ProtocolError } from "../protocol/errors.ts"
 import { MAX_TOPIC_BYTES, MAX_WAIT_MS, topicProblem } from "../protocol/limits.ts"
 import type { ServerStats } from "../server/stats.ts"

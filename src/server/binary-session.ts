@@ -5,17 +5,9 @@
  */
 import type { Principal } from "../auth/auth.ts"
 import type { Delivery, Reader, Subscriber } from "../broker/broker.ts"
-import {
-  BINARY_VERSION,
-  type BinaryRequest,
-  detachRequest,
-  FrameWriter,
-  Op,
-  type RejectedFrame,
-  readRequest,
-  writeError,
-  writeMessage,
-} from "../protocol/binary/request.ts"
+import { BINARY_VERSION, Op } from "../protocol/binary/constants.ts"
+import { FrameWriter, writeError, writeMessage } from "../protocol/binary/frame-writer.ts"
+import { type BinaryRequest, detachRequest, type RejectedFrame, readRequest } from "../protocol/binary/request.ts"
 import { ProtocolError } from "../protocol/errors.ts"
 import type { Session, SessionHost } from "./session.ts"
 
