@@ -9,8 +9,8 @@
  * - retention may remove messages a reader has not read; the next message it gets says how
  *   many it missed.
  */
-import { ProtocolError } from "../protocol/errors.ts"
 import { type DroppedMessage, preciseNow, type Store, type StoredMessage, type TopicState } from "../store/store.ts"
+import { BrokerError, BrokerErrorCode } from "./errors.ts"
 import { Histogram, LATENCY_BUCKETS_SECONDS } from "./histogram.ts"
 import { DEFAULT_RETENTION, Retention, type RetentionConfig } from "./retention.ts"
 
@@ -92,7 +92,8 @@ export class Broker {
    * across restarts of a server with a database file. One user at a time.
    */
   openNamedReader(name: string): Reader {
-    if (this.#named.has(name)) throw new ProtocolError("cursor_busy", `cursor ${JSON.stringify(name)} is in use by another connection`)
+    if (this.#named.has(name))
+      throw new BrokerError(BrokerErrorCode.cursorBusy, `cursor ${JSON.stringify(name)} is in use by another connection`)
     const reader = new Reader(this, this.store.namedReaderStart(name), name)
     for (const cursor of this.store.namedCursors(name)) reader.restoreCursor(cursor.topic, cursor.seq, cursor.ordinal)
     this.#named.set(name, reader)
