@@ -17,7 +17,10 @@
  * because readRequest is a handful of reads where JSON needs a UTF-8 decode and JSON.parse.
  */
 import { bench, do_not_optimize, group, summary } from "mitata"
-import { BinaryDecoder, FrameWriter, Op, readRequest } from "../src/protocol/binary.ts"
+import { Op } from "../src/protocol/binary/constants.ts"
+import { BinaryDecoder } from "../src/protocol/binary/decoder.ts"
+import { FrameWriter } from "../src/protocol/binary/frame-writer.ts"
+import { readRequest } from "../src/protocol/binary/request.ts"
 import type { FrameDecoder, FrameSink } from "../src/protocol/decoder.ts"
 import { WireProtocol } from "../src/protocol/detect.ts"
 import type { ProtocolError } from "../src/protocol/errors.ts"

@@ -23,7 +23,8 @@
  * so sending on schedule never waits for reading. Every loop is bounded in count and in time.
  */
 import { readFileSync } from "node:fs"
-import { Op, readU32 } from "../src/protocol/binary.ts"
+import { Op } from "../src/protocol/binary/constants.ts"
+import { readU32 } from "../src/protocol/binary/fields.ts"
 import { printTable, writeResults } from "./common.ts"
 import { spawnBroker, spawnEcho } from "./load/processes.ts"
 import {

@@ -10,7 +10,10 @@
  */
 import type { Socket } from "bun"
 import { Outbound } from "./net/outbound.ts"
-import { BINARY_VERSION, BinaryDecoder, type BinaryReply, Flag, FrameWriter, MAGIC, Op, readReply } from "./protocol/binary.ts"
+import { BINARY_VERSION, Flag, MAGIC, Op } from "./protocol/binary/constants.ts"
+import { BinaryDecoder } from "./protocol/binary/decoder.ts"
+import { FrameWriter } from "./protocol/binary/frame-writer.ts"
+import { type BinaryReply, readReply } from "./protocol/binary/reply.ts"
 import { ErrorCode, type ErrorName, ProtocolError } from "./protocol/errors.ts"
 
 export interface ConnectOptions {

@@ -1,4 +1,5 @@
 export { Broker, Reader } from "./broker/broker.ts"
+export { BrokerError, BrokerErrorCode } from "./broker/errors.ts"
 export { Client, ConnectionClosedError, type ConnectOptions, connect, DsmqError, Message, Subscription } from "./client.ts"
 export { ErrorCode, type ErrorName, ProtocolError } from "./protocol/errors.ts"
 export { ListenError, type RunningServer, type ServerOptions, startServer } from "./server/listener.ts"

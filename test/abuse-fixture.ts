@@ -21,7 +21,8 @@
  * parent goes away. Connects only to 127.0.0.1.
  */
 import type { Socket } from "bun"
-import { BINARY_VERSION, FrameWriter, MAGIC, Op } from "../src/protocol/binary.ts"
+import { BINARY_VERSION, MAGIC, Op } from "../src/protocol/binary/constants.ts"
+import { FrameWriter } from "../src/protocol/binary/frame-writer.ts"
 import { encodeHeader } from "../src/protocol/json-header.ts"
 
 const ABUSE_MODES = ["flood", "never-read", "garbage", "connect-loop"] as const

@@ -6,7 +6,11 @@
  */
 import type { Socket } from "bun"
 import { Outbound } from "../src/net/outbound.ts"
-import { BinaryDecoder, type BinaryReply, type BinaryRequest, FrameWriter, Op, readReply } from "../src/protocol/binary.ts"
+import { Op } from "../src/protocol/binary/constants.ts"
+import { BinaryDecoder } from "../src/protocol/binary/decoder.ts"
+import { FrameWriter } from "../src/protocol/binary/frame-writer.ts"
+import { type BinaryReply, readReply } from "../src/protocol/binary/reply.ts"
+import type { BinaryRequest } from "../src/protocol/binary/request.ts"
 import type { ProtocolError } from "../src/protocol/errors.ts"
 import { detachReply, writeRequest } from "./binary-frames.ts"
 import { EventWaiter } from "./event-waiter.ts"

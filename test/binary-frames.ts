@@ -4,17 +4,10 @@
  * frame the way docs/PROTOCOL.md does (one hex group per field), and small byte helpers.
  */
 import { expect } from "bun:test"
-import {
-  type BinaryReply,
-  type BinaryRequest,
-  Flag,
-  FrameWriter,
-  MAGIC,
-  Op,
-  type PutEntry,
-  readReply,
-  writeMessage,
-} from "../src/protocol/binary.ts"
+import { Flag, MAGIC, Op } from "../src/protocol/binary/constants.ts"
+import { FrameWriter, writeMessage } from "../src/protocol/binary/frame-writer.ts"
+import { type BinaryReply, readReply } from "../src/protocol/binary/reply.ts"
+import type { BinaryRequest, PutEntry } from "../src/protocol/binary/request.ts"
 
 const encoder = new TextEncoder()
 

@@ -8,7 +8,11 @@
  * A case is a function of (seed, index) only (`caseRng`), so any failure is replayed from the
  * two numbers.
  */
-import { BinaryDecoder, type BinaryReply, FrameWriter, MAGIC, Op, readReply } from "../src/protocol/binary.ts"
+
+import { MAGIC, Op } from "../src/protocol/binary/constants.ts"
+import { BinaryDecoder } from "../src/protocol/binary/decoder.ts"
+import { FrameWriter } from "../src/protocol/binary/frame-writer.ts"
+import { type BinaryReply, readReply } from "../src/protocol/binary/reply.ts"
 import { detectProtocol, WireProtocol } from "../src/protocol/detect.ts"
 import { ErrorCode, type ProtocolError } from "../src/protocol/errors.ts"
 import { encodeHeader, JsonHeaderDecoder } from "../src/protocol/json-header.ts"

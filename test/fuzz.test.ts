@@ -22,7 +22,7 @@
  * bench/fuzz.ts.
  */
 import { describe, expect, test } from "bun:test"
-import { BinaryDecoder } from "../src/protocol/binary.ts"
+import { BinaryDecoder } from "../src/protocol/binary/decoder.ts"
 import type { FrameSink } from "../src/protocol/decoder.ts"
 import { JsonHeaderDecoder } from "../src/protocol/json-header.ts"
 import { JsonStreamDecoder } from "../src/protocol/json-stream.ts"

@@ -13,7 +13,10 @@
  * Bun's client queues what the kernel does not take (`bufferedAmount`) and fires no drain
  * event, so a writer that fills it polls it every millisecond until it is empty again.
  */
-import { BINARY_VERSION, BinaryDecoder, type BinaryReply, FrameWriter, MAGIC, Op, readReply } from "../../src/protocol/binary.ts"
+import { BINARY_VERSION, MAGIC, Op } from "../../src/protocol/binary/constants.ts"
+import { BinaryDecoder } from "../../src/protocol/binary/decoder.ts"
+import { FrameWriter } from "../../src/protocol/binary/frame-writer.ts"
+import { type BinaryReply, readReply } from "../../src/protocol/binary/reply.ts"
 import { type ByteSink, CONTROL_IDS, type FrameHandler, type JsonReply, jsonPutText, jsonReady, Out } from "./wire.ts"
 
 const CONNECT_TIMEOUT_MS = 5000

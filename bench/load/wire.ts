@@ -20,7 +20,8 @@
  * Phase 0 is warm-up (received and ignored), phase 1 is measured.
  */
 import type { Socket } from "bun"
-import { BINARY_VERSION, HEADER_BYTES, MAGIC, Op, readU32 } from "../../src/protocol/binary.ts"
+import { BINARY_VERSION, HEADER_BYTES, MAGIC, Op } from "../../src/protocol/binary/constants.ts"
+import { readU32 } from "../../src/protocol/binary/fields.ts"
 import { JsonStreamDecoder } from "../../src/protocol/json-stream.ts"
 
 export const PAYLOAD_BYTES = 64

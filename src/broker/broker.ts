@@ -9,9 +9,9 @@
  * - retention may remove messages a reader has not read; the next message it gets says how
  *   many it missed.
  */
-import { ProtocolError } from "../protocol/errors.ts"
 import { type DroppedMessage, preciseNow, type Store, type StoredMessage, type TopicState } from "../store/store.ts"
 import { patternCharacterInCursorName, patternCharacterInTopic } from "../topic/topic-name.ts"
+import { BrokerError, BrokerErrorCode } from "./errors.ts"
 import { Histogram, LATENCY_BUCKETS_SECONDS } from "./histogram.ts"
 import { DEFAULT_RETENTION, Retention, type RetentionConfig } from "./retention.ts"
 
@@ -94,7 +94,8 @@ export class Broker {
    */
   openNamedReader(name: string): Reader {
     refuseIf(patternCharacterInCursorName(name))
-    if (this.#named.has(name)) throw new ProtocolError("cursor_busy", `cursor ${JSON.stringify(name)} is in use by another connection`)
+    if (this.#named.has(name))
+      throw new BrokerError(BrokerErrorCode.cursorBusy, `cursor ${JSON.stringify(name)} is in use by another connection`)
     const reader = new Reader(this, this.store.namedReaderStart(name), name)
     for (const cursor of this.store.namedCursors(name)) reader.restoreCursor(cursor.topic, cursor.seq, cursor.ordinal)
     this.#named.set(name, reader)
@@ -240,7 +241,7 @@ export class Broker {
  * them, from before) go on as before.
  */
 function refuseIf(problem: string | null): void {
-  if (problem !== null) throw new ProtocolError("bad_field", problem)
+  if (problem !== null) throw new BrokerError(BrokerErrorCode.invalidArgument, problem)
 }
 
 /** Where a reader is in one topic: the last message read (seq, and ordinal when known). */

@@ -4,11 +4,11 @@
  * a timer removes expired messages in small batches, so no sweep ever stalls the event loop.
  * Messages always leave from the old end of a topic.
  */
-import { ProtocolError } from "../protocol/errors.ts"
 import type { DroppedMessage, Store, TopicState } from "../store/store.ts"
 import { BoundedCache } from "../topic/bounded-cache.ts"
 import { PatternError } from "../topic/pattern.ts"
 import { SubjectIndex } from "../topic/subject-index.ts"
+import { BrokerError, BrokerErrorCode } from "./errors.ts"
 
 export type FullPolicy = "drop-oldest" | "reject"
 
@@ -118,24 +118,24 @@ export class Retention {
 
   /**
    * Makes room for `count` new messages of `bytes` payload bytes in all on `topic`, removing
-   * old messages where the policy allows; throws ProtocolError when the put must be refused.
+   * old messages where the policy allows; throws BrokerError when the put must be refused.
    */
   admit(topicName: string, count: number, bytes: number): void {
     const limits = this.limitsFor(topicName)
     const topic = this.#store.topic(topicName)
     if (limits.maxBytes !== null && bytes > limits.maxBytes) {
-      throw new ProtocolError("topic_full", `${bytes} bytes do not fit the topic's limit of ${limits.maxBytes} bytes`)
+      throw new BrokerError(BrokerErrorCode.topicFull, `${bytes} bytes do not fit the topic's limit of ${limits.maxBytes} bytes`)
     }
     if (limits.maxMessages !== null && count > limits.maxMessages) {
-      throw new ProtocolError("topic_full", `${count} messages do not fit the topic's limit of ${limits.maxMessages}`)
+      throw new BrokerError(BrokerErrorCode.topicFull, `${count} messages do not fit the topic's limit of ${limits.maxMessages}`)
     }
     if (topic !== undefined) {
       const excessCount = limits.maxMessages === null ? 0 : topic.count + count - limits.maxMessages
       const excessBytes = limits.maxBytes === null ? 0 : topic.bytes + bytes - limits.maxBytes
       if (excessCount > 0 || excessBytes > 0) {
         if (limits.policy === "reject") {
-          throw new ProtocolError(
-            "topic_full",
+          throw new BrokerError(
+            BrokerErrorCode.topicFull,
             `topic ${JSON.stringify(topicName)} is full (${topic.count} messages, ${topic.bytes} bytes) and its policy is reject`,
           )
         }
@@ -210,8 +210,8 @@ export class Retention {
     if (toFree <= 0) return
     toFree += Math.floor(cap / 256) // slack, as for topics
     if (limits.policy === "reject") {
-      throw new ProtocolError(
-        "store_full",
+      throw new BrokerError(
+        BrokerErrorCode.storeFull,
         `the store is at its cap of ${cap} bytes and topic ${JSON.stringify(topicName)}'s policy is reject`,
       )
     }
@@ -234,7 +234,10 @@ export class Retention {
       }
     }
     if (toFree > 0) {
-      throw new ProtocolError("store_full", `the store is at its cap of ${cap} bytes and nothing more can be dropped to make room`)
+      throw new BrokerError(
+        BrokerErrorCode.storeFull,
+        `the store is at its cap of ${cap} bytes and nothing more can be dropped to make room`,
+      )
     }
     for (const [topic, dropped] of plan) this.#drop(topic, dropped)
   }

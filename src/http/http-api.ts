@@ -19,8 +19,9 @@
 import type { Server } from "bun"
 import { type Authenticator, bearerToken, type Principal } from "../auth/auth.ts"
 import type { Broker, Delivery } from "../broker/broker.ts"
-import { MAX_CURSOR_NAME_BYTES } from "../protocol/binary.ts"
-import { type ErrorName, ProtocolError } from "../protocol/errors.ts"
+import { BrokerError, type BrokerErrorCode } from "../broker/errors.ts"
+import { MAX_CURSOR_NAME_BYTES } from "../protocol/binary/constants.ts"
+import { ERROR_NAME_BY_BROKER_CODE, type ErrorName } from "../protocol/errors.ts"
 import { MAX_WAIT_MS } from "../protocol/limits.ts"
 import type { ServerStats } from "../server/stats.ts"
 import { topicProblem } from "../topic/topic-name.ts"
@@ -77,9 +78,10 @@ export async function handleHttp(request: Request, url: URL, server: Server<unkn
       if (error.code in ERROR_NAMES) context.countError(error.code as ErrorName)
       return json(error.status, { error: { code: error.code, text: error.message } }, error.headers)
     }
-    if (error instanceof ProtocolError) {
-      context.countError(error.errorName)
-      return json(STATUS_BY_ERROR[error.errorName] ?? 400, { error: { code: error.errorName, text: error.message } })
+    if (error instanceof BrokerError) {
+      const name = ERROR_NAME_BY_BROKER_CODE[error.code]
+      context.countError(name)
+      return json(STATUS_BY_ERROR[error.code], { error: { code: name, text: error.message } })
     }
     throw error
   }
@@ -95,8 +97,8 @@ const ERROR_NAMES = {
   forbidden: true,
 } as const
 
-/** Statuses for the broker's own refusals. */
-const STATUS_BY_ERROR: Partial<Record<ErrorName, number>> = { topic_full: 507, store_full: 507, cursor_busy: 409 }
+/** Statuses for the broker's own refusals; the body's code is the wire name the other protocols use. */
+const STATUS_BY_ERROR: Record<BrokerErrorCode, number> = { topic_full: 507, store_full: 507, cursor_busy: 409, invalid_argument: 400 }
 
 async function route(request: Request, url: URL, server: Server<unknown>, context: HttpContext): Promise<Response> {
   const segments = url.pathname.split("/").slice(1)

@@ -1,3 +1,5 @@
+import type { BrokerError, BrokerErrorCode } from "../broker/errors.ts"
+
 /**
  * Errors the broker reports to clients. Every error has a stable numeric code (for binary
  * frames) and a stable name (for JSON replies); the text is for people and may change.
@@ -42,8 +44,22 @@ export class ProtocolError extends Error {
   constructor(
     readonly errorName: ErrorName,
     text: string,
+    options?: ErrorOptions,
   ) {
-    super(text)
+    super(text, options)
     this.code = ErrorCode[errorName]
   }
+}
+
+/** The wire name of each broker refusal: binary ERROR frames carry its ErrorCode, JSON replies the name. */
+export const ERROR_NAME_BY_BROKER_CODE = {
+  topic_full: "topic_full",
+  store_full: "store_full",
+  cursor_busy: "cursor_busy",
+  invalid_argument: "bad_field",
+} as const satisfies Record<BrokerErrorCode, ErrorName>
+
+/** A broker refusal in the form every wire protocol reports; the text is the broker's. */
+export function protocolErrorOf(error: BrokerError): ProtocolError {
+  return new ProtocolError(ERROR_NAME_BY_BROKER_CODE[error.code], error.message, { cause: error })
 }

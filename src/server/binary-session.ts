@@ -5,18 +5,11 @@
  */
 import type { Principal } from "../auth/auth.ts"
 import type { Delivery, Reader, Subscriber } from "../broker/broker.ts"
-import {
-  BINARY_VERSION,
-  type BinaryRequest,
-  detachRequest,
-  FrameWriter,
-  Op,
-  type RejectedFrame,
-  readRequest,
-  writeError,
-  writeMessage,
-} from "../protocol/binary.ts"
-import { ProtocolError } from "../protocol/errors.ts"
+import { BrokerError } from "../broker/errors.ts"
+import { BINARY_VERSION, Op } from "../protocol/binary/constants.ts"
+import { FrameWriter, writeError, writeMessage } from "../protocol/binary/frame-writer.ts"
+import { type BinaryRequest, detachRequest, type RejectedFrame, readRequest } from "../protocol/binary/request.ts"
+import { ProtocolError, protocolErrorOf } from "../protocol/errors.ts"
 import type { Session, SessionHost } from "./session.ts"
 
 type BinaryItem = BinaryRequest | RejectedFrame
@@ -206,8 +199,8 @@ export class BinarySession implements Session<BinaryItem> {
       }
     } catch (error) {
       // A full topic or store (or a bad entry): the frame is refused whole, the connection goes on.
-      if (!(error instanceof ProtocolError)) throw error
-      this.#reportError(request.requestId, error)
+      if (!(error instanceof BrokerError)) throw error
+      this.#reportError(request.requestId, protocolErrorOf(error))
       return
     }
     if (request.ack) this.#writer.begin(Op.putAck, 0, request.requestId).u64(first).u32(count).end()
@@ -225,8 +218,8 @@ export class BinarySession implements Session<BinaryItem> {
       this.#reader = named
       this.#named = true
     } catch (error) {
-      if (!(error instanceof ProtocolError)) throw error
-      this.#reportError(requestId, error)
+      if (!(error instanceof BrokerError)) throw error
+      this.#reportError(requestId, protocolErrorOf(error))
       return
     }
     this.#writer.begin(Op.ok, 0, requestId).end()

@@ -16,7 +16,7 @@
 import type { Principal } from "../auth/auth.ts"
 import type { Reader } from "../broker/broker.ts"
 import type { Transport } from "../net/transport.ts"
-import { BinaryDecoder } from "../protocol/binary.ts"
+import { BinaryDecoder } from "../protocol/binary/decoder.ts"
 import { ByteBuffer } from "../protocol/byte-buffer.ts"
 import type { FrameDecoder, FrameSink } from "../protocol/decoder.ts"
 import { detectProtocol, WireProtocol } from "../protocol/detect.ts"

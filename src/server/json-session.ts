@@ -6,9 +6,10 @@
  */
 import type { Principal } from "../auth/auth.ts"
 import type { Delivery, Reader } from "../broker/broker.ts"
+import { BrokerError } from "../broker/errors.ts"
 import type { Output } from "../net/transport.ts"
 import { WireProtocol } from "../protocol/detect.ts"
-import { ProtocolError } from "../protocol/errors.ts"
+import { ProtocolError, protocolErrorOf } from "../protocol/errors.ts"
 import {
   ackReply,
   EMPTY_REPLY,
@@ -107,8 +108,8 @@ export class JsonSession implements Session<JsonItem> {
           seq = this.#host.broker.put(request.topic, Buffer.from(request.message))
         } catch (error) {
           // A full topic or store: refused like any other bad put.
-          if (!(error instanceof ProtocolError)) throw error
-          this.#reject(error, request.ack)
+          if (!(error instanceof BrokerError)) throw error
+          this.#reject(protocolErrorOf(error), request.ack)
           return
         }
         if (request.ack) this.#reply(ackReply(seq))

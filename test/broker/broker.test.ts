@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test"
 import { Broker } from "../../src/broker/broker.ts"
-import { ProtocolError } from "../../src/protocol/errors.ts"
+import { BrokerError } from "../../src/broker/errors.ts"
 import { Store, type StoredMessage } from "../../src/store/store.ts"
 
 const bytes = (text: string) => new TextEncoder().encode(text)
@@ -161,17 +161,17 @@ describe("pattern characters are reserved in names", () => {
     try {
       work()
     } catch (error) {
-      if (error instanceof ProtocolError) return { code: error.errorName, text: error.message }
+      if (error instanceof BrokerError) return { code: error.code, text: error.message }
       throw error
     }
     throw new Error("expected a refusal")
   }
 
-  test("a put or put_many on a topic with + or # anywhere is refused with bad_field, and stores nothing", () => {
+  test("a put or put_many on a topic with + or # anywhere is refused (invalid_argument: bad_field on the wire), and stores nothing", () => {
     using broker = openBroker()
     for (const topic of ["lab/#", "lab/+/x", "a#b", "#", "+"]) {
       expect(refusal(() => broker.put(topic, bytes("m")))).toEqual({
-        code: "bad_field",
+        code: "invalid_argument",
         text: `topic ${JSON.stringify(topic)} contains "${topic.includes("#") ? "#" : "+"}": "+" and "#" are pattern characters and cannot be part of a topic name`,
       })
     }
@@ -182,18 +182,18 @@ describe("pattern characters are reserved in names", () => {
           { topic: "lab/+/x", payload: bytes("b") },
         ]),
       ).code,
-    ).toBe("bad_field")
+    ).toBe("invalid_argument")
     expect([broker.store.lastSeq, broker.store.topicCount, broker.counters.puts]).toEqual([0, 0, 0])
     expect(broker.put("lab/x", bytes("fine"))).toBe(1)
   })
 
-  test("a named cursor whose name has + or # is refused with bad_field", () => {
+  test("a named cursor whose name has + or # is refused (invalid_argument: bad_field on the wire)", () => {
     using broker = openBroker()
     expect(refusal(() => broker.openNamedReader("worker#1"))).toEqual({
-      code: "bad_field",
+      code: "invalid_argument",
       text: 'cursor name "worker#1" contains "#": "+" and "#" are pattern characters and cannot be part of a cursor name',
     })
-    expect(refusal(() => broker.openNamedReader("a+b")).code).toBe("bad_field")
+    expect(refusal(() => broker.openNamedReader("a+b")).code).toBe("invalid_argument")
     broker.openNamedReader("worker-1").close()
   })
 

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Broker } from "../../src/broker/broker.ts"
+import { BrokerError } from "../../src/broker/errors.ts"
 import {
   DEFAULT_RETENTION,
   MAX_CACHED_TOPIC_LIMITS,
@@ -10,7 +11,6 @@ import {
   RetentionError,
   type RetentionLimits,
 } from "../../src/broker/retention.ts"
-import { ProtocolError } from "../../src/protocol/errors.ts"
 import { preciseNow, Store } from "../../src/store/store.ts"
 
 const bytes = (text: string) => new TextEncoder().encode(text)
@@ -35,7 +35,7 @@ function refusal(work: () => unknown): string {
   try {
     work()
   } catch (error) {
-    if (error instanceof ProtocolError) return error.errorName
+    if (error instanceof BrokerError) return error.code
     throw error
   }
   throw new Error("expected a refusal")

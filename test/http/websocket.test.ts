@@ -1,6 +1,9 @@
 /** The HTTP port's WebSocket endpoint: upstream dsmq 1.x clients, and binary frames. */
 import { describe, expect, test } from "bun:test"
-import { BinaryDecoder, type BinaryReply, FrameWriter, MAGIC, Op, readReply } from "../../src/protocol/binary.ts"
+import { MAGIC, Op } from "../../src/protocol/binary/constants.ts"
+import { BinaryDecoder } from "../../src/protocol/binary/decoder.ts"
+import { FrameWriter } from "../../src/protocol/binary/frame-writer.ts"
+import { type BinaryReply, readReply } from "../../src/protocol/binary/reply.ts"
 import { MAX_OUTBOUND_BYTES } from "../../src/server/listener.ts"
 import { eventually, request, startTestServer, TestClient } from "../helpers.ts"
 import { RawWsClient, WsClient } from "../ws-helpers.ts"

@@ -4,7 +4,10 @@
  * each example says what its bytes say, and the tables match the code's constants.
  */
 import { describe, expect, test } from "bun:test"
-import { BinaryDecoder, type BinaryReply, type BinaryRequest, HEADER_BYTES, Op, readReply, readRequest } from "../../src/protocol/binary.ts"
+import { HEADER_BYTES, Op } from "../../src/protocol/binary/constants.ts"
+import { BinaryDecoder } from "../../src/protocol/binary/decoder.ts"
+import { type BinaryReply, readReply } from "../../src/protocol/binary/reply.ts"
+import { type BinaryRequest, readRequest } from "../../src/protocol/binary/request.ts"
 import { ErrorCode, type ErrorName } from "../../src/protocol/errors.ts"
 import { MAX_WAIT_MS } from "../../src/protocol/limits.ts"
 import { DEFAULT_MAX_MESSAGE_BYTES, MAX_OUTBOUND_BYTES } from "../../src/server/listener.ts"

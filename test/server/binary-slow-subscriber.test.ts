@@ -3,7 +3,8 @@
  * without bound, and must still get every message, in order, once it reads again.
  */
 import { expect, test } from "bun:test"
-import { type BinaryReply, HEADER_BYTES, Op } from "../../src/protocol/binary.ts"
+import { HEADER_BYTES, Op } from "../../src/protocol/binary/constants.ts"
+import type { BinaryReply } from "../../src/protocol/binary/reply.ts"
 import { MAX_OUTBOUND_BYTES } from "../../src/server/listener.ts"
 import { BinaryClient } from "../binary-client.ts"
 import { entry, rep, req } from "../binary-frames.ts"

@@ -3,7 +3,10 @@
  * every frame the server sends. Waits are on socket events (a reply, a close), never on time.
  */
 import { describe, expect, test } from "bun:test"
-import { type BinaryReply, type BinaryRequest, FrameWriter, Op } from "../../src/protocol/binary.ts"
+import { Op } from "../../src/protocol/binary/constants.ts"
+import { FrameWriter } from "../../src/protocol/binary/frame-writer.ts"
+import type { BinaryReply } from "../../src/protocol/binary/reply.ts"
+import type { BinaryRequest } from "../../src/protocol/binary/request.ts"
 import { ErrorCode } from "../../src/protocol/errors.ts"
 import { DEFAULT_MAX_MESSAGE_BYTES } from "../../src/server/listener.ts"
 import { BinaryClient, statsBody } from "../binary-client.ts"

@@ -2,7 +2,7 @@
 import { expect, test } from "bun:test"
 import { connect, DsmqError } from "../../src/client.ts"
 import { parseArguments } from "../../src/options.ts"
-import { Op } from "../../src/protocol/binary.ts"
+import { Op } from "../../src/protocol/binary/constants.ts"
 import { DEFAULT_LIMITS } from "../../src/server/listener.ts"
 import { BinaryClient } from "../binary-client.ts"
 import { req } from "../binary-frames.ts"
