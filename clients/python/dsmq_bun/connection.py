@@ -142,17 +142,28 @@ class Connection:
 
     # ------------------------------------------------------------------------- requests
 
-    def request(self, request_id: int, data: bytes) -> Reply:
-        """Sends one request (after everything queued before it) and returns its reply."""
-        slot = _Slot()
+    def request(self, request_id: int, data: bytes, timeout: float | None = None) -> Reply:
+        """Sends one request (after everything queued before it) and returns its reply.
+        Raises TimeoutError when ``timeout`` seconds pass first."""
         with self.cond:
             if self.failure is not None or self._closing:
                 raise self._unusable()
+        return self._round_trip(request_id, data, timeout)
+
+    def _round_trip(self, request_id: int, data: bytes, timeout: float | None) -> Reply:
+        slot = _Slot()
+        with self.cond:
+            if self.failure is not None:
+                raise self.failure
             self._pending[request_id] = slot
         with self._buffer_lock:
             self._buffer += data
         self.flush()
-        self.wait(lambda: slot.done)
+        self.wait(lambda: slot.done, timeout)
+        if not slot.done:
+            with self.cond:
+                self._pending.pop(request_id, None)
+            raise TimeoutError(f"no reply within {timeout} s")
         if slot.error is not None:
             raise slot.error
         assert slot.reply is not None
@@ -337,8 +348,11 @@ class Connection:
     # ------------------------------------------------------------------------- closing
 
     def close(self, timeout: float) -> None:
-        """Sends what is queued, tells the server we are done, and waits (up to ``timeout``)
-        for it to answer what it got and close: every put sent before is then stored."""
+        """Sends what is queued and waits (up to ``timeout``) until the server has run it, then
+        tells the server we are done and waits for it to close: every put sent is then stored.
+
+        The round trip comes first because the server drops requests it has received but not
+        yet run when the client half-closes (it runs a few dozen per turn)."""
         with self.cond:
             if self.failure is not None or self._closing:
                 already = True
@@ -346,12 +360,14 @@ class Connection:
                 already = False
                 self._closing = True
         if not already:
+            deadline = time.monotonic() + timeout
+            request_id = self.next_id()
             try:
-                self.flush()
-            except DsmqError:
+                self._round_trip(request_id, frames.ping(request_id), timeout)
+            except (DsmqError, TimeoutError):
                 pass
             self.transport.end()
-            self.wait(lambda: False, timeout)
+            self.wait(lambda: False, max(0.0, deadline - time.monotonic()))
             self.lose(ClientClosed("the client was closed"))
         self._wake.set()
         self.transport.close()

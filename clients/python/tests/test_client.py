@@ -238,6 +238,15 @@ class Refusals(ServerTestCase):
         except DsmqError as error:
             return error
 
+    def test_close_returns_once_every_put_sent_before_is_stored(self) -> None:
+        reader = self.client()
+        for _ in range(3):
+            writer = dsmq_bun.Client(self.server.host, self.server.port)
+            for i in range(20_000):
+                writer.put("closed/all", b"%d" % i)
+            writer.close()
+            self.assertEqual(reader.get_latest("closed/all").payload, b"19999")  # type: ignore[union-attr]
+
     def test_closed_clients_refuse_every_call(self) -> None:
         client = self.client()
         client.put("closed/t", "stored before close")
