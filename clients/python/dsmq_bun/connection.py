@@ -206,14 +206,22 @@ class Connection:
                 if remaining is not None and remaining <= 0:
                     return
                 cond.wait(remaining)
+        errors: list[DsmqError] = []
         try:
-            self._read_until(ready, deadline)
+            self._read_until(ready, deadline, errors)
         finally:
             with cond:
                 self._reading = False
                 cond.notify_all()
+        self._report(errors)
 
-    def _read_until(self, ready: Callable[[], bool], deadline: float | None) -> None:
+    def _report(self, errors: list[DsmqError]) -> None:
+        """Hands errors nobody waited for to ``on_error``, outside the reader role, so that the
+        callback may itself make requests."""
+        for error in errors:
+            self._on_error(error)
+
+    def _read_until(self, ready: Callable[[], bool], deadline: float | None, errors: list[DsmqError]) -> None:
         cond = self.cond
         receive = self.transport.recv
         while True:
@@ -232,15 +240,11 @@ class Connection:
             if not data:
                 self.lose(self._lost("the server closed the connection"))
                 return
-            errors: list[DsmqError] = []
             with cond:
                 self._feed(data, errors)
                 cond.notify_all()
-                done = ready() or self.failure is not None
-            for error in errors:
-                self._on_error(error)
-            if done:
-                return
+                if ready() or self.failure is not None:
+                    return
 
     def _read_ahead(self) -> None:
         """Takes in what has already arrived, without waiting, when nobody is reading."""
@@ -249,6 +253,7 @@ class Connection:
             if self._reading or self.failure is not None or self.buffered_messages >= SUBSCRIPTION_BUFFER:
                 return
             self._reading = True
+        errors: list[DsmqError] = []
         try:
             for _ in range(DRAIN_CHUNKS):
                 try:
@@ -261,15 +266,13 @@ class Connection:
                 if not data:
                     self.lose(self._lost("the server closed the connection"))
                     return
-                errors: list[DsmqError] = []
                 with cond:
                     self._feed(data, errors)
-                for error in errors:
-                    self._on_error(error)
         finally:
             with cond:
                 self._reading = False
                 cond.notify_all()
+        self._report(errors)
 
     def _feed(self, data: bytes, errors: list[DsmqError]) -> None:
         """Splits received bytes into frames and dispatches them (under ``cond``)."""

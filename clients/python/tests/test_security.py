@@ -8,6 +8,7 @@ import shutil
 import ssl
 import subprocess
 import tempfile
+import threading
 import unittest
 
 import dsmq_bun
@@ -76,10 +77,21 @@ class Tokens(unittest.TestCase):
 
     def test_a_refused_put_nobody_waits_for_goes_to_on_error(self) -> None:
         reported: list[DsmqError] = []
-        viewer = self.connect(VIEWER_TOKEN, on_error=reported.append)
+        round_trips: list[float] = []
+
+        called = threading.Event()
+
+        def on_error(error: DsmqError) -> None:
+            reported.append(error)
+            round_trips.append(viewer.ping())  # a callback may make requests of its own
+            called.set()
+
+        viewer = self.connect(VIEWER_TOKEN, on_error=on_error)
         viewer.put("lab/temp", "fire and forget")
-        viewer.ping()  # the error frame comes before the PONG, and the ping's reader hands it on
+        viewer.ping()  # makes sure someone reads: this call, or the flusher reading ahead
+        self.assertTrue(called.wait(PATIENCE))
         self.assertEqual([(type(error), error.code) for error in reported], [(Forbidden, 13)])
+        self.assertEqual(len(round_trips), 1)
 
     def test_compat_connect_takes_a_token(self) -> None:
         lab = compat_connect(self.server.host, self.server.port, token=LAB_TOKEN)
@@ -134,8 +146,6 @@ class Tls(unittest.TestCase):
         def read() -> None:
             for _ in range(count + 1):
                 received.append(subscription.get(PATIENCE))
-
-        import threading
 
         thread = threading.Thread(target=read, daemon=True)
         thread.start()
