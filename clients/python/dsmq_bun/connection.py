@@ -22,7 +22,6 @@ import ssl
 import struct
 import threading
 import time
-from collections import deque
 from typing import TYPE_CHECKING, Callable
 
 from . import frames
