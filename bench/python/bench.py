@@ -14,8 +14,8 @@ What it measures, each against `bun run src/server.ts` on free ports:
 - upstream's pattern: JSON text over the server's WebSocket port, one round trip per get and
   one message per put, as dsmq 1.4's client does (here with a minimal standard-library
   WebSocket client, so the number is a floor for that pattern, not upstream's own cost);
-- the floor: a raw Python socket round trip to a Bun echo server (bench/load/echo-server.ts),
-  the same size as a get and its reply.
+- the floor: a raw Python socket round trip to a Bun echo server (bench/load/echo-server.ts)
+  with a get's bytes, taken in turn with the gets so both see the same machine.
 
 Targets: at least 100,000 puts/s from one thread; get p50 within 1.5x the echo floor's p50.
 """
@@ -95,19 +95,31 @@ def put_many_rate(port: int, count: int, batch: int = 100) -> float:
         return count / (time.perf_counter() - started)
 
 
-def get_round_trips(port: int, count: int) -> dict[str, float]:
+def get_round_trips(port: int, echo_port: int, count: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Get round trips and the echo floor's, one of each in turn, so that both see the same
+    machine (an idle machine wakes up more slowly than a busy one; other work comes and goes)."""
+    request = dsmq_bun.frames.topic_request(dsmq_bun.frames.GET, 1, "bench/gets")
+    echo = socket.create_connection(("127.0.0.1", echo_port))
+    echo.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     with dsmq_bun.connect(port=port) as reader, dsmq_bun.connect(port=port) as writer:
         reader.ping()
         for _ in range(count):
             writer.put("bench/gets", PAYLOAD)
         writer.ping()
-        samples = []
+        gets, floor = [], []
         for _ in range(count):
             started = time.perf_counter()
             message = reader.get("bench/gets")
-            samples.append(time.perf_counter() - started)
+            gets.append(time.perf_counter() - started)
             assert message is not None and message.payload == PAYLOAD
-        return percentiles(samples)
+            started = time.perf_counter()
+            echo.sendall(request)
+            got = 0
+            while got < len(request):
+                got += len(echo.recv(65536))
+            floor.append(time.perf_counter() - started)
+    echo.close()
+    return percentiles(gets), percentiles(floor)
 
 
 def push_rate(port: int, count: int) -> float:
@@ -218,24 +230,6 @@ def websocket_round_trips(http_port: int, count: int) -> dict[str, float]:
     return percentiles(samples)
 
 
-def echo_round_trips(port: int, count: int) -> dict[str, float]:
-    """The floor: a get's frame out and a message's frame back, on a raw socket."""
-    request = dsmq_bun.frames.topic_request(dsmq_bun.frames.GET, 1, "bench/gets")
-    reply_size = len(request)
-    sock = socket.create_connection(("127.0.0.1", port))
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    samples = []
-    for _ in range(count):
-        started = time.perf_counter()
-        sock.sendall(request)
-        got = 0
-        while got < reply_size:
-            got += len(sock.recv(65536))
-        samples.append(time.perf_counter() - started)
-    sock.close()
-    return percentiles(samples)
-
-
 # ----------------------------------------------------------------------------- report
 
 
@@ -259,11 +253,10 @@ def main() -> None:
             "machine": {"cpus": os.cpu_count(), "load_average_1m": os.getloadavg()[0], "python": sys.version.split()[0]},
             "puts_per_s": sorted(put_rate(port, puts) for _ in range(3))[1],
             "put_many_per_s": sorted(put_many_rate(port, puts) for _ in range(3))[1],
-            "get_rtt": get_round_trips(port, gets),
+            **dict(zip(("get_rtt", "echo_floor_rtt"), get_round_trips(port, echo_port, gets))),
             "push_per_s": push_rate(port, pushes),
             "websocket_json_puts_per_s": websocket_put_rate(http_port, gets * 2),
             "websocket_json_get_rtt": websocket_round_trips(http_port, gets),
-            "echo_floor_rtt": echo_round_trips(echo_port, gets),
         }
     finally:
         for child in (server, echo):

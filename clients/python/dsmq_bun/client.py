@@ -283,14 +283,22 @@ class Client:
         return reply if expected is None else _expect(reply, expected)
 
     def _message(self, op: int, topic: str) -> Message | None:
-        field = self._topic_field(topic)
-        return _message_of(self._request(lambda rid: frames.frame(op, 0, rid, field)))
+        # The hot path of a round trip, so without the generic _request's indirections.
+        field = self._topic_fields.get(topic) or self._topic_field(topic)
+        connection = self._connection
+        if connection.failure is not None or self._closed:
+            connection = self._live()
+        rid = connection.next_id()
+        reply = connection.request(rid, HEADER.pack(frames.MIN_LENGTH + len(field), op, 0, rid) + field)
+        if reply.op == frames.EMPTY:
+            return None
+        return _expect(reply, frames.MESSAGE).value  # type: ignore[return-value]
 
     def _unsubscribe(self, subscription: Subscription) -> None:
         connection = subscription._connection  # noqa: SLF001 - the subscription's own connection
         if not connection.remove_subscription(subscription):
             return
-        with connection.cond:
+        with connection.lock:
             subscription.end(None)
         if connection.failure is None:
             rid = connection.next_id()

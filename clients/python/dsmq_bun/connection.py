@@ -66,8 +66,10 @@ class Connection:
         self.max_frame_bytes = 0
         self._on_error = on_error
         self._ids = itertools.count()
-        self.cond = threading.Condition(threading.Lock())
-        # Under cond:
+        # Guards what follows; `cond` (on the same lock) is where threads wait for the reader.
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)
+        self._followers = 0
         self._reading = False
         self._closing = False
         self.failure: ConnectionLost | None = None
@@ -144,23 +146,46 @@ class Connection:
     def request(self, request_id: int, data: bytes, timeout: float | None = None) -> Reply:
         """Sends one request (after everything queued before it) and returns its reply.
         Raises TimeoutError when ``timeout`` seconds pass first."""
-        with self.cond:
-            if self.failure is not None or self._closing:
-                raise self._unusable()
+        if self._closing:
+            raise self._unusable()
         return self._round_trip(request_id, data, timeout)
 
     def _round_trip(self, request_id: int, data: bytes, timeout: float | None) -> Reply:
         slot = _Slot()
-        with self.cond:
+        with self.lock:
             if self.failure is not None:
                 raise self.failure
             self._pending[request_id] = slot
-        with self._buffer_lock:
-            self._buffer += data
-        self.flush()
-        self.wait(lambda: slot.done, timeout)
+        with self.send_lock:
+            # Behind the puts still queued, in the same write.
+            with self._buffer_lock:
+                if self._buffer:
+                    self._buffer += data
+                    data = self._buffer
+                    self._buffer = bytearray()
+            try:
+                self.transport.sendall(data)
+            except (OSError, ssl.SSLError) as error:
+                self.lose(ConnectionLost(f"sending to the server failed: {error}"))
+                raise self._unusable() from error
+        with self.lock:
+            lead = not self._reading
+            if lead:
+                self._reading = True
+        if lead:
+            errors: list[DsmqError] = []
+            try:
+                self._read_reply(request_id, slot, timeout, errors)
+            finally:
+                with self.lock:
+                    self._reading = False
+                    if self._followers:
+                        self.cond.notify_all()
+            self._report(errors)
+        else:
+            self.wait(lambda: slot.done, timeout)
         if not slot.done:
-            with self.cond:
+            with self.lock:
                 self._pending.pop(request_id, None)
             raise TimeoutError(f"no reply within {timeout} s")
         if slot.error is not None:
@@ -168,8 +193,43 @@ class Connection:
         assert slot.reply is not None
         return slot.reply
 
+    def _read_reply(self, request_id: int, slot: _Slot, timeout: float | None, errors: list[DsmqError]) -> None:
+        """Reads (holding the reader role) until ``slot`` has its reply. Most often the next
+        chunk is that reply and nothing else: it is then read on a short path."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._parts:
+            try:
+                data = self.transport.recv(timeout)
+            except (OSError, ssl.SSLError) as error:
+                self.lose(self._lost(f"receiving from the server failed: {error}"))
+                return
+            if data == b"":
+                self.lose(self._lost("the server closed the connection"))
+                return
+            if data is not None:
+                if len(data) >= frames.HEADER_BYTES and data[4] != DELIVER and data[4] != ERROR:
+                    length, _, _, reply_to = frames.HEADER.unpack_from(data)
+                    if reply_to == request_id and length + 4 == len(data):
+                        try:
+                            reply = read_reply(data)
+                        except MalformedReply as error:
+                            self.lose(_fatal(error))
+                            return
+                        with self.lock:
+                            if self._pending.pop(request_id, None) is slot:
+                                slot.reply = reply
+                                slot.done = True
+                        return
+                with self.lock:
+                    self._feed(data, errors)
+                    if self._followers:
+                        self.cond.notify_all()
+                    if slot.done or self.failure is not None:
+                        return
+        self._read_until(lambda: slot.done, deadline, errors)
+
     def add_subscription(self, subscription: Subscription, is_pattern: bool) -> None:
-        with self.cond:
+        with self.lock:
             if self.failure is not None or self._closing:
                 raise self._unusable()
             if subscription.topic in self._subscriptions:
@@ -179,7 +239,7 @@ class Connection:
                 self._patterns.append(subscription)
 
     def remove_subscription(self, subscription: Subscription) -> bool:
-        with self.cond:
+        with self.lock:
             if self._subscriptions.get(subscription.topic) is not subscription:
                 return False
             del self._subscriptions[subscription.topic]
@@ -190,11 +250,10 @@ class Connection:
     # ------------------------------------------------------------------------- reading
 
     def wait(self, ready: Callable[[], bool], timeout: float | None = None) -> None:
-        """Returns once ``ready()`` (checked under ``cond``), the connection is lost, or
+        """Returns once ``ready()`` (checked under ``lock``), the connection is lost, or
         ``timeout`` seconds passed, reading from the socket if nobody else is."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        cond = self.cond
-        with cond:
+        with self.lock:
             while True:
                 if ready() or self.failure is not None:
                     return
@@ -204,14 +263,19 @@ class Connection:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return
-                cond.wait(remaining)
+                self._followers += 1
+                try:
+                    self.cond.wait(remaining)
+                finally:
+                    self._followers -= 1
         errors: list[DsmqError] = []
         try:
             self._read_until(ready, deadline, errors)
         finally:
-            with cond:
+            with self.lock:
                 self._reading = False
-                cond.notify_all()
+                if self._followers:
+                    self.cond.notify_all()
         self._report(errors)
 
     def _report(self, errors: list[DsmqError]) -> None:
@@ -221,7 +285,7 @@ class Connection:
             self._on_error(error)
 
     def _read_until(self, ready: Callable[[], bool], deadline: float | None, errors: list[DsmqError]) -> None:
-        cond = self.cond
+        lock = self.lock
         receive = self.transport.recv
         while True:
             remaining = None
@@ -239,16 +303,16 @@ class Connection:
             if not data:
                 self.lose(self._lost("the server closed the connection"))
                 return
-            with cond:
+            with lock:
                 self._feed(data, errors)
-                cond.notify_all()
+                if self._followers:
+                    self.cond.notify_all()
                 if ready() or self.failure is not None:
                     return
 
     def _read_ahead(self) -> None:
         """Takes in what has already arrived, without waiting, when nobody is reading."""
-        cond = self.cond
-        with cond:
+        with self.lock:
             if self._reading or self.failure is not None or self.buffered_messages >= SUBSCRIPTION_BUFFER:
                 return
             self._reading = True
@@ -265,16 +329,17 @@ class Connection:
                 if not data:
                     self.lose(self._lost("the server closed the connection"))
                     return
-                with cond:
+                with self.lock:
                     self._feed(data, errors)
         finally:
-            with cond:
+            with self.lock:
                 self._reading = False
-                cond.notify_all()
+                if self._followers:
+                    self.cond.notify_all()
         self._report(errors)
 
     def _feed(self, data: bytes, errors: list[DsmqError]) -> None:
-        """Splits received bytes into frames and dispatches them (under ``cond``)."""
+        """Splits received bytes into frames and dispatches them (under ``lock``)."""
         if self._parts:
             self._parts.append(data)
             self._have += len(data)
@@ -291,7 +356,7 @@ class Connection:
         while size - position >= 4:
             (length,) = unpack_length(buffer, position)
             if length < frames.MIN_LENGTH or length > self._max_reply:
-                self._lose_locked(MalformedReply(f"a frame length of {length} bytes"))
+                self._lose_locked(_fatal(MalformedReply(f"a frame length of {length} bytes")))
                 return
             end = position + 4 + length
             if end > size:
@@ -311,7 +376,7 @@ class Connection:
         try:
             reply = read_reply(buffer, start, end)
         except MalformedReply as error:
-            self._lose_locked(error)
+            self._lose_locked(_fatal(error))
             return
         if reply.op == DELIVER:
             message = reply.value
@@ -333,9 +398,7 @@ class Connection:
             else:
                 errors.append(error)
             if error.fatal:
-                lost = ConnectionLost(f"the server closed the connection: {error}", error.code, True)
-                lost.__cause__ = error
-                self._lose_locked(lost)
+                self._lose_locked(_fatal(error))
             return
         if slot is not None:
             slot.reply = reply
@@ -355,7 +418,7 @@ class Connection:
 
         The round trip comes first because the server drops requests it has received but not
         yet run when the client half-closes (it runs a few dozen per turn)."""
-        with self.cond:
+        with self.lock:
             if self.failure is not None or self._closing:
                 already = True
             else:
@@ -375,7 +438,7 @@ class Connection:
         self.transport.close()
 
     def lose(self, error: ConnectionLost) -> None:
-        with self.cond:
+        with self.lock:
             self._lose_locked(error)
 
     def _lose_locked(self, error: ConnectionLost) -> None:
@@ -399,3 +462,10 @@ class Connection:
 
     def _unusable(self) -> ConnectionLost:
         return self.failure if self.failure is not None else ClientClosed("the client is closing")
+
+
+def _fatal(error: DsmqError) -> ConnectionLost:
+    """The connection's end because of ``error`` (a fatal ERROR, or a frame that makes no sense)."""
+    lost = ConnectionLost(f"the connection ended: {error}", error.code, True)
+    lost.__cause__ = error
+    return lost

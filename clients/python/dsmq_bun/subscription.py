@@ -72,7 +72,7 @@ class Subscription:
         queue = self.queue
         if not queue and not self._ended:
             connection.wait(lambda: bool(queue) or self._ended, timeout)
-        with connection.cond:
+        with connection.lock:
             if queue:
                 connection.buffered_messages -= 1
                 return queue.popleft()

@@ -14,7 +14,7 @@ import ssl
 import threading
 
 #: Bytes asked of the kernel per receive: a few hundred frames of small messages at once.
-RECV_BYTES = 256 * 1024
+RECV_BYTES = 64 * 1024
 
 
 def open_socket(host: str, port: int, timeout: float | None) -> socket.socket:
