@@ -248,7 +248,8 @@ class Client:
             if isinstance(transport, TlsTransport):
                 transport.handshake(connection.send_lock)
             rid = connection.next_id()
-            welcome = _expect(connection.request(rid, frames.hello(rid, self._token)), frames.WELCOME)
+            hello = frames.hello(rid, self._token)
+            welcome = _expect(connection.request(rid, hello, self._connect_timeout), frames.WELCOME)
             version, max_frame_bytes = welcome.value  # type: ignore[misc]
             if version != frames.VERSION:
                 raise MalformedReply(f"the server answered HELLO with version {version}")

@@ -3,11 +3,13 @@ once, and the server going away under a client."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import unittest
 
 import dsmq_bun
-from dsmq_bun import ConnectionLost, Message
+from dsmq_bun import ConnectionLost, Message, frames
+from dsmq_bun.frames import MalformedReply
 
 from server_process import ServerProcess, free_port
 from test_client import PATIENCE, ServerTestCase
@@ -178,6 +180,60 @@ class ServerGone(unittest.TestCase):
     def test_without_reconnect_a_refused_connection_raises_at_once(self) -> None:
         with self.assertRaises(ConnectionRefusedError):
             dsmq_bun.Client("127.0.0.1", free_port(), retries=0)
+
+
+class MisbehavingServer(unittest.TestCase):
+    """A fake server on a plain socket: what the client does with frames that make no sense."""
+
+    def serve(self, script) -> int:
+        listener = socket.create_server(("127.0.0.1", 0))
+        self.addCleanup(listener.close)
+
+        def run() -> None:
+            connection, _ = listener.accept()
+            with connection:
+                hello = connection.recv(4096)
+                script(connection, hello)
+
+        threading.Thread(target=run, daemon=True).start()
+        return listener.getsockname()[1]
+
+    @staticmethod
+    def welcome(connection: socket.socket, hello: bytes) -> None:
+        request_id = int.from_bytes(hello[6:10], "big")
+        connection.sendall(frames.frame(frames.WELCOME, 0, request_id, b"\x01" + (1 << 20).to_bytes(4, "big")))
+
+    def test_an_unknown_reply_ends_the_connection_with_a_clear_error(self) -> None:
+        def script(connection: socket.socket, hello: bytes) -> None:
+            self.welcome(connection, hello)
+            connection.recv(4096)
+            connection.sendall(frames.frame(0x90, 0, 2))
+            connection.recv(4096)
+
+        client = dsmq_bun.Client("127.0.0.1", self.serve(script), retries=0)
+        self.addCleanup(client.close)
+        with self.assertRaises(ConnectionLost) as caught:
+            client.get("t")
+        self.assertIsInstance(caught.exception.__cause__, MalformedReply)
+        self.assertEqual(caught.exception.code_name, "malformed_frame")
+
+    def test_a_server_that_stops_mid_frame_gives_connection_lost(self) -> None:
+        def script(connection: socket.socket, hello: bytes) -> None:
+            self.welcome(connection, hello)
+            connection.recv(4096)
+            connection.sendall(frames.frame(frames.MESSAGE, 0, 2, bytes(8) + b"\x00\x01t" + b"x" * 100)[:50])
+
+        client = dsmq_bun.Client("127.0.0.1", self.serve(script), retries=0)
+        self.addCleanup(client.close)
+        with self.assertRaises(ConnectionLost):
+            client.get("t")
+
+    def test_a_server_that_never_answers_hello_times_out(self) -> None:
+        done = threading.Event()
+        self.addCleanup(done.set)
+        port = self.serve(lambda connection, hello: done.wait(PATIENCE))
+        with self.assertRaises(TimeoutError):
+            dsmq_bun.Client("127.0.0.1", port, retries=0, connect_timeout=0.2)
 
 
 if __name__ == "__main__":
