@@ -5,7 +5,10 @@
  * frames a decoder must refuse are refused with the code the vector names.
  */
 import { describe, expect, test } from "bun:test"
-import { BinaryDecoder, type BinaryReply, type BinaryRequest, Op, readReply, readRequest } from "../../src/protocol/binary.ts"
+import { Op } from "../../src/protocol/binary/constants.ts"
+import { BinaryDecoder } from "../../src/protocol/binary/decoder.ts"
+import { type BinaryReply, readReply } from "../../src/protocol/binary/reply.ts"
+import { type BinaryRequest, readRequest } from "../../src/protocol/binary/request.ts"
 import { ProtocolError } from "../../src/protocol/errors.ts"
 import { DEFAULT_MAX_MESSAGE_BYTES } from "../../src/server/listener.ts"
 import { formatRaw, formatReply, formatRequest, fromHex, toHex } from "../binary-frames.ts"
