@@ -28,7 +28,7 @@ import { encodeHeader, JsonHeaderDecoder } from "../src/protocol/json-header.ts"
 import { frameReply, messageReply } from "../src/protocol/json-reply.ts"
 import { parseJsonRequest } from "../src/protocol/json-request.ts"
 import { JsonStreamDecoder } from "../src/protocol/json-stream.ts"
-import { DEFAULT_MAX_MESSAGE_BYTES } from "../src/server/listener.ts"
+import { DEFAULT_MAX_MESSAGE_BYTES } from "../src/start-server.ts"
 import { ALLOCATING_GC, formatBytes, formatMicros, printTable, QUICK, runBenchmarks, writeResults } from "./common.ts"
 
 /** Quick runs keep the two extremes (64 KiB is the one that spans 64 KiB chunks). */

@@ -20,7 +20,7 @@ import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import type { Socket } from "bun"
 import { type Client, connect } from "../src/client.ts"
-import { Outbound } from "../src/net/outbound.ts"
+import { Outbound } from "../src/io/outbound.ts"
 import { JsonStreamDecoder } from "../src/protocol/json-stream.ts"
 
 const ROOT = join(import.meta.dir, "..")

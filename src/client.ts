@@ -9,7 +9,7 @@
  * go out in one socket write) and returns; replies are matched to requests by request id.
  */
 import type { Socket } from "bun"
-import { Outbound } from "./net/outbound.ts"
+import { Outbound } from "./io/outbound.ts"
 import { BINARY_VERSION, Flag, MAGIC, Op } from "./protocol/binary/constants.ts"
 import { BinaryDecoder } from "./protocol/binary/decoder.ts"
 import { FrameWriter } from "./protocol/binary/frame-writer.ts"

@@ -12,7 +12,7 @@ import {
   DEFAULT_PORT,
   type ServerLimits,
   type ServerOptions,
-} from "./server/listener.ts"
+} from "./start-server.ts"
 import type { SyncLevel } from "./store/store.ts"
 import { patternProblem } from "./topic/pattern.ts"
 

@@ -5,7 +5,7 @@
  */
 import { exposureWarning, type ParsedCommand, parseArguments, USAGE, UsageError } from "./options.ts"
 import { rateLimitedLog } from "./rate-limited-log.ts"
-import { ListenError, type RunningServer, startServer } from "./server/listener.ts"
+import { ListenError, type RunningServer, startServer } from "./start-server.ts"
 
 function main(argv: readonly string[]): void {
   let command: ParsedCommand

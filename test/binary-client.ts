@@ -5,7 +5,7 @@
  * socket events (never time).
  */
 import type { Socket } from "bun"
-import { Outbound } from "../src/net/outbound.ts"
+import { Outbound } from "../src/io/outbound.ts"
 import { Op } from "../src/protocol/binary/constants.ts"
 import { BinaryDecoder } from "../src/protocol/binary/decoder.ts"
 import { FrameWriter } from "../src/protocol/binary/frame-writer.ts"

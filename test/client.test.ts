@@ -2,7 +2,7 @@
 import { describe, expect, test } from "bun:test"
 import { DEFAULT_RETENTION } from "../src/broker/retention.ts"
 import { type Client, ConnectionClosedError, connect, DsmqError, type Message } from "../src/client.ts"
-import { startServer } from "../src/server/listener.ts"
+import { startServer } from "../src/start-server.ts"
 import { eventually, startTestServer } from "./helpers.ts"
 
 const text = (message: Message | null) => message?.text() ?? null

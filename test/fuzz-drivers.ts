@@ -7,7 +7,7 @@
  */
 import type { Socket } from "bun"
 import type { AuthConfig } from "../src/auth/auth.ts"
-import { Outbound } from "../src/net/outbound.ts"
+import { Outbound } from "../src/io/outbound.ts"
 import { Op } from "../src/protocol/binary/constants.ts"
 import { BinaryDecoder } from "../src/protocol/binary/decoder.ts"
 import { type BinaryReply, readReply } from "../src/protocol/binary/reply.ts"

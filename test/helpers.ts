@@ -3,12 +3,12 @@
  * what the kernel does not take, and lets a test wait for replies or for the close event.
  */
 import type { Socket } from "bun"
-import { Outbound } from "../src/net/outbound.ts"
+import { Outbound } from "../src/io/outbound.ts"
 import type { FrameDecoder } from "../src/protocol/decoder.ts"
 import type { ProtocolError } from "../src/protocol/errors.ts"
 import { encodeHeader, JsonHeaderDecoder } from "../src/protocol/json-header.ts"
 import { JsonStreamDecoder } from "../src/protocol/json-stream.ts"
-import { DEFAULT_MAX_MESSAGE_BYTES, type RunningServer, type ServerOptions, startServer } from "../src/server/listener.ts"
+import { DEFAULT_MAX_MESSAGE_BYTES, type RunningServer, type ServerOptions, startServer } from "../src/start-server.ts"
 import { EventWaiter } from "./event-waiter.ts"
 
 export function startTestServer(options: Partial<ServerOptions> = {}): RunningServer & Disposable {

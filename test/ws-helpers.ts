@@ -3,7 +3,7 @@
  * does), and a raw one over a TCP socket that can stop reading, like a stuck client.
  */
 import type { Socket } from "bun"
-import { Outbound } from "../src/net/outbound.ts"
+import { Outbound } from "../src/io/outbound.ts"
 import { EventWaiter } from "./event-waiter.ts"
 
 export interface Closed {

@@ -1,5 +1,5 @@
 import type { Socket } from "bun"
-import { Outbound } from "./outbound.ts"
+import { Outbound } from "../io/outbound.ts"
 import type { Output, Transport } from "./transport.ts"
 
 const utf8 = new TextEncoder()

@@ -4,7 +4,7 @@ import { MAGIC, Op } from "../../src/protocol/binary/constants.ts"
 import { BinaryDecoder } from "../../src/protocol/binary/decoder.ts"
 import { FrameWriter } from "../../src/protocol/binary/frame-writer.ts"
 import { type BinaryReply, readReply } from "../../src/protocol/binary/reply.ts"
-import { MAX_OUTBOUND_BYTES } from "../../src/server/listener.ts"
+import { MAX_OUTBOUND_BYTES } from "../../src/start-server.ts"
 import { eventually, request, startTestServer, TestClient } from "../helpers.ts"
 import { RawWsClient, WsClient } from "../ws-helpers.ts"
 

@@ -10,7 +10,7 @@ import { BinaryDecoder } from "../../src/protocol/binary/decoder.ts"
 import { type BinaryReply, readReply } from "../../src/protocol/binary/reply.ts"
 import { type BinaryRequest, readRequest } from "../../src/protocol/binary/request.ts"
 import { ProtocolError } from "../../src/protocol/errors.ts"
-import { DEFAULT_MAX_MESSAGE_BYTES } from "../../src/server/listener.ts"
+import { DEFAULT_MAX_MESSAGE_BYTES } from "../../src/start-server.ts"
 import { formatRaw, formatReply, formatRequest, fromHex, toHex } from "../binary-frames.ts"
 
 type Direction = "request" | "reply"

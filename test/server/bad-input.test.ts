@@ -4,7 +4,7 @@
  */
 import { describe, expect, test } from "bun:test"
 import { encodeHeader } from "../../src/protocol/json-header.ts"
-import { MAX_OUTBOUND_BYTES } from "../../src/server/listener.ts"
+import { MAX_OUTBOUND_BYTES } from "../../src/start-server.ts"
 import { eventually, type Framing, request, startTestServer, TestClient } from "../helpers.ts"
 
 type Server = ReturnType<typeof startTestServer>

@@ -5,7 +5,7 @@
 import { expect, test } from "bun:test"
 import { HEADER_BYTES, Op } from "../../src/protocol/binary/constants.ts"
 import type { BinaryReply } from "../../src/protocol/binary/reply.ts"
-import { MAX_OUTBOUND_BYTES } from "../../src/server/listener.ts"
+import { MAX_OUTBOUND_BYTES } from "../../src/start-server.ts"
 import { BinaryClient } from "../binary-client.ts"
 import { entry, rep, req } from "../binary-frames.ts"
 import { startTestServer } from "../helpers.ts"

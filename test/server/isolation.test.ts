@@ -8,7 +8,7 @@
 import { expect, test } from "bun:test"
 import { join } from "node:path"
 import { connect, type Message } from "../../src/client.ts"
-import { DEFAULT_MAX_MESSAGE_BYTES, MAX_OUTBOUND_BYTES } from "../../src/server/listener.ts"
+import { DEFAULT_MAX_MESSAGE_BYTES, MAX_OUTBOUND_BYTES } from "../../src/start-server.ts"
 import { eventually, request, startTestServer, TestClient } from "../helpers.ts"
 
 const FIXTURE = join(import.meta.dir, "..", "abuse-fixture.ts")

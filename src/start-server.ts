@@ -4,18 +4,18 @@
  * WebSocket, HTTP API, health and metrics); and its lifecycle, from listening to a graceful stop.
  */
 import type { Server, TCPSocketListener } from "bun"
-import { type AuthConfig, Authenticator } from "../auth/auth.ts"
-import { Broker } from "../broker/broker.ts"
-import { DEFAULT_RETENTION, type RetentionConfig } from "../broker/retention.ts"
-import { serveHttp } from "../http/http-server.ts"
-import { Store, type SyncLevel } from "../store/store.ts"
-import type { ConnectionContext } from "./connection.ts"
-import { ConnectionRegistry, type SocketData } from "./connection-registry.ts"
-import type { ConnectionLimits } from "./session.ts"
-import { collectStats, ErrorCounts, type ServerStats } from "./stats.ts"
-import { listenTcp } from "./tcp-listener.ts"
+import { type AuthConfig, Authenticator } from "./auth/auth.ts"
+import { Broker } from "./broker/broker.ts"
+import { DEFAULT_RETENTION, type RetentionConfig } from "./broker/retention.ts"
+import { serveHttp } from "./http/http-server.ts"
+import type { ConnectionContext } from "./server/connection.ts"
+import { ConnectionRegistry, type SocketData } from "./server/connection-registry.ts"
+import type { ConnectionLimits } from "./server/session.ts"
+import { collectStats, ErrorCounts, type ServerStats } from "./server/stats.ts"
+import { listenTcp } from "./server/tcp-listener.ts"
+import { Store, type SyncLevel } from "./store/store.ts"
 
-export type { ServerStats } from "./stats.ts"
+export type { ServerStats } from "./server/stats.ts"
 
 export interface ServerOptions {
   readonly host: string
