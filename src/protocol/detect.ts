@@ -1,8 +1,12 @@
 /**
- * Tells the wire protocols on the TCP port apart from a connection's first bytes: a binary
- * connection starts with a HELLO frame, whose first byte (the top of a small length) is 0x00;
- * generation 2 starts with the exact header prefix `{"msg_length": `; anything else is taken
- * for a generation 1 JSON stream (whose decoder refuses what is not a JSON object).
+ * Tells the wire protocols on the TCP port apart from a connection's first bytes. Each
+ * detector answers for its own protocol; STREAM_DETECTORS tries them in order, and the first
+ * that claims the bytes wins:
+ * - a binary connection starts with a HELLO frame, whose first byte (the top of a small
+ *   length) is 0x00;
+ * - generation 2 starts with the exact header prefix `{"msg_length": `;
+ * - anything else is taken for a generation 1 JSON stream (whose decoder refuses what is not
+ *   a JSON object).
  */
 import { HEADER_PREFIX } from "./json-header.ts"
 
@@ -17,14 +21,42 @@ export const WireProtocol = {
 } as const
 export type WireProtocol = (typeof WireProtocol)[keyof typeof WireProtocol]
 
+/** A detector's answer: the bytes are its protocol's, are not, or cannot tell yet. */
+export const Detection = { yes: "yes", no: "no", undecided: "undecided" } as const
+export type Detection = (typeof Detection)[keyof typeof Detection]
+
+export interface StreamDetector {
+  readonly protocol: WireProtocol
+  detect(firstBytes: Uint8Array): Detection
+}
+
 const PREFIX_BYTES = new TextEncoder().encode(HEADER_PREFIX)
 
-/** The protocol the bytes seen so far belong to, or null while they could still be either. */
+/** In the order they are tried; the last claims whatever the others did not. */
+export const STREAM_DETECTORS: readonly StreamDetector[] = [
+  {
+    protocol: WireProtocol.binary,
+    detect: (firstBytes) => (firstBytes.length === 0 ? Detection.undecided : firstBytes[0] === 0x00 ? Detection.yes : Detection.no),
+  },
+  {
+    protocol: WireProtocol.jsonHeader,
+    detect(firstBytes) {
+      const checked = Math.min(firstBytes.length, PREFIX_BYTES.length)
+      for (let i = 0; i < checked; i++) {
+        if (firstBytes[i] !== PREFIX_BYTES[i]) return Detection.no
+      }
+      return checked === PREFIX_BYTES.length ? Detection.yes : Detection.undecided
+    },
+  },
+  { protocol: WireProtocol.jsonStream, detect: () => Detection.yes },
+]
+
+/** The protocol the bytes seen so far belong to, or null while they could still be more than one. */
 export function detectProtocol(firstBytes: Uint8Array): WireProtocol | null {
-  if (firstBytes[0] === 0x00) return WireProtocol.binary
-  const checked = Math.min(firstBytes.length, PREFIX_BYTES.length)
-  for (let i = 0; i < checked; i++) {
-    if (firstBytes[i] !== PREFIX_BYTES[i]) return WireProtocol.jsonStream
+  for (const detector of STREAM_DETECTORS) {
+    const answer = detector.detect(firstBytes)
+    if (answer === Detection.yes) return detector.protocol
+    if (answer === Detection.undecided) return null
   }
-  return checked === PREFIX_BYTES.length ? WireProtocol.jsonHeader : null
+  return null
 }

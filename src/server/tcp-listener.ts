@@ -24,6 +24,9 @@ export function listenTcp(options: TcpListenerOptions, registry: ConnectionRegis
     hostname: options.host,
     port: options.port,
     ...(options.tls === undefined ? {} : { tls: { cert: options.tls.cert, key: options.tls.key } }),
+    // A client may send its requests and then half-close (`nc -N`, a script's shutdown(SHUT_WR)):
+    // the socket stays open for the replies, and the connection ends it once they are out.
+    allowHalfOpen: true,
     socket: {
       open(socket) {
         socket.setKeepAlive(true, KEEPALIVE_DELAY_MS)
@@ -63,6 +66,17 @@ export function listenTcp(options: TcpListenerOptions, registry: ConnectionRegis
           "drain",
           socket.remoteAddress,
           () => socket.data.connection?.onDrain(),
+          () => socket.terminate(),
+        )
+      },
+      end(socket) {
+        registry.guarded(
+          "end",
+          socket.remoteAddress,
+          () => {
+            if (socket.data.connection === null) socket.end()
+            else socket.data.connection.onEnd()
+          },
           () => socket.terminate(),
         )
       },
