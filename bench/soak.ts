@@ -34,8 +34,8 @@ import { readFileSync, writeFileSync } from "node:fs"
 import os from "node:os"
 import { DEFAULT_RETENTION, STORED_MESSAGE_OVERHEAD } from "../src/broker/retention.ts"
 import { type Client, connect, type Message, type Subscription } from "../src/client.ts"
+import { parseAge, parseSize } from "../src/config/values.ts"
 import { Outbound } from "../src/io/outbound.ts"
-import { parseAge, parseSize } from "../src/options.ts"
 
 const MiB = 1024 * 1024
 const ROOT = new URL("..", import.meta.url).pathname

@@ -1,10 +1,12 @@
 /**
- * Command-line options, parsed in one place. Upstream's positional form
- * `server.ts [host] [port]` is accepted as well as flags.
+ * Command-line options, parsed in one place: `parseCommandLine` reads argv alone (upstream's
+ * positional form `server.ts [host] [port]` as well as flags), `loadServerOptions` then reads
+ * the files it names (src/config/files.ts).
  */
-import { readFileSync } from "node:fs"
-import { type AuthConfig, AuthError, parseAuthConfig } from "./auth/auth.ts"
-import { DEFAULT_RETENTION, type FullPolicy, type RetentionLimits, type RetentionRule } from "./broker/retention.ts"
+import type { AuthConfig } from "./auth/auth.ts"
+import { DEFAULT_RETENTION, type RetentionConfig, type RetentionLimits } from "./broker/retention.ts"
+import { readAuth, readPem, readRetentionRules } from "./config/files.ts"
+import { formatSize, oneOf, parseAge, parseCount, parseHost, parseInteger, parsePort, parseSize, UsageError } from "./config/values.ts"
 import {
   DEFAULT_HOST,
   DEFAULT_LIMITS,
@@ -14,7 +16,8 @@ import {
   type ServerOptions,
 } from "./start-server.ts"
 import type { SyncLevel } from "./store/store.ts"
-import { patternProblem } from "./topic/pattern.ts"
+
+export { UsageError }
 
 const retentionDefaults = DEFAULT_RETENTION.defaults
 
@@ -70,11 +73,36 @@ Retention (what the store keeps; sizes take KiB/MiB/GiB, ages s/m/h; "none" for 
 
 export type ParsedCommand = { readonly kind: "help" } | { readonly kind: "serve"; readonly options: ServerOptions }
 
-export class UsageError extends Error {
-  override readonly name = "UsageError"
+/** What the command line says, before any file it names is read. */
+export interface CommandLine {
+  /** The options that need no file; `auth`, `tls` and the retention rules come from the files below. */
+  readonly options: Omit<ServerOptions, "auth" | "tls" | "retention">
+  readonly retention: Omit<RetentionConfig, "rules">
+  readonly authFile: string | undefined
+  readonly allowAnonymousLegacy: boolean
+  readonly tlsCert: string | undefined
+  readonly tlsKey: string | undefined
+  readonly retentionConfig: string | undefined
 }
 
+/** Parses argv and reads the files it names; `env` supplies DSMQ_AUTH. */
 export function parseArguments(argv: readonly string[], env: Record<string, string | undefined> = {}): ParsedCommand {
+  const parsed = parseCommandLine(argv)
+  return parsed.kind === "help" ? parsed : { kind: "serve", options: loadServerOptions(parsed.commandLine, env) }
+}
+
+/** Reads the token, TLS and retention files a command line names, into the server's options. */
+export function loadServerOptions(commandLine: CommandLine, env: Record<string, string | undefined>): ServerOptions {
+  const { options, retention, tlsCert, tlsKey } = commandLine
+  const auth = readAuth(commandLine.authFile, env.DSMQ_AUTH, commandLine.allowAnonymousLegacy)
+  const tls = tlsCert === undefined ? undefined : { cert: readPem("--tls-cert", tlsCert), key: readPem("--tls-key", tlsKey!) }
+  const rules = commandLine.retentionConfig === undefined ? [] : readRetentionRules(commandLine.retentionConfig)
+  return { ...options, retention: { ...retention, rules }, auth, ...(tls === undefined ? {} : { tls }) }
+}
+
+export function parseCommandLine(
+  argv: readonly string[],
+): { readonly kind: "help" } | { readonly kind: "serve"; readonly commandLine: CommandLine } {
   let host = DEFAULT_HOST
   let port = DEFAULT_PORT
   let httpPort: number | null | undefined
@@ -91,7 +119,7 @@ export function parseArguments(argv: readonly string[], env: Record<string, stri
   let sync: SyncLevel = "normal"
   let maxStoreBytes = DEFAULT_RETENTION.maxStoreBytes
   let defaults: RetentionLimits = DEFAULT_RETENTION.defaults
-  let rules: readonly RetentionRule[] = []
+  let retentionConfig: string | undefined
   const positional: string[] = []
 
   for (let i = 0; i < argv.length; i++) {
@@ -183,7 +211,7 @@ export function parseArguments(argv: readonly string[], env: Record<string, stri
         defaults = { ...defaults, policy: oneOf("--full-policy", value(), ["drop-oldest", "reject"]) }
         break
       case "--retention-config":
-        rules = readRetentionRules(value())
+        retentionConfig = value()
         break
       default:
         if (flag.startsWith("-")) throw new UsageError(`unknown option ${flag}`)
@@ -198,37 +226,23 @@ export function parseArguments(argv: readonly string[], env: Record<string, stri
   if (httpPort !== null && httpPort === port && port !== 0) throw new UsageError(`--http-port must differ from the TCP port ${port}`)
   if (httpPort !== null && httpPort > 65535) throw new UsageError(`the default HTTP port ${httpPort} is out of range; give --http-port`)
   if (sync !== "normal" && db === undefined) throw new UsageError("--sync needs --db")
-  const auth = readAuth(authFile, env.DSMQ_AUTH, allowAnonymousLegacy)
   if ((tlsCert === undefined) !== (tlsKey === undefined)) throw new UsageError("--tls-cert and --tls-key go together")
-  const tls = tlsCert === undefined ? undefined : { cert: readPem("--tls-cert", tlsCert), key: readPem("--tls-key", tlsKey!) }
+  const options = {
+    host,
+    port,
+    httpPort,
+    maxMessageBytes,
+    allowShutdown,
+    ...(db === undefined ? {} : { db, sync }),
+    ...(shutdownTimeoutMs === undefined ? {} : { shutdownTimeoutMs }),
+    ...(idleTimeoutSeconds === undefined ? {} : { idleTimeoutSeconds }),
+    retention: { defaults, rules: [], maxStoreBytes },
+    ...(Object.keys(limits).length === 0 ? {} : { limits }),
+  }
   return {
     kind: "serve",
-    options: {
-      host,
-      port,
-      httpPort,
-      maxMessageBytes,
-      allowShutdown,
-      ...(db === undefined ? {} : { db, sync }),
-      ...(shutdownTimeoutMs === undefined ? {} : { shutdownTimeoutMs }),
-      ...(idleTimeoutSeconds === undefined ? {} : { idleTimeoutSeconds }),
-      retention: { defaults, rules, maxStoreBytes },
-      auth,
-      ...(tls === undefined ? {} : { tls }),
-      ...(Object.keys(limits).length === 0 ? {} : { limits }),
-    },
+    commandLine: { options, retention: { defaults, maxStoreBytes }, authFile, allowAnonymousLegacy, tlsCert, tlsKey, retentionConfig },
   }
-}
-
-function readPem(name: string, path: string): string {
-  let text: string
-  try {
-    text = readFileSync(path, "utf8")
-  } catch (error) {
-    throw new UsageError(`${name} ${path}: ${error instanceof Error ? error.message : String(error)}`)
-  }
-  if (!text.includes("-----BEGIN ")) throw new UsageError(`${name} ${path}: not a PEM file`)
-  return text
 }
 
 /** The warning to print when the server is reachable from other machines without tokens. */
@@ -239,106 +253,4 @@ export function exposureWarning(host: string, auth: AuthConfig | null): string |
     `WARNING: listening on ${host} without authentication: anyone who can reach these ports can ` +
     "read and write every topic. Configure tokens (--auth-file or DSMQ_AUTH) on shared networks."
   )
-}
-
-/** Tokens from --auth-file, or from the DSMQ_AUTH environment variable; null: none. */
-function readAuth(file: string | undefined, fromEnv: string | undefined, allowAnonymousLegacy: boolean): AuthConfig | null {
-  if (file !== undefined && fromEnv !== undefined) throw new UsageError("give tokens in --auth-file or DSMQ_AUTH, not both")
-  if (file === undefined && fromEnv === undefined) {
-    if (allowAnonymousLegacy) throw new UsageError("--allow-anonymous-legacy needs tokens (--auth-file or DSMQ_AUTH)")
-    return null
-  }
-  try {
-    if (file !== undefined) return parseAuthConfig(readFileSync(file, "utf8"), allowAnonymousLegacy, `--auth-file ${file}`)
-    return parseAuthConfig(fromEnv!, allowAnonymousLegacy, "DSMQ_AUTH")
-  } catch (error) {
-    if (error instanceof AuthError) throw new UsageError(error.message)
-    throw new UsageError(`--auth-file ${file}: ${error instanceof Error ? error.message : String(error)}`)
-  }
-}
-
-function oneOf<T extends string>(name: string, text: string, choices: readonly T[]): T {
-  if (!(choices as readonly string[]).includes(text))
-    throw new UsageError(`${name} must be one of ${choices.join(", ")}, got ${JSON.stringify(text)}`)
-  return text as T
-}
-
-const SIZE_UNITS: Record<string, number> = { "": 1, b: 1, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, kb: 1e3, mb: 1e6, gb: 1e9 }
-const AGE_UNITS: Record<string, number> = { "": 1000, ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
-
-/** "256MiB", "1.5GiB", "4096"; "none" for no limit. */
-export function parseSize(name: string, text: string): number | null {
-  if (text === "none") return null
-  const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(text.trim())
-  const unit = SIZE_UNITS[match?.[2]?.toLowerCase() ?? "?"]
-  if (match === null || unit === undefined)
-    throw new UsageError(`${name} must be a size like 4096, 64KiB or 256MiB, or none; got ${JSON.stringify(text)}`)
-  return Math.round(Number(match[1]) * unit)
-}
-
-/** "600" (seconds), "10m", "1h", "250ms"; "none" for no limit. Returns milliseconds. */
-export function parseAge(name: string, text: string): number | null {
-  if (text === "none") return null
-  const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(text.trim())
-  const unit = AGE_UNITS[match?.[2]?.toLowerCase() ?? "?"]
-  if (match === null || unit === undefined || Number(match[1]) === 0) {
-    throw new UsageError(`${name} must be an age like 600 (seconds), 10m or 1h, or none; got ${JSON.stringify(text)}`)
-  }
-  return Math.round(Number(match[1]) * unit)
-}
-
-function parseCount(name: string, text: string): number | null {
-  if (text === "none") return null
-  return parseInteger(name, text, 1, Number.MAX_SAFE_INTEGER)
-}
-
-function formatSize(bytes: number | null): string {
-  if (bytes === null) return "none"
-  if (bytes % 1024 ** 2 === 0) return `${bytes / 1024 ** 2}MiB`
-  return String(bytes)
-}
-
-/** Reads --retention-config: {"rules": [{"pattern", "maxAge", "maxMessages", "maxBytes", "policy"}]}. */
-function readRetentionRules(path: string): RetentionRule[] {
-  let config: unknown
-  try {
-    config = JSON.parse(readFileSync(path, "utf8"))
-  } catch (error) {
-    throw new UsageError(`--retention-config ${path}: ${error instanceof Error ? error.message : String(error)}`)
-  }
-  const list = (config as { rules?: unknown } | null)?.rules
-  if (!Array.isArray(list)) throw new UsageError(`--retention-config ${path}: expected {"rules": [...]}`)
-  return list.map((entry: unknown, i) => {
-    const where = `--retention-config ${path}: rule ${i + 1}`
-    if (typeof entry !== "object" || entry === null) throw new UsageError(`${where} must be an object`)
-    const { pattern, maxAge, maxMessages, maxBytes, policy, ...unknown } = entry as Record<string, unknown>
-    const extra = Object.keys(unknown)
-    if (extra.length > 0) throw new UsageError(`${where}: unknown field ${extra[0]}`)
-    if (typeof pattern !== "string" || pattern === "") throw new UsageError(`${where} needs a "pattern"`)
-    const problem = patternProblem(pattern)
-    if (problem !== null) throw new UsageError(`${where}: ${problem}`)
-    const limits: { -readonly [K in keyof RetentionLimits]?: RetentionLimits[K] } = {}
-    if (maxAge !== undefined) limits.maxAgeMs = parseAge(`${where} maxAge`, String(maxAge))
-    if (maxMessages !== undefined) limits.maxMessages = parseCount(`${where} maxMessages`, String(maxMessages))
-    if (maxBytes !== undefined) limits.maxBytes = parseSize(`${where} maxBytes`, String(maxBytes))
-    if (policy !== undefined) limits.policy = oneOf<FullPolicy>(`${where} policy`, String(policy), ["drop-oldest", "reject"])
-    return { pattern, limits }
-  })
-}
-
-function parseHost(text: string): string {
-  if (text.trim() === "") throw new UsageError("host must not be empty")
-  return text
-}
-
-function parsePort(text: string): number {
-  return parseInteger("port", text, 0, 65535)
-}
-
-function parseInteger(name: string, text: string, min: number, max: number): number {
-  const value = Number(text)
-  if (!/^\d+$/.test(text) || value < min || value > max) {
-    throw new UsageError(`${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(text)}`)
-  }
-  return value
 }
