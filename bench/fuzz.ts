@@ -25,7 +25,6 @@
 
 import { readFileSync } from "node:fs"
 import { join } from "node:path"
-import { parseArgs } from "node:util"
 import type { Subscriber } from "../src/broker/broker.ts"
 import { startServer } from "../src/start-server.ts"
 import { BinaryClient, statsBody } from "../test/binary-client.ts"
@@ -44,6 +43,7 @@ import {
   startCase,
   type Target,
 } from "../test/fuzz-drivers.ts"
+import { type OptionSpec, parseOptionsOrExit } from "./lib/args.ts"
 
 const ROOT = join(import.meta.dir, "..")
 const MiB = 1024 * 1024
@@ -83,38 +83,22 @@ interface Options {
   readonly replay: { first: number; last: number } | null
 }
 
+const SPECS = {
+  minutes: { type: "number", min: 0.05, max: 7 * 24 * 60 },
+  seed: { type: "number", min: 0, max: 0xffffffff, integer: true },
+  wave: { type: "number", min: 1, max: 2000, integer: true },
+  "max-message-bytes": { type: "number", min: 1024, max: 64 * MiB, integer: true },
+  server: { type: "choice", choices: ["harness", "cli"] },
+  replay: { type: "string" },
+  protocol: { type: "choice", choices: PROTOCOLS },
+  auth: { type: "boolean" },
+  role: { type: "string" },
+} as const satisfies Record<string, OptionSpec>
+
 function parseOptions(argv: string[]): Options {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      minutes: { type: "string" },
-      seed: { type: "string" },
-      wave: { type: "string" },
-      "max-message-bytes": { type: "string" },
-      server: { type: "string" },
-      replay: { type: "string" },
-      protocol: { type: "string" },
-      auth: { type: "boolean" },
-      role: { type: "string" },
-      help: { type: "boolean", short: "h" },
-    },
-    strict: true,
-  })
-  if (values.help) {
-    process.stdout.write(USAGE)
-    process.exit(0)
-  }
-  const number = (name: string, text: string | undefined, fallback: number, min: number, max: number, integer = true): number => {
-    if (text === undefined) return fallback
-    const value = Number(text)
-    if (!Number.isFinite(value) || value < min || value > max || (integer && !Number.isInteger(value)))
-      usage(`${name} must be a number from ${min} to ${max}`)
-    return value
-  }
+  const values = parseOptionsOrExit("fuzz", USAGE, argv, SPECS)
   const server = values.server ?? "harness"
-  if (server !== "harness" && server !== "cli") usage("--server must be harness or cli")
-  const protocol = values.protocol as Protocol | undefined
-  if (protocol !== undefined && !PROTOCOLS.includes(protocol)) usage(`--protocol must be one of ${PROTOCOLS.join(", ")}`)
+  const protocol = values.protocol
   let replay: Options["replay"] = null
   if (values.replay !== undefined) {
     const match = /^(\d+)(?:-(\d+))?$/.exec(values.replay)
@@ -126,19 +110,19 @@ function parseOptions(argv: string[]): Options {
     if (values.seed === undefined) usage("--replay needs the --seed of the run")
   }
   return {
-    minutes: number("--minutes", values.minutes, 60, 0.05, 7 * 24 * 60, false),
-    seed: number("--seed", values.seed, crypto.getRandomValues(new Uint32Array(1))[0]!, 0, 0xffffffff),
-    wave: number("--wave", values.wave, 64, 1, 2000),
-    maxMessageBytes: number("--max-message-bytes", values["max-message-bytes"], 65536, 1024, 64 * MiB),
+    minutes: values.minutes ?? 60,
+    seed: values.seed ?? crypto.getRandomValues(new Uint32Array(1))[0]!,
+    wave: values.wave ?? 64,
+    maxMessageBytes: values["max-message-bytes"] ?? 65536,
     server,
     protocol,
-    auth: values.auth === true,
+    auth: values.auth,
     replay,
   }
 }
 
 function usage(message: string): never {
-  process.stderr.write(`error: ${message}\n\n${USAGE}`)
+  process.stderr.write(`fuzz: ${message}\n\n${USAGE}`)
   process.exit(2)
 }
 

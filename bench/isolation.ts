@@ -22,6 +22,7 @@ import type { Socket } from "bun"
 import { type Client, connect } from "../src/client.ts"
 import { Outbound } from "../src/io/outbound.ts"
 import { JsonStreamDecoder } from "../src/protocol/json-stream.ts"
+import { type OptionSpec, parseOptionsOrExit } from "./lib/args.ts"
 
 const ROOT = join(import.meta.dir, "..")
 const SERVER = join(ROOT, "src", "server.ts")
@@ -43,48 +44,21 @@ interface Options {
   json: string | null
 }
 
-function parseOptions(argv: string[]): Options {
-  const options: Options = { seconds: 5, warmupSeconds: 1, modes: [...ALL_MODES], json: null }
-  for (let i = 0; i < argv.length; i++) {
-    const value = (): string => {
-      const next = argv[++i]
-      if (next === undefined) fail(`${argv[i - 1]} needs a value`)
-      return next
-    }
-    switch (argv[i]) {
-      case "--seconds":
-        options.seconds = Number(value())
-        break
-      case "--warmup-seconds":
-        options.warmupSeconds = Number(value())
-        break
-      case "--modes": {
-        const modes = value()
-          .split(",")
-          .filter((mode) => mode !== "")
-        for (const mode of modes) if (!ALL_MODES.includes(mode as Mode)) fail(`unknown mode ${mode}`)
-        options.modes = modes as Mode[]
-        break
-      }
-      case "--json":
-        options.json = value()
-        break
-      case "-h":
-      case "--help":
-        process.stdout.write(USAGE)
-        return process.exit(0)
-      default:
-        fail(`unknown option ${argv[i]}`)
-    }
-  }
-  if (!(options.seconds > 0 && options.seconds <= 600)) fail("--seconds must be from 0 to 600")
-  if (!(options.warmupSeconds >= 0 && options.warmupSeconds <= 60)) fail("--warmup-seconds must be from 0 to 60")
-  return options
-}
+const SPECS = {
+  seconds: { type: "number", min: 0.1, max: 600 },
+  "warmup-seconds": { type: "number", min: 0, max: 60 },
+  modes: { type: "list", choices: ALL_MODES },
+  json: { type: "string" },
+} as const satisfies Record<string, OptionSpec>
 
-function fail(message: string): never {
-  process.stderr.write(`error: ${message}\n\n${USAGE}`)
-  process.exit(2)
+function parseOptions(argv: string[]): Options {
+  const given = parseOptionsOrExit("isolation", USAGE, argv, SPECS)
+  return {
+    seconds: given.seconds ?? 5,
+    warmupSeconds: given["warmup-seconds"] ?? 1,
+    modes: given.modes ?? [...ALL_MODES],
+    json: given.json ?? null,
+  }
 }
 
 // ---- processes and their CPU time ----------------------------------------------------------------

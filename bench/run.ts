@@ -11,6 +11,7 @@ import { tmpdir } from "node:os"
 import { basename, dirname, join, relative, resolve } from "node:path"
 import type { GroupResults } from "./common.ts"
 import { printTable } from "./common.ts"
+import { type OptionSpec, parseOptionsOrExit } from "./lib/args.ts"
 import {
   LOAD_PROTOCOLS,
   LOAD_TABLE_HEADER,
@@ -67,78 +68,34 @@ interface Options {
   readonly timeoutSeconds: number
 }
 
-class UsageError extends Error {}
+const SPECS = {
+  quick: { type: "boolean" },
+  only: { type: "list" },
+  protocol: { type: "list", choices: LOAD_PROTOCOLS },
+  filter: {
+    type: "string",
+    check: (text: string) => {
+      new RegExp(text)
+    },
+  },
+  against: { type: "string", check: (text: string) => parseLoopbackAddress(text) },
+  json: { type: "string" },
+  report: { type: "string" },
+  timeout: { type: "number", min: 1, max: 86_400 },
+} as const satisfies Record<string, OptionSpec>
 
-function parseOptions(argv: readonly string[]): Options | "help" {
-  let quick = false
-  const only: string[] = []
-  const protocols: string[] = []
-  let filter: string | undefined
-  let against: string | undefined
-  let jsonFile: string | undefined
-  let reportFile: string | undefined
-  let timeoutSeconds = DEFAULT_TIMEOUT_SECONDS
-  for (let i = 0; i < argv.length; i++) {
-    const argument = argv[i]!
-    const value = (): string => {
-      const next = argv[++i]
-      if (next === undefined || next.startsWith("--")) throw new UsageError(`${argument} needs a value`)
-      return next
-    }
-    switch (argument) {
-      case "-h":
-      case "--help":
-        return "help"
-      case "--quick":
-        quick = true
-        break
-      case "--only":
-        only.push(...value().split(","))
-        break
-      case "--protocol":
-        for (const protocol of value().split(",")) {
-          if (!(LOAD_PROTOCOLS as readonly string[]).includes(protocol)) {
-            throw new UsageError(`--protocol: unknown protocol "${protocol}" (have: ${LOAD_PROTOCOLS.join(", ")})`)
-          }
-          protocols.push(protocol)
-        }
-        break
-      case "--filter": {
-        filter = value()
-        try {
-          new RegExp(filter)
-        } catch (error) {
-          throw new UsageError(`--filter: ${(error as Error).message}`)
-        }
-        break
-      }
-      case "--against":
-        against = value()
-        try {
-          parseLoopbackAddress(against)
-        } catch (error) {
-          throw new UsageError((error as Error).message)
-        }
-        break
-      case "--json":
-        jsonFile = value()
-        break
-      case "--report":
-        reportFile = value()
-        break
-      case "--timeout": {
-        const text = value()
-        timeoutSeconds = Number(text)
-        if (!Number.isFinite(timeoutSeconds) || timeoutSeconds <= 0) {
-          throw new UsageError(`--timeout needs a positive number of seconds, got ${text}`)
-        }
-        break
-      }
-      default:
-        throw new UsageError(`unknown argument ${argument}`)
-    }
+function parseOptions(argv: readonly string[]): Options {
+  const given = parseOptionsOrExit("bench", USAGE, argv, SPECS)
+  return {
+    quick: given.quick,
+    only: given.only ?? [],
+    protocols: given.protocol ?? [],
+    filter: given.filter,
+    against: given.against,
+    jsonFile: given.json,
+    reportFile: given.report,
+    timeoutSeconds: given.timeout ?? DEFAULT_TIMEOUT_SECONDS,
   }
-  return { quick, only, protocols, filter, against, jsonFile, reportFile, timeoutSeconds }
 }
 
 interface Group {
@@ -210,18 +167,7 @@ function printSummary(groups: readonly GroupResults[]): void {
 }
 
 async function main(): Promise<number> {
-  let options: Options | "help"
-  try {
-    options = parseOptions(process.argv.slice(2))
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error
-    console.error(`bench: ${error.message}\n\n${USAGE}`)
-    return 2
-  }
-  if (options === "help") {
-    console.log(USAGE)
-    return 0
-  }
+  const options = parseOptions(process.argv.slice(2))
   const groups = selectGroups(options)
   if (groups.length === 0) {
     console.error(

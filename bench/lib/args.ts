@@ -11,7 +11,7 @@ export type OptionSpec =
   | { readonly type: "string"; readonly check?: (text: string) => void }
   | { readonly type: "number"; readonly min: number; readonly max: number; readonly integer?: boolean }
   | { readonly type: "choice"; readonly choices: readonly string[] }
-  /** Comma-separated; with `choices`, each item must be one of them. */
+  /** Comma-separated, and the option may be repeated; with `choices`, each item must be one of them. */
   | { readonly type: "list"; readonly choices?: readonly string[] }
 
 /** What an option's value is once parsed; undefined when it was not given (a boolean: false). */
@@ -38,9 +38,11 @@ export function parseOptions<Specs extends Record<string, OptionSpec>>(
   argv: readonly string[],
   specs: Specs,
 ): OptionValues<Specs> | "help" {
-  const config: Record<string, { type: "boolean" | "string" }> = { help: { type: "boolean" } }
-  for (const [name, spec] of Object.entries(specs)) config[name] = { type: spec.type === "boolean" ? "boolean" : "string" }
-  let values: Record<string, string | boolean | undefined>
+  const config: Record<string, { type: "boolean" | "string"; multiple?: boolean }> = {}
+  for (const [name, spec] of Object.entries(specs)) {
+    config[name] = { type: spec.type === "boolean" ? "boolean" : "string", ...(spec.type === "list" ? { multiple: true } : {}) }
+  }
+  let values: Record<string, string | boolean | string[] | undefined>
   try {
     values = parseArgs({ args: [...argv], options: { ...config, help: { type: "boolean", short: "h" } }, strict: true }).values
   } catch (error) {
@@ -71,10 +73,10 @@ export function parseOptionsOrExit<Specs extends Record<string, OptionSpec>>(
   }
 }
 
-function parsedValue(flag: string, spec: OptionSpec, raw: string | boolean | undefined): unknown {
+function parsedValue(flag: string, spec: OptionSpec, raw: string | boolean | string[] | undefined): unknown {
   if (spec.type === "boolean") return raw === true
   if (raw === undefined) return undefined
-  const text = String(raw)
+  const text = Array.isArray(raw) ? raw.join(",") : String(raw)
   switch (spec.type) {
     case "string":
       try {

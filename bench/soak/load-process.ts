@@ -1,6 +1,6 @@
 import { type Client, connect, type Subscription } from "../../src/client.ts"
 import { Outbound } from "../../src/io/outbound.ts"
-import { withTimeout } from "../lib/async.ts"
+import { withTimeout } from "../lib/wait.ts"
 
 /** How long the JSON poller waits after a round trip that found nothing. */
 export const POLL_IDLE_MS = 10

@@ -1,4 +1,4 @@
-import { withTimeout } from "../lib/async.ts"
+import { withTimeout } from "../lib/wait.ts"
 import type { LoadTally } from "./load-process.ts"
 
 /** What this process started, to be killed if it has to give up. */

@@ -9,9 +9,9 @@
  */
 import { STORED_MESSAGE_OVERHEAD } from "../../src/broker/retention.ts"
 import type { Client } from "../../src/client.ts"
-import { withTimeout } from "../lib/async.ts"
 import { cpuSecondsOf, loadAverage, machineBusySeconds, memoryOf } from "../lib/proc.ts"
 import { summarize } from "../lib/stats.ts"
+import { withTimeout } from "../lib/wait.ts"
 import type { LoadTally } from "./load-process.ts"
 import type { Probe, SeriesName } from "./probe.ts"
 import type { CpuReading, Sample, ServerStatsSnapshot } from "./sample.ts"

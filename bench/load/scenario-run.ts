@@ -1,0 +1,49 @@
+import type { Options } from "./options.ts"
+import type { Protocol, ScenarioName, ScenarioResult } from "./results.ts"
+
+export interface Run {
+  readonly id: string
+  readonly scenario: ScenarioName
+  readonly protocol: Protocol
+  readonly variant: string | null
+  /** null: the broker spawned for this run. */
+  readonly external: Options["against"]
+}
+
+export type Measured = Omit<ScenarioResult, "id" | "scenario" | "protocol" | "variant" | "target" | "seconds" | "error">
+
+export function failedResult(run: Run, target: string, error: unknown, seconds: number): ScenarioResult {
+  return {
+    id: run.id,
+    scenario: run.scenario,
+    protocol: run.protocol,
+    variant: run.variant,
+    target,
+    description: "",
+    config: {},
+    sent: 0,
+    expected: 0,
+    received: 0,
+    unique: 0,
+    loss: 0,
+    duplicates: 0,
+    outOfOrder: 0,
+    putRate: 0,
+    deliveredRate: 0,
+    latency: null,
+    latencyFromSend: null,
+    sendLag: null,
+    drainMs: null,
+    server: null,
+    loadCpuPercent: 0,
+    seconds,
+    notes: [],
+    error: error instanceof Error ? error.message : String(error),
+  }
+}
+
+/** Topic names unique to this run, so runs against a long-lived --against server do not mix. */
+export function topicNames(run: Run, count: number): string[] {
+  const prefix = `bench-${run.id.replaceAll("/", "-")}-${process.pid}-${Date.now().toString(36)}`
+  return Array.from({ length: count }, (_, i) => `${prefix}-${i}`)
+}
