@@ -90,3 +90,8 @@ describe("the folders of src/", () => {
     expect(graph.get("broker")?.has("store")).toBe(true)
   })
 })
+
+test("the connection file stays readable in one sitting (at most 300 lines)", () => {
+  const lines = readFileSync(join(import.meta.dir, "..", "src", "server", "connection.ts"), "utf8").split("\n").length
+  expect(lines).toBeLessThanOrEqual(300)
+})

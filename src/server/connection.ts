@@ -91,9 +91,7 @@ export class Connection implements FrameSink {
       this.#start(protocol)
       this.#flow.receive(this.#undecided.view())
       this.#undecided.clear()
-    } else {
-      this.#flow.receive(chunk)
-    }
+    } else this.#flow.receive(chunk)
     this.#flow.yieldReadingAfter(chunk.length)
     this.#pump()
   }
