@@ -174,7 +174,7 @@ function runHarnessServer(maxMessageBytes: number, auth: boolean): void {
   })
   void server.stopped.then(() => process.exit(0))
   console.log(
-    `dsmq listening on tcp://127.0.0.1:${server.port}, http://127.0.0.1:${server.httpPort} (WebSocket ws://127.0.0.1:${server.httpPort}/)`,
+    `dsmq listening on tcp://127.0.0.1:${server.port}, http://127.0.0.1:${server.httpPort} (WebSocket ws://127.0.0.1:${server.port}/ or ws://127.0.0.1:${server.httpPort}/)`,
   )
 }
 

@@ -41,9 +41,10 @@ function main(argv: readonly string[]): void {
   // Printed last: whoever waits for this line may signal the server at once.
   const host = formatHost(server.host)
   const [tcp, http, ws] = command.options.tls === undefined ? ["tcp", "http", "ws"] : ["tls", "https", "wss"]
-  const httpAddress =
-    server.httpPort === null ? "" : `, ${http}://${host}:${server.httpPort} (WebSocket ${ws}://${host}:${server.httpPort}/)`
-  console.log(`dsmq listening on ${tcp}://${host}:${server.port}${httpAddress}`)
+  // The TCP port serves WebSocket and HTTP too (upstream 1.x clients connect there by default).
+  const webSockets = [server.port, ...(server.httpPort === null ? [] : [server.httpPort])].map((port) => `${ws}://${host}:${port}/`)
+  const httpAddress = server.httpPort === null ? "" : `, ${http}://${host}:${server.httpPort}`
+  console.log(`dsmq listening on ${tcp}://${host}:${server.port}${httpAddress} (WebSocket ${webSockets.join(" or ")})`)
 }
 
 function formatHost(host: string): string {

@@ -7,8 +7,9 @@ import type { Server, TCPSocketListener } from "bun"
 import { type AuthConfig, Authenticator } from "./auth/auth.ts"
 import { Broker } from "./broker/broker.ts"
 import { DEFAULT_RETENTION, type RetentionConfig } from "./broker/retention.ts"
-import { serveHttp } from "./http/http-server.ts"
-import type { ConnectionContext } from "./server/connection.ts"
+import { serveHttp, type WebSocketData } from "./http/http-server.ts"
+import { RelayPeers } from "./net/http-relay.ts"
+import type { ConnectionContext } from "./server/connection-context.ts"
 import { ConnectionRegistry, type SocketData } from "./server/connection-registry.ts"
 import type { ConnectionLimits } from "./server/session.ts"
 import { collectStats, ErrorCounts, type ServerStats } from "./server/stats.ts"
@@ -101,7 +102,10 @@ export function startServer(options: ServerOptions): RunningServer {
   }
   const { promise: stopped, resolve: resolveStopped } = Promise.withResolvers<void>()
   let tcp: TCPSocketListener<SocketData> | null = null
-  let http: Server<SocketData> | null = null
+  let http: Server<WebSocketData> | null = null
+  /** Where HTTP on the TCP port is served: a loopback listener only the TCP port's relays use. */
+  let internalHttp: Server<WebSocketData> | null = null
+  const relayPeers = new RelayPeers()
   let running = true
 
   const stats = (): ServerStats => collectStats(broker, errors, registry.snapshot())
@@ -112,6 +116,7 @@ export function startServer(options: ServerOptions): RunningServer {
     running = false
     tcp?.stop(false)
     void http?.stop(false)
+    void internalHttp?.stop(false)
     // Event streams end; long polls and pending waits are answered with "nothing".
     shutdown.abort()
     broker.releaseAllWaiters()
@@ -122,6 +127,7 @@ export function startServer(options: ServerOptions): RunningServer {
       clearTimeout(deadline)
       tcp?.stop(true)
       void http?.stop(true)
+      void internalHttp?.stop(true)
       broker.close()
       store.close()
       resolveStopped()
@@ -130,7 +136,7 @@ export function startServer(options: ServerOptions): RunningServer {
     if (registry.size === 0) finish()
   }
 
-  const context: ConnectionContext = {
+  const context: Omit<ConnectionContext, "httpRelay"> = {
     broker,
     limits,
     allowShutdown: options.allowShutdown,
@@ -141,7 +147,10 @@ export function startServer(options: ServerOptions): RunningServer {
     stats,
     log,
   }
-  const registry = new ConnectionRegistry(context, serverLimits.maxConnections)
+  const registry = new ConnectionRegistry(context, serverLimits.maxConnections, {
+    port: () => internalHttp?.port ?? 0,
+    peers: relayPeers,
+  })
   const tls = options.tls === undefined ? {} : { tls: options.tls }
 
   try {
@@ -155,19 +164,15 @@ export function startServer(options: ServerOptions): RunningServer {
       },
       registry,
     )
-    if (options.httpPort !== null) {
-      http = serveHttp({ host: options.host, port: options.httpPort, ...tls, maxMessageBytes: options.maxMessageBytes, log }, registry, {
-        auth,
-        broker,
-        maxMessageBytes: options.maxMessageBytes,
-        stats,
-        countError,
-        shutdown: shutdown.signal,
-      })
-    }
+    const api = { auth, broker, maxMessageBytes: options.maxMessageBytes, stats, countError, shutdown: shutdown.signal }
+    const httpOptions = { maxMessageBytes: options.maxMessageBytes, log }
+    // Plain HTTP: a TLS client's bytes reach it already decrypted by the TCP port.
+    internalHttp = serveHttp({ ...httpOptions, host: "127.0.0.1", port: 0, relayPeers }, registry, api)
+    if (options.httpPort !== null) http = serveHttp({ ...httpOptions, host: options.host, port: options.httpPort, ...tls }, registry, api)
   } catch (error) {
     const failedPort = tcp === null ? options.port : (options.httpPort ?? 0)
     tcp?.stop(true)
+    void internalHttp?.stop(true)
     broker.close()
     store.close()
     throw new ListenError(options.host, failedPort, error)

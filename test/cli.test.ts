@@ -14,7 +14,7 @@ describe("bun run src/server.ts", () => {
   test("prints the real address when given port 0, serves, and exits 0 on SIGTERM", async () => {
     await using server = await spawnServer(["--port", "0"])
     expect(server.firstLine).toMatch(
-      /^dsmq listening on tcp:\/\/127\.0\.0\.1:\d+, http:\/\/127\.0\.0\.1:\d+ \(WebSocket ws:\/\/127\.0\.0\.1:\d+\/\)$/,
+      /^dsmq listening on tcp:\/\/127\.0\.0\.1:\d+, http:\/\/127\.0\.0\.1:\d+ \(WebSocket ws:\/\/127\.0\.0\.1:\d+\/ or ws:\/\/127\.0\.0\.1:\d+\/\)$/,
     )
     expect(server.port).toBeGreaterThan(0)
     {

@@ -1243,6 +1243,12 @@ export function checkTcpReplies(sent: Uint8Array, received: Uint8Array, maxFrame
     case WireProtocol.binary:
       checkBinaryStream(received, problems, tally, { maxFrameBytes, expectHandshake: true })
       break
+    case WireProtocol.http: {
+      // Served by Bun's HTTP server through the TCP port's relay: an HTTP response, whatever it says.
+      const head = new TextDecoder().decode(received.subarray(0, 16))
+      if (!/^HTTP\/1\.1 [1-5]\d\d /.test(head)) problems.push(`an HTTP request got something else back: ${JSON.stringify(head)}`)
+      break
+    }
     default: {
       const { bodies, tail } = decodeJsonStream(received, protocol === WireProtocol.jsonHeader, problems)
       if (tail) tally.truncated++
@@ -1263,8 +1269,8 @@ export interface WsReceived {
   readonly afterClose: number
 }
 
-/** Close codes the server may send: normal, protocol error, bad data, policy (our errors), too big. */
-const CLOSE_CODES = new Set([1000, 1002, 1003, 1005, 1006, 1007, 1008, 1009])
+/** Close codes the server may send: normal, protocol error, bad data, policy (our errors), too big, server stopping. */
+const CLOSE_CODES = new Set([1000, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1012])
 
 /** Checks what a fuzzed WebSocket connection received: all text (JSON) or all binary (frames). */
 export function checkWsReplies(received: WsReceived, maxFrameBytes: number, tally: Tally): string[] {

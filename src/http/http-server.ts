@@ -4,6 +4,7 @@
  */
 import type { Server, ServerWebSocket } from "bun"
 import { bearerToken } from "../auth/auth.ts"
+import type { RelayPeer, RelayPeers } from "../net/http-relay.ts"
 import { WebSocketTransport } from "../net/websocket-transport.ts"
 import type { ConnectionRegistry, SocketData } from "../server/connection-registry.ts"
 import { type HttpContext, handleHttp, json, requestUrl } from "./http-api.ts"
@@ -20,17 +21,34 @@ export interface HttpServerOptions {
   readonly tls?: { readonly cert: string; readonly key: string }
   readonly maxMessageBytes: number
   readonly log: (line: string) => void
+  /**
+   * Set for the internal listener that HTTP on the TCP port is piped to (src/net/http-relay.ts):
+   * it serves only the relays' connections, as the clients behind them.
+   */
+  readonly relayPeers?: RelayPeers
 }
 
-export function serveHttp(options: HttpServerOptions, registry: ConnectionRegistry, api: HttpContext): Server<SocketData> {
-  const { log } = options
-  return Bun.serve<SocketData>({
+/** A WebSocket's data: whose connection it is, and who is really at the other end. */
+export interface WebSocketData extends SocketData {
+  readonly remoteAddress: string
+  /** The TCP port's relay this WebSocket came through, if it did. */
+  readonly relayPeer: RelayPeer | null
+}
+
+export function serveHttp(options: HttpServerOptions, registry: ConnectionRegistry, api: HttpContext): Server<WebSocketData> {
+  const { log, relayPeers } = options
+  return Bun.serve<WebSocketData>({
     hostname: options.host,
     port: options.port,
     ...(options.tls === undefined ? {} : { tls: { cert: options.tls.cert, key: options.tls.key } }),
     // Bun answers a larger body with an empty 413; below this the API answers in JSON.
     maxRequestBodySize: options.maxMessageBytes * 2 + 1024,
     fetch(request, server) {
+      const ip = server.requestIP(request)
+      const relayPeer = relayPeers === undefined ? null : (relayPeers.find(ip?.port) ?? null)
+      // Anyone else on this machine could connect to the internal listener's port: not served.
+      if (relayPeers !== undefined && relayPeer === null) return new Response(null, { status: 403 })
+      const remoteAddress = relayPeer?.remoteAddress ?? ip?.address ?? "?"
       const url = requestUrl(request)
       if (url.pathname === "/" && request.headers.get("upgrade")?.toLowerCase() === "websocket") {
         // A token may come with the upgrade (browsers cannot set headers: ?token=); without
@@ -41,11 +59,12 @@ export function serveHttp(options: HttpServerOptions, registry: ConnectionRegist
           api.countError("unauthorized")
           return new Response("the token is not valid", { status: 401, headers: { "WWW-Authenticate": "Bearer" } })
         }
-        if (!registry.admit(server.requestIP(request)?.address ?? "?")) {
+        // A relayed client was admitted, and is counted, as the TCP connection it came on.
+        if (relayPeer === null && !registry.admit(remoteAddress)) {
           return json(503, { error: { code: "limit_exceeded", text: "too many connections" } }, { "Retry-After": "1" })
         }
         // The Connection is made in `open`, once the upgrade has succeeded.
-        if (server.upgrade(request, { data: { connection: null, principal } })) return undefined
+        if (server.upgrade(request, { data: { connection: null, principal, remoteAddress, relayPeer } })) return undefined
         return new Response("WebSocket upgrade failed", { status: 400 })
       }
       return handleHttp(request, url, server, api)
@@ -60,12 +79,14 @@ export function serveHttp(options: HttpServerOptions, registry: ConnectionRegist
       backpressureLimit: WEBSOCKET_BACKPRESSURE_LIMIT,
       closeOnBackpressureLimit: false,
       open(socket) {
-        socket.data.connection = registry.open(new WebSocketTransport(socket as ServerWebSocket<unknown>), socket.data.principal)
+        const { principal, remoteAddress, relayPeer } = socket.data
+        socket.data.connection = registry.open(new WebSocketTransport(socket as ServerWebSocket<unknown>, remoteAddress), principal)
+        relayPeer?.onWebSocket()
       },
       message(socket, message) {
         registry.guarded(
           "a WebSocket message",
-          socket.remoteAddress,
+          socket.data.remoteAddress,
           () => socket.data.connection?.onMessage(message),
           () => socket.terminate(),
         )
@@ -73,7 +94,7 @@ export function serveHttp(options: HttpServerOptions, registry: ConnectionRegist
       drain(socket) {
         registry.guarded(
           "drain",
-          socket.remoteAddress,
+          socket.data.remoteAddress,
           () => socket.data.connection?.onDrain(),
           () => socket.terminate(),
         )

@@ -3,6 +3,16 @@
  * how much of it still waits for the peer, and can stop reading from the peer.
  */
 
+/**
+ * Why the server ends a connection: its work is done, the server is stopping, or the client
+ * broke the stream (with the reason). Transports that can say so tell the client (WebSocket
+ * close codes); a TCP socket just closes.
+ */
+export type EndCause =
+  | { readonly kind: "done" }
+  | { readonly kind: "server-stopping" }
+  | { readonly kind: "refused"; readonly reason: string }
+
 /** Bytes for stream transports; one string per message for WebSocket text replies. */
 export type Output = Uint8Array | readonly string[]
 
@@ -18,8 +28,8 @@ export interface Transport {
   /** Stop and restart reading from the peer, so it feels backpressure. */
   pause(): void
   resume(): void
-  /** Closes after what is queued has been sent. */
-  end(reason?: string): void
+  /** Closes; the connection calls it once what is queued has been sent. */
+  end(cause?: EndCause): void
   /** The connection is gone: drop what is queued. */
   discard(): void
 }

@@ -4,23 +4,28 @@
  * under its own cap, far below the point where Bun would drop or close.
  */
 import type { ServerWebSocket } from "bun"
-import type { Output, Transport } from "./transport.ts"
+import type { EndCause, Output, Transport } from "./transport.ts"
 
 /** Close code for a peer that broke the protocol (RFC 6455: policy violation). */
 const POLICY_VIOLATION = 1008
+/**
+ * Close code when the server stops (RFC 6455 registry: service restart). Not 1000 or 1001:
+ * Python's `websockets`, which upstream 1.x clients use, raises ConnectionClosedOK for those
+ * inside the client's get(), an exception upstream's clients never saw and do not catch.
+ */
+const SERVICE_RESTART = 1012
 /** A close reason must fit in a control frame: 123 bytes. */
 const MAX_REASON_BYTES = 123
 
 export class WebSocketTransport implements Transport {
   readonly #socket: ServerWebSocket<unknown>
+  /** The client's address: the socket's, or the real client's when it came through the TCP port's relay. */
+  readonly remoteAddress: string
   #closing = false
 
-  constructor(socket: ServerWebSocket<unknown>) {
+  constructor(socket: ServerWebSocket<unknown>, remoteAddress: string = socket.remoteAddress) {
     this.#socket = socket
-  }
-
-  get remoteAddress(): string {
-    return this.#socket.remoteAddress
+    this.remoteAddress = remoteAddress
   }
 
   send(output: Output): void {
@@ -47,10 +52,11 @@ export class WebSocketTransport implements Transport {
     this.#socket.resume()
   }
 
-  end(reason?: string): void {
+  end(cause: EndCause = { kind: "done" }): void {
     this.#closing = true
-    if (reason === undefined) this.#socket.close()
-    else this.#socket.close(POLICY_VIOLATION, truncateUtf8(reason, MAX_REASON_BYTES))
+    if (cause.kind === "done") this.#socket.close()
+    else if (cause.kind === "server-stopping") this.#socket.close(SERVICE_RESTART, "server stopping")
+    else this.#socket.close(POLICY_VIOLATION, truncateUtf8(cause.reason, MAX_REASON_BYTES))
   }
 
   discard(): void {}

@@ -5,6 +5,8 @@
  * - a binary connection starts with a HELLO frame, whose first byte (the top of a small
  *   length) is 0x00;
  * - generation 2 starts with the exact header prefix `{"msg_length": `;
+ * - HTTP (upstream 1.x WebSocket clients connecting to this port, or a curl) starts with a
+ *   method token in capitals and a space, such as `GET `;
  * - anything else is taken for a generation 1 JSON stream (whose decoder refuses what is not
  *   a JSON object).
  */
@@ -18,6 +20,8 @@ export const WireProtocol = {
   webSocketJson: "websocket-json",
   /** Binary frames carried in WebSocket binary messages. */
   webSocketBinary: "websocket-binary",
+  /** HTTP on the TCP port, served by the HTTP port's handlers (until a WebSocket upgrade names its own). */
+  http: "http",
 } as const
 export type WireProtocol = (typeof WireProtocol)[keyof typeof WireProtocol]
 
@@ -48,6 +52,7 @@ export const STREAM_DETECTORS: readonly StreamDetector[] = [
       return checked === PREFIX_BYTES.length ? Detection.yes : Detection.undecided
     },
   },
+  { protocol: WireProtocol.http, detect: detectHttpMethod },
   { protocol: WireProtocol.jsonStream, detect: () => Detection.yes },
 ]
 
@@ -59,4 +64,19 @@ export function detectProtocol(firstBytes: Uint8Array): WireProtocol | null {
     if (answer === Detection.undecided) return null
   }
   return null
+}
+
+/** The longest method token waited for (`OPTIONS`, `CONNECT` and the WebDAV ones fit). */
+const MAX_METHOD_BYTES = 16
+const SPACE = 0x20
+
+/** A method token (capital letters) followed by a space: `GET `, `POST `. */
+function detectHttpMethod(firstBytes: Uint8Array): Detection {
+  const checked = Math.min(firstBytes.length, MAX_METHOD_BYTES + 1)
+  for (let i = 0; i < checked; i++) {
+    const byte = firstBytes[i]!
+    if (byte === SPACE) return i > 0 ? Detection.yes : Detection.no
+    if (byte < 0x41 || byte > 0x5a) return Detection.no
+  }
+  return checked > MAX_METHOD_BYTES ? Detection.no : Detection.undecided
 }

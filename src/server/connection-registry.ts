@@ -3,9 +3,11 @@
  * removal, and a guard so that a bug or a store failure costs one connection, never the server.
  */
 import type { Principal } from "../auth/auth.ts"
+import type { RelayTarget } from "../net/http-relay.ts"
 import type { Transport } from "../net/transport.ts"
 import type { ErrorName } from "../protocol/errors.ts"
-import { Connection, type ConnectionContext } from "./connection.ts"
+import { Connection } from "./connection.ts"
+import type { ConnectionContext } from "./connection-context.ts"
 import type { ConnectionSnapshot } from "./stats.ts"
 
 /** What a Bun socket (TCP or WebSocket) keeps in its `data`. */
@@ -23,8 +25,14 @@ export class ConnectionRegistry {
   /** Called when the last connection closes (the server waits for it when stopping). */
   onEmpty: (() => void) | null = null
 
-  constructor(context: ConnectionContext, maxConnections: number) {
-    this.#context = context
+  /** `httpRelay`: the internal HTTP listener that HTTP on the TCP port is piped to (null: none). */
+  constructor(context: Omit<ConnectionContext, "httpRelay">, maxConnections: number, httpRelay: RelayTarget | null = null) {
+    const handOver = (connection: Connection): void => {
+      // The relayed client's WebSocket is a connection of its own now: count it once, not twice.
+      // The relay still gets its socket's close (closed() below), as any connection does.
+      this.#connections.delete(connection)
+    }
+    this.#context = { ...context, httpRelay: httpRelay === null ? null : { target: httpRelay, handOver } }
     this.#maxConnections = maxConnections
   }
 

@@ -8,18 +8,17 @@
  */
 import type { Principal } from "../auth/auth.ts"
 import type { Reader } from "../broker/broker.ts"
-import type { Transport } from "../net/transport.ts"
+import { HttpRelay } from "../net/http-relay.ts"
+import type { EndCause, Transport } from "../net/transport.ts"
 import { ByteBuffer } from "../protocol/byte-buffer.ts"
 import type { FrameDecoder, FrameSink } from "../protocol/decoder.ts"
 import { detectProtocol, WireProtocol } from "../protocol/detect.ts"
 import { ProtocolError } from "../protocol/errors.ts"
+import type { ConnectionContext } from "./connection-context.ts"
 import { FlowControl, MAX_PASSES_PER_TURN, StreamFailure } from "./flow-control.ts"
 import { ConnectionLifecycle, Lifecycle } from "./lifecycle.ts"
-import type { Session, SessionHost } from "./session.ts"
+import { type Session, sessionHost } from "./session.ts"
 import { WIRE_PROTOCOLS } from "./wire-protocols.ts"
-
-/** What a connection needs from the server that owns it. */
-export type ConnectionContext = Omit<SessionHost, "remoteAddress" | "outboundBytes" | "wake" | "closeAfterReplies" | "authenticated">
 
 export class Connection implements FrameSink {
   readonly #transport: Transport
@@ -30,14 +29,17 @@ export class Connection implements FrameSink {
   readonly #authenticated: Principal | null
   readonly #flow: FlowControl
   readonly #lifecycle = new ConnectionLifecycle()
-  #protocol: WireProtocol | null = null
+  /** Decided by the first bytes or message; null until then. Read by the registry, set only here. */
+  protocol: WireProtocol | null = null
   #decoder: FrameDecoder | null = null
   #session: Session<unknown> | null = null
+  /** Set once the connection turned out to be HTTP: the TCP listener hands its socket's events to it (src/net/http-relay.ts). */
+  relay: HttpRelay | null = null
   /** First bytes of a connection whose protocol is not decided yet. */
   readonly #undecided = new ByteBuffer()
   #pumpScheduled = false
-  /** Why the server is closing this connection, for transports that can say (WebSocket). */
-  #closeReason: string | undefined
+  /** Why the server ends this connection, for transports that can say (WebSocket). */
+  #endCause: EndCause = { kind: "done" }
   /** When the client last sent something, or the server last sent it something (Date.now()). */
   lastActivityMs = Date.now()
 
@@ -61,13 +63,10 @@ export class Connection implements FrameSink {
     )
   }
 
-  get protocol(): WireProtocol | null {
-    return this.#protocol
-  }
-
   /** Bytes this connection holds: requests received and not run yet, and output the client has not taken. */
   get bufferedBytes(): number {
-    return this.#undecided.length + this.#flow.heldBytes + (this.#decoder?.buffered ?? 0) + this.#outboundBytes()
+    const held = this.#undecided.length + this.#flow.heldBytes + (this.#decoder?.buffered ?? 0)
+    return held + this.#outboundBytes() + (this.relay?.bufferedBytes ?? 0)
   }
 
   /** Output the client has not taken: produced by the session, or queued in the transport. */
@@ -84,22 +83,29 @@ export class Connection implements FrameSink {
   onData(chunk: Uint8Array): void {
     if (!this.#lifecycle.reads) return
     this.lastActivityMs = Date.now()
-    if (this.#decoder === null) {
-      this.#undecided.append(chunk)
-      const protocol = detectProtocol(this.#undecided.view())
-      if (protocol === null) return
+    if (this.#decoder !== null) this.#receive(chunk, chunk.length)
+    else if (this.relay === null) this.#detect(chunk)
+  }
+
+  #detect(chunk: Uint8Array): void {
+    this.#undecided.append(chunk)
+    const protocol = detectProtocol(this.#undecided.view())
+    if (protocol === null) return
+    if (WIRE_PROTOCOLS[protocol].relayed) this.#startRelay(protocol)
+    else {
       this.#start(protocol)
-      this.#flow.receive(this.#undecided.view())
-      this.#undecided.clear()
-    } else this.#flow.receive(chunk)
-    this.#flow.yieldReadingAfter(chunk.length)
+      this.#receive(this.#undecided.view(), chunk.length)
+    }
+    this.#undecided.clear()
+  }
+
+  #receive(bytes: Uint8Array, chunkBytes: number): void {
+    this.#flow.receive(bytes)
+    this.#flow.yieldReadingAfter(chunkBytes)
     this.#pump()
   }
 
-  /**
-   * One WebSocket message. The first decides the protocol: text is upstream 1.x JSON (one
-   * request per message), binary carries binary frames (one or more per message).
-   */
+  /** One WebSocket message; the first decides the protocol: text is upstream 1.x JSON, binary carries binary frames. */
   onMessage(message: string | Uint8Array): void {
     if (!this.#lifecycle.reads) return
     if (this.#session === null) this.#start(typeof message === "string" ? WireProtocol.webSocketJson : WireProtocol.webSocketBinary)
@@ -108,25 +114,17 @@ export class Connection implements FrameSink {
       else this.#acceptJsonMessage(message)
     } else if (this.#decoder === null) {
       this.fail(new ProtocolError("malformed_frame", "a binary message on a WebSocket that sends JSON text"))
-    } else {
-      this.#flow.receive(message)
-    }
+    } else this.#flow.receive(message)
     this.#pump()
   }
 
   /**
-   * The client will send nothing more (a TCP half-close): run all it sent, then end. A FIN
-   * cannot be told from a full close, so waits are answered at once with what is there, as
-   * when the server stops: a client that left must not hold its connection for a wait's timeout.
+   * A TCP half-close: run all the client sent, then end. Waits are answered at once, as when the server
+   * stops: a FIN cannot be told from a client that left, which must not hold its connection for a wait.
    */
   onEnd(): void {
     if (!this.#lifecycle.moveTo(Lifecycle.inputEnded)) return
-    if (this.#session === null) {
-      this.#end()
-      return
-    }
-    this.#session.shutdown()
-    this.#pump()
+    this.#shutDownSession()
   }
 
   onDrain(): void {
@@ -145,22 +143,25 @@ export class Connection implements FrameSink {
     this.#transport.discard()
   }
 
-  /**
-   * The server is stopping: answer what can still be answered (pending waits get "nothing"),
-   * read no more requests, and close once the client has taken every reply.
-   */
+  /** The server is stopping: read nothing more, answer what came (waits get "nothing"), then close. */
   beginShutdown(): void {
-    if (this.#lifecycle.isClosed) return
+    // A relayed client is served by the internal HTTP listener, which stops on its own.
+    if (this.#lifecycle.isClosed || this.relay !== null) return
+    if (this.#endCause.kind === "done") this.#endCause = { kind: "server-stopping" }
     this.#lifecycle.moveTo(Lifecycle.draining)
     this.#decoder?.stop()
     // Not decoded yet, so not received as far as the client can tell: like bytes still in the kernel.
     this.#flow.dropUnfed()
-    if (this.#session === null) {
-      this.#end()
-      return
+    this.#shutDownSession()
+  }
+
+  /** Waits answered with "nothing", subscriptions dropped; the connection ends once the replies are out. */
+  #shutDownSession(): void {
+    if (this.#session === null) this.#end()
+    else {
+      this.#session.shutdown()
+      this.#pump()
     }
-    this.#session.shutdown()
-    this.#pump()
   }
 
   // FrameSink: called by the decoder, synchronously, for each complete frame.
@@ -184,29 +185,20 @@ export class Connection implements FrameSink {
   /** A WebSocket text message is one request: no decoder, the message is the frame. */
   #acceptJsonMessage(text: string): void {
     const max = this.#context.limits.maxFrameBytes
-    if (text.length > max && Buffer.byteLength(text) > max) {
-      this.fail(new ProtocolError("too_large", `request is larger than the maximum of ${max} bytes`))
-      return
-    }
-    this.frame(text)
+    if (text.length <= max || Buffer.byteLength(text) <= max) this.frame(text)
+    else this.fail(new ProtocolError("too_large", `request is larger than the maximum of ${max} bytes`))
   }
 
   #start(protocol: WireProtocol): void {
-    this.#protocol = protocol
-    const host: SessionHost = {
-      ...this.#context,
-      remoteAddress: this.#transport.remoteAddress,
-      authenticated: this.#authenticated,
+    this.protocol = protocol
+    const host = sessionHost(this.#context, this.#transport.remoteAddress, this.#authenticated, {
       outboundBytes: () => this.#outboundBytes(),
       wake: () => this.#schedulePump(),
       closeAfterReplies: (error) => this.#closeAfterReplies(error),
-      requestShutdown: () => {
-        // Run nothing more from this client; the server stops once this handler returns.
-        this.#stopReading()
-        this.#context.requestShutdown()
-      },
-    }
+      stopReading: () => this.#stopReading(),
+    })
     const entry = WIRE_PROTOCOLS[protocol]
+    if (entry.relayed) throw new Error(`${protocol} is relayed, not run`)
     this.#session = entry.session(host, this.#reader)
     this.#decoder = entry.decoder?.(this, this.#context.limits.maxFrameBytes) ?? null
     this.#flow.requestsArriveWhole = entry.decoder === null
@@ -227,7 +219,13 @@ export class Connection implements FrameSink {
         const budget = this.#flow.backlogBudget()
         if (budget !== null) session.produceBacklog(budget)
       }
-      this.#send(session)
+      const outputBytes = session.pendingBytes
+      const output = session.takeOutput()
+      if (output !== null) {
+        this.#transport.send(output)
+        this.#flow.countSent(outputBytes)
+        this.lastActivityMs = Date.now()
+      }
       // Go on only if the kernel took everything (no `drain` will come) and work is left.
       const moreToRun = (this.#flow.hasQueued || this.#flow.hasUnfed) && !session.holding
       const moreWork = this.#lifecycle.runs && (moreToRun || session.hasBacklog)
@@ -243,15 +241,6 @@ export class Connection implements FrameSink {
     this.#flow.settle()
     if (this.#lifecycle.state === Lifecycle.inputEnded) this.#finishInput()
     else this.#endIfDone()
-  }
-
-  #send(session: Session<unknown>): void {
-    const outputBytes = session.pendingBytes
-    const output = session.takeOutput()
-    if (output === null) return
-    this.#transport.send(output)
-    this.#flow.countSent(outputBytes)
-    this.lastActivityMs = Date.now()
   }
 
   /** After a half-close, once all the client sent has been decoded: a cut-off frame is an error. */
@@ -276,9 +265,10 @@ export class Connection implements FrameSink {
 
   #closeAfterReplies(error: ProtocolError): void {
     this.#stopReading()
-    this.#closeReason = `${error.errorName}: ${error.message}`
+    const reason = `${error.errorName}: ${error.message}`
+    this.#endCause = { kind: "refused", reason }
     this.#context.countError(error.errorName)
-    this.#context.log(`closing connection from ${this.#transport.remoteAddress}: ${this.#closeReason}`)
+    this.#context.log(`closing connection from ${this.#transport.remoteAddress}: ${reason}`)
   }
 
   #stopReading(): void {
@@ -294,6 +284,16 @@ export class Connection implements FrameSink {
   }
 
   #end(): void {
-    if (this.#lifecycle.moveTo(Lifecycle.ended)) this.#transport.end(this.#closeReason)
+    if (this.#lifecycle.moveTo(Lifecycle.ended)) this.#transport.end(this.#endCause)
+  }
+
+  /** HTTP on the TCP port: from here on this connection only pipes bytes (src/net/http-relay.ts). */
+  #startRelay(protocol: WireProtocol): void {
+    const relay = this.#context.httpRelay
+    if (relay === null) throw new Error("HTTP on a connection that has no HTTP relay")
+    this.protocol = protocol
+    const peer = { remoteAddress: this.#transport.remoteAddress, onWebSocket: () => relay.handOver(this) }
+    this.relay = new HttpRelay(this.#transport, relay.target, peer, () => void (this.lastActivityMs = Date.now()))
+    this.relay.fromClient(this.#undecided.view())
   }
 }

@@ -63,3 +63,34 @@ export interface Session<Request> {
   /** The connection is gone: drop waits and subscriptions. */
   close(): void
 }
+
+/** What a connection lends its session: output accounting, waking, closing, and reading no more. */
+export interface ConnectionHooks {
+  outboundBytes(): number
+  wake(): void
+  closeAfterReplies(error: ProtocolError): void
+  /** Run nothing more from this client (it asked the server to stop). */
+  stopReading(): void
+}
+
+/** The SessionHost of one connection: the server's context, the client's identity, the connection's hooks. */
+export function sessionHost(
+  context: Omit<SessionHost, "remoteAddress" | "authenticated" | "outboundBytes" | "wake" | "closeAfterReplies">,
+  remoteAddress: string,
+  authenticated: Principal | null,
+  hooks: ConnectionHooks,
+): SessionHost {
+  return {
+    ...context,
+    remoteAddress,
+    authenticated,
+    outboundBytes: hooks.outboundBytes,
+    wake: hooks.wake,
+    closeAfterReplies: hooks.closeAfterReplies,
+    requestShutdown: () => {
+      // The server stops once the handler that asked returns.
+      hooks.stopReading()
+      context.requestShutdown()
+    },
+  }
+}

@@ -57,7 +57,12 @@ export function listenTcp(options: TcpListenerOptions, registry: ConnectionRegis
         registry.guarded(
           "data",
           socket.remoteAddress,
-          () => socket.data.connection?.onData(chunk),
+          () => {
+            const connection = socket.data.connection
+            // HTTP on this port: after its first bytes, the connection's relay takes the socket's events.
+            if (connection?.relay) connection.relay.fromClient(chunk)
+            else connection?.onData(chunk)
+          },
           () => socket.terminate(),
         )
       },
@@ -65,7 +70,11 @@ export function listenTcp(options: TcpListenerOptions, registry: ConnectionRegis
         registry.guarded(
           "drain",
           socket.remoteAddress,
-          () => socket.data.connection?.onDrain(),
+          () => {
+            const connection = socket.data.connection
+            if (connection?.relay) connection.relay.clientDrained()
+            else connection?.onDrain()
+          },
           () => socket.terminate(),
         )
       },
@@ -74,13 +83,16 @@ export function listenTcp(options: TcpListenerOptions, registry: ConnectionRegis
           "end",
           socket.remoteAddress,
           () => {
-            if (socket.data.connection === null) socket.end()
-            else socket.data.connection.onEnd()
+            const connection = socket.data.connection
+            if (connection === null) socket.end()
+            else if (connection.relay) connection.relay.clientEnded()
+            else connection.onEnd()
           },
           () => socket.terminate(),
         )
       },
       close(socket) {
+        socket.data.connection?.relay?.clientClosed()
         if (socket.data.connection !== null) registry.closed(socket.data.connection)
       },
       error(socket, error) {

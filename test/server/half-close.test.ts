@@ -97,7 +97,7 @@ test("json-stream: a get_wait sent before a half-close is answered at once with 
 
 test("json-stream: a request cut off by the half-close is answered malformed_frame after the whole ones", async () => {
   using server = startTestServer()
-  const sent = request({ action: "put", topic: "t", message: "whole", ack: true }) + '{"action": "put", "topic": "t", "mess'
+  const sent = `${request({ action: "put", topic: "t", message: "whole", ack: true })}{"action": "put", "topic": "t", "mess`
   const received = Buffer.from(await sendThenHalfClose(server.port, new TextEncoder().encode(sent))).toString()
   const [ack, error] = received.split(/(?<=\})(?=\{"message")/)
   expect(JSON.parse(ack!)).toEqual({ message: "", seq: 1 })
