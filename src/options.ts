@@ -30,7 +30,7 @@ Options:
   --port PORT               TCP port; 0 picks a free one (default ${DEFAULT_PORT})
   --http-port PORT          HTTP and WebSocket port; 0 picks a free one
                             (default: the TCP port + 1, so ${DEFAULT_PORT + 1}; 0 when the TCP port is 0)
-  --no-http                 no HTTP/WebSocket listener
+  --no-http                 no separate HTTP/WebSocket port (the TCP port still serves both)
   --max-message-bytes N     largest request accepted, in bytes (default ${DEFAULT_MAX_MESSAGE_BYTES})
   --allow-shutdown          obey the dsmq "shutdown" action (refused by default)
   --shutdown-timeout SECS   on SIGINT/SIGTERM, how long clients may take to read their last

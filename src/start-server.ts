@@ -133,7 +133,7 @@ export function startServer(options: ServerOptions): RunningServer {
       resolveStopped()
     }
     registry.onEmpty = finish
-    if (registry.size === 0) finish()
+    if (registry.isEmpty) finish()
   }
 
   const context: Omit<ConnectionContext, "httpRelay"> = {

@@ -210,69 +210,79 @@ describe("upstream JSON protocols", () => {
   })
 })
 
-describe("WebSocket", () => {
-  const url = (server: { httpPort: number | null }, query = "") => `ws://127.0.0.1:${server.httpPort}/${query}`
+/** Tokens hold on both doors to WebSocket and HTTP: the HTTP port, and the TCP port's relay. */
+const DOORS = [
+  { name: "on the HTTP port", portOf: (server: { httpPort: number | null }) => server.httpPort! },
+  { name: "on the TCP port", portOf: (server: { port: number }) => server.port },
+] as const
 
-  test("a wrong token in the upgrade is refused with 401", async () => {
-    using server = secured()
-    const response = await fetch(`http://127.0.0.1:${server.httpPort}/?token=${WRONG}`, {
-      headers: {
-        Upgrade: "websocket",
-        Connection: "Upgrade",
-        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-        "Sec-WebSocket-Version": "13",
-      },
+for (const door of DOORS) {
+  describe(door.name, () => {
+    describe("WebSocket", () => {
+      const url = (server: { httpPort: number | null; port: number }, query = "") => `ws://127.0.0.1:${door.portOf(server)}/${query}`
+
+      test("a wrong token in the upgrade is refused with 401", async () => {
+        using server = secured()
+        const response = await fetch(`http://127.0.0.1:${door.portOf(server)}/?token=${WRONG}`, {
+          headers: {
+            Upgrade: "websocket",
+            Connection: "Upgrade",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Version": "13",
+          },
+        })
+        expect(response.status).toBe(401)
+      })
+
+      test("?token= authenticates an upstream 1.x client; without it, the auth action does", async () => {
+        using server = secured()
+        await using withQuery = await WsClient.connect(url(server, `?token=${LAB}`))
+        withQuery.send(JSON.stringify({ action: "put", topic: "lab/a", message: "hi" }))
+        await using reader = await WsClient.connect(url(server))
+        expect(JSON.parse(await reader.ask({ action: "auth", token: VIEWER }))).toEqual({ message: "", auth: "viewer" })
+        withQuery.send(JSON.stringify({ action: "put", topic: "lab/a", message: "after" }))
+        await withQuery.ask({ action: "get", topic: "lab/sync" })
+        expect(await reader.ask({ action: "get", topic: "lab/a" })).toBe('{"message": "after"}')
+        await using anonymous = await WsClient.connect(url(server))
+        anonymous.send(JSON.stringify({ action: "get", topic: "lab/a" }))
+        expect((await anonymous.closed).reason).toStartWith("unauthorized")
+      })
     })
-    expect(response.status).toBe(401)
-  })
 
-  test("?token= authenticates an upstream 1.x client; without it, the auth action does", async () => {
-    using server = secured()
-    await using withQuery = await WsClient.connect(url(server, `?token=${LAB}`))
-    withQuery.send(JSON.stringify({ action: "put", topic: "lab/a", message: "hi" }))
-    await using reader = await WsClient.connect(url(server))
-    expect(JSON.parse(await reader.ask({ action: "auth", token: VIEWER }))).toEqual({ message: "", auth: "viewer" })
-    withQuery.send(JSON.stringify({ action: "put", topic: "lab/a", message: "after" }))
-    await withQuery.ask({ action: "get", topic: "lab/sync" })
-    expect(await reader.ask({ action: "get", topic: "lab/a" })).toBe('{"message": "after"}')
-    await using anonymous = await WsClient.connect(url(server))
-    anonymous.send(JSON.stringify({ action: "get", topic: "lab/a" }))
-    expect((await anonymous.closed).reason).toStartWith("unauthorized")
-  })
-})
+    describe("HTTP", () => {
+      test("401 without a valid token, 403 outside its topics; /healthz stays open", async () => {
+        using server = secured()
+        const base = `http://127.0.0.1:${door.portOf(server)}`
+        const bearer = (token: string) => ({ Authorization: `Bearer ${token}` })
+        const missing = await fetch(`${base}/topics/lab%2Fa`)
+        expect([missing.status, missing.headers.get("www-authenticate")]).toEqual([401, "Bearer"])
+        expect((await fetch(`${base}/topics/lab%2Fa`, { headers: bearer(WRONG) })).status).toBe(401)
+        expect((await fetch(`${base}/metrics`)).status).toBe(401)
+        expect((await fetch(`${base}/healthz`)).status).toBe(200)
+        expect((await fetch(`${base}/topics/lab%2Fa`, { method: "POST", body: "x", headers: bearer(LAB) })).status).toBe(201)
+        const forbidden = await fetch(`${base}/topics/office`, { method: "POST", body: "x", headers: bearer(LAB) })
+        expect([forbidden.status, ((await forbidden.json()) as { error: { code: string } }).error.code]).toEqual([403, "forbidden"])
+        expect((await fetch(`${base}/topics/office?after=0`, { headers: bearer(VIEWER) })).status).toBe(403)
+        const read = await fetch(`${base}/topics/lab%2Fa?after=0&token=${VIEWER}`)
+        expect([read.status, await read.text()]).toEqual([200, "x"])
+        expect((await fetch(`${base}/metrics`, { headers: bearer(VIEWER) })).status).toBe(200)
+      })
 
-describe("HTTP", () => {
-  test("401 without a valid token, 403 outside its topics; /healthz stays open", async () => {
-    using server = secured()
-    const base = `http://127.0.0.1:${server.httpPort}`
-    const bearer = (token: string) => ({ Authorization: `Bearer ${token}` })
-    const missing = await fetch(`${base}/topics/lab%2Fa`)
-    expect([missing.status, missing.headers.get("www-authenticate")]).toEqual([401, "Bearer"])
-    expect((await fetch(`${base}/topics/lab%2Fa`, { headers: bearer(WRONG) })).status).toBe(401)
-    expect((await fetch(`${base}/metrics`)).status).toBe(401)
-    expect((await fetch(`${base}/healthz`)).status).toBe(200)
-    expect((await fetch(`${base}/topics/lab%2Fa`, { method: "POST", body: "x", headers: bearer(LAB) })).status).toBe(201)
-    const forbidden = await fetch(`${base}/topics/office`, { method: "POST", body: "x", headers: bearer(LAB) })
-    expect([forbidden.status, ((await forbidden.json()) as { error: { code: string } }).error.code]).toEqual([403, "forbidden"])
-    expect((await fetch(`${base}/topics/office?after=0`, { headers: bearer(VIEWER) })).status).toBe(403)
-    const read = await fetch(`${base}/topics/lab%2Fa?after=0&token=${VIEWER}`)
-    expect([read.status, await read.text()]).toEqual([200, "x"])
-    expect((await fetch(`${base}/metrics`, { headers: bearer(VIEWER) })).status).toBe(200)
+      test("tokens never appear in the server's log", async () => {
+        using server = secured()
+        const base = `http://127.0.0.1:${door.portOf(server)}`
+        await fetch(`${base}/topics/a`, { headers: { Authorization: `Bearer ${WRONG}` } })
+        await using client = await TestClient.connect(server.port)
+        client.send(request({ action: "auth", token: WRONG }))
+        await client.closed
+        await using binary = await BinaryClient.connect(server.port, { hello: false })
+        binary.send(req.hello(1, 1, WRONG))
+        await binary.closed
+        expect(binary.frames[0]).toMatchObject({ op: Op.error, code: 12 })
+        expect(server.logged.length).toBeGreaterThan(0)
+        expect(server.logged.filter((line) => line.includes(WRONG) || line.includes(LAB))).toEqual([])
+        expect(server.stats().errors.unauthorized).toBe(3)
+      })
+    })
   })
-
-  test("tokens never appear in the server's log", async () => {
-    using server = secured()
-    const base = `http://127.0.0.1:${server.httpPort}`
-    await fetch(`${base}/topics/a`, { headers: { Authorization: `Bearer ${WRONG}` } })
-    await using client = await TestClient.connect(server.port)
-    client.send(request({ action: "auth", token: WRONG }))
-    await client.closed
-    await using binary = await BinaryClient.connect(server.port, { hello: false })
-    binary.send(req.hello(1, 1, WRONG))
-    await binary.closed
-    expect(binary.frames[0]).toMatchObject({ op: Op.error, code: 12 })
-    expect(server.logged.length).toBeGreaterThan(0)
-    expect(server.logged.filter((line) => line.includes(WRONG) || line.includes(LAB))).toEqual([])
-    expect(server.stats().errors.unauthorized).toBe(3)
-  })
-})
+}

@@ -96,6 +96,23 @@ describe("TLS", () => {
     ws.close()
   })
 
+  test("HTTPS and WSS on the TCP port too: the TLS port relays HTTP after decrypting it", async () => {
+    using server = startTestServer({ tls: { cert, key } })
+    const posted = await fetch(`https://127.0.0.1:${server.port}/topics/t`, { method: "POST", body: "over https", tls: { ca: cert } })
+    expect(await posted.json()).toEqual({ topic: "t", seq: 1 })
+    const ws = new WebSocket(`wss://127.0.0.1:${server.port}/`, { tls: { ca: cert } } as unknown as string[])
+    await new Promise((opened, failed) => {
+      ws.onopen = opened
+      ws.onerror = failed
+    })
+    const { promise: message, resolve: got } = Promise.withResolvers<string>()
+    ws.onmessage = (event) => got(String(event.data))
+    await fetch(`https://127.0.0.1:${server.port}/topics/t`, { method: "POST", body: "for wss", tls: { ca: cert } })
+    ws.send(JSON.stringify({ action: "get", topic: "t" }))
+    expect(await message).toBe('{"message": "for wss"}')
+    ws.close()
+  })
+
   test("a plaintext client on the TLS port fails its handshake; the server serves others", async () => {
     using server = startTestServer({ tls: { cert, key } })
     const plain = await Bun.connect({ hostname: "127.0.0.1", port: server.port, socket: { data() {}, close() {}, error() {} } })

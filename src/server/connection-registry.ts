@@ -22,6 +22,11 @@ export class ConnectionRegistry {
   readonly #connections = new Set<Connection>()
   readonly #context: ConnectionContext
   readonly #maxConnections: number
+  /**
+   * TCP connections whose relayed client a WebSocket now stands for: not counted against the
+   * limit (the WebSocket is), but the server still waits for them, the last hop of its replies.
+   */
+  readonly #handedOver = new Set<Connection>()
   /** Called when the last connection closes (the server waits for it when stopping). */
   onEmpty: (() => void) | null = null
 
@@ -29,15 +34,20 @@ export class ConnectionRegistry {
   constructor(context: Omit<ConnectionContext, "httpRelay">, maxConnections: number, httpRelay: RelayTarget | null = null) {
     const handOver = (connection: Connection): void => {
       // The relayed client's WebSocket is a connection of its own now: count it once, not twice.
-      // The relay still gets its socket's close (closed() below), as any connection does.
-      this.#connections.delete(connection)
+      if (this.#connections.delete(connection)) this.#handedOver.add(connection)
     }
     this.#context = { ...context, httpRelay: httpRelay === null ? null : { target: httpRelay, handOver } }
     this.#maxConnections = maxConnections
   }
 
+  /** Connections counted against --max-connections. */
   get size(): number {
     return this.#connections.size
+  }
+
+  /** No connection is open at all, relays included. */
+  get isEmpty(): boolean {
+    return this.#connections.size === 0 && this.#handedOver.size === 0
   }
 
   /** False (counted and logged) when one more connection would pass the limit. */
@@ -56,8 +66,9 @@ export class ConnectionRegistry {
 
   closed(connection: Connection): void {
     this.#connections.delete(connection)
+    this.#handedOver.delete(connection)
     connection.onClose()
-    if (this.#connections.size === 0) this.onEmpty?.()
+    if (this.isEmpty) this.onEmpty?.()
   }
 
   /** Runs a socket handler; an exception closes that one connection (`abort`) and is logged. */

@@ -92,10 +92,8 @@ export class Connection implements FrameSink {
     const protocol = detectProtocol(this.#undecided.view())
     if (protocol === null) return
     if (WIRE_PROTOCOLS[protocol].relayed) this.#startRelay(protocol)
-    else {
-      this.#start(protocol)
-      this.#receive(this.#undecided.view(), chunk.length)
-    }
+    else this.#start(protocol)
+    if (this.relay === null) this.#receive(this.#undecided.view(), chunk.length)
     this.#undecided.clear()
   }
 
@@ -195,7 +193,7 @@ export class Connection implements FrameSink {
       outboundBytes: () => this.#outboundBytes(),
       wake: () => this.#schedulePump(),
       closeAfterReplies: (error) => this.#closeAfterReplies(error),
-      stopReading: () => this.#stopReading(),
+      shutdownRequested: () => this.#stopReading({ kind: "server-stopping" }),
     })
     const entry = WIRE_PROTOCOLS[protocol]
     if (entry.relayed) throw new Error(`${protocol} is relayed, not run`)
@@ -264,14 +262,14 @@ export class Connection implements FrameSink {
   }
 
   #closeAfterReplies(error: ProtocolError): void {
-    this.#stopReading()
     const reason = `${error.errorName}: ${error.message}`
-    this.#endCause = { kind: "refused", reason }
+    this.#stopReading({ kind: "refused", reason })
     this.#context.countError(error.errorName)
     this.#context.log(`closing connection from ${this.#transport.remoteAddress}: ${reason}`)
   }
 
-  #stopReading(): void {
+  #stopReading(cause: EndCause): void {
+    this.#endCause = cause
     this.#lifecycle.moveTo(Lifecycle.closing)
     this.#decoder?.stop()
     this.#flow.dropUnfed()

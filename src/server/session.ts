@@ -69,8 +69,8 @@ export interface ConnectionHooks {
   outboundBytes(): number
   wake(): void
   closeAfterReplies(error: ProtocolError): void
-  /** Run nothing more from this client (it asked the server to stop). */
-  stopReading(): void
+  /** The client asked the server to stop: run nothing more from it. */
+  shutdownRequested(): void
 }
 
 /** The SessionHost of one connection: the server's context, the client's identity, the connection's hooks. */
@@ -89,7 +89,7 @@ export function sessionHost(
     closeAfterReplies: hooks.closeAfterReplies,
     requestShutdown: () => {
       // The server stops once the handler that asked returns.
-      hooks.stopReading()
+      hooks.shutdownRequested()
       context.requestShutdown()
     },
   }
