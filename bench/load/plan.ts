@@ -4,7 +4,7 @@ import { runRtt } from "./rtt.ts"
 import { failedResult, type Measured, type Run } from "./scenario-run.ts"
 import { RTT_PASSES } from "./shapes.ts"
 import { runStream } from "./stream.ts"
-import { openFloor, openTarget } from "./targets.ts"
+import { openFloor, openTarget, TCP_PORT_VARIANT } from "./targets.ts"
 
 export async function execute(run: Run, options: Options, durations: Durations): Promise<ScenarioResult> {
   const started = performance.now()
@@ -55,7 +55,11 @@ export function plan(options: Options): Run[] {
   }
   const rttOrder: Protocol[] = ["echo", "relay", ...PROTOCOLS]
   for (let pass = 0; pass < RTT_PASSES; pass++) {
-    for (const protocol of pass % 2 === 0 ? rttOrder : [...rttOrder].reverse()) add("rtt", protocol)
+    for (const protocol of pass % 2 === 0 ? rttOrder : [...rttOrder].reverse()) {
+      add("rtt", protocol)
+      // The same WebSocket round trip through the TCP port, beside the HTTP port's.
+      if (protocol.startsWith("websocket")) add("rtt", protocol, TCP_PORT_VARIANT)
+    }
   }
   for (const scenario of ["khz", "fanout"] as const) {
     add(scenario, "relay")

@@ -7,7 +7,7 @@ import { CpuMeter, costOf, sampleStats, serverCost } from "./server-cost.ts"
 import { RTT_LOSS_MS, RTT_PASSES } from "./shapes.ts"
 import { transportNote } from "./stream.ts"
 import { summarize, Tally } from "./tally.ts"
-import { type Target, websocketUrlOf } from "./targets.ts"
+import { type Target, TCP_PORT_VARIANT, viaTcpPort, websocketUrlOf } from "./targets.ts"
 import { WebSocketBinaryLink, WebSocketJsonLink } from "./websocket.ts"
 import { type Arrival, BinaryLink, EchoLink, JsonLink, PAYLOAD_BYTES, PHASE_MEASURED, PHASE_WARMUP, topicBytes } from "./wire.ts"
 
@@ -44,7 +44,7 @@ export async function runRtt(run: Run, target: Target, durations: Durations): Pr
     writer = link
     send = (phase, index, time) => link.send(phase, index, time)
   } else {
-    const broker = target
+    const broker = run.variant === TCP_PORT_VARIANT ? viaTcpPort(target) : target
     readers = await openReaders(run.protocol, broker, 1, [topic], 1, [arrival])
     if (run.protocol === "json-stream") {
       const link = await JsonLink.open(broker.host, broker.port)

@@ -75,3 +75,11 @@ export function websocketUrlOf(target: Target): string {
   if (target.websocketUrl === null) throw new Error(`${target.label} announced no WebSocket endpoint`)
   return target.websocketUrl
 }
+
+/** The rtt variant whose WebSocket goes to the broker's TCP port (HTTP detected and relayed there). */
+export const TCP_PORT_VARIANT = "tcp port"
+
+/** The same broker, with its WebSocket endpoint on the TCP port instead of the HTTP port. */
+export function viaTcpPort(target: Target): Target {
+  return { ...target, websocketUrl: `ws://${target.host}:${target.port}/` }
+}
