@@ -4,7 +4,7 @@
  * in constant time, and are never logged: a principal is known by its name.
  */
 import { createHash, timingSafeEqual } from "node:crypto"
-import { PatternError, patternProblem } from "../topic/pattern.ts"
+import { PatternError, patternProblem, patternsOverlap } from "../topic/pattern.ts"
 import { SubjectIndex } from "../topic/subject-index.ts"
 
 /** Who a connection or request acts as, and which topics it may read and write. */
@@ -12,10 +12,12 @@ export interface Principal {
   readonly name: string
   canRead(topic: string): boolean
   canWrite(topic: string): boolean
+  /** Whether some topic `pattern` matches is readable: a pattern read is allowed, and delivers only readable topics. */
+  mayReadSomeOf(pattern: string): boolean
 }
 
 /** Permission to read and write every topic: what everyone has when no tokens are configured. */
-export const FULL_ACCESS: Principal = { name: "anyone", canRead: () => true, canWrite: () => true }
+export const FULL_ACCESS: Principal = { name: "anyone", canRead: () => true, canWrite: () => true, mayReadSomeOf: () => true }
 
 export interface TokenEntry {
   /** Shown in logs and errors instead of the token. */
@@ -104,6 +106,7 @@ function principalOf(entry: { name: string; read: readonly string[]; write: read
     name: entry.name,
     canRead: (topic) => access.match(topic).includes("read"),
     canWrite: (topic) => access.match(topic).includes("write"),
+    mayReadSomeOf: (pattern) => entry.read.some((readable) => patternsOverlap(readable, pattern)),
   }
 }
 

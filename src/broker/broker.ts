@@ -6,10 +6,16 @@
  * - `get` returns the oldest unread message, `getLatest` the newest (everything older counts as
  *   read), `getWait` answers as soon as a message is there or when its timeout passes;
  * - subscribers are told of every put on their topic, synchronously, in put order;
+ * - a name with `+` or `#` given for reading is a pattern (src/topic/pattern.ts): a get reads the
+ *   oldest unread message among the topics it matches, each topic through its own cursor, so
+ *   across topics in put order; subscribers and waiters on a pattern hear of every matching put;
  * - retention may remove messages a reader has not read; the next message it gets says how
  *   many it missed.
  */
 import { type DroppedMessage, preciseNow, type Store, type StoredMessage, type TopicState } from "../store/store.ts"
+import { BoundedCache } from "../topic/bounded-cache.ts"
+import { compilePattern, isPattern } from "../topic/pattern.ts"
+import { SubjectIndex } from "../topic/subject-index.ts"
 import { patternCharacterInCursorName, patternCharacterInTopic } from "../topic/topic-name.ts"
 import { BrokerError, BrokerErrorCode } from "./errors.ts"
 import { Histogram, LATENCY_BUCKETS_SECONDS } from "./histogram.ts"
@@ -17,6 +23,8 @@ import { DEFAULT_RETENTION, Retention, type RetentionConfig } from "./retention.
 
 /** A message handed to a reader, with how many messages before it the reader lost to retention. */
 export interface Delivery extends StoredMessage {
+  /** The message's topic (for a pattern read, the matching topic it came from). */
+  readonly topic: string
   /** Messages removed by retention between the reader's previous message and this one; null when it cannot be known. */
   readonly missed: number | null
 }
@@ -25,10 +33,16 @@ export type WaitCallback = (message: Delivery | null) => void
 
 export interface Waiter {
   readonly reader: Reader
+  /** A topic, or a pattern. */
   readonly topic: string
   readonly callback: WaitCallback
   readonly timer: Timer
+  /** For a pattern: which matching topics the reader may be given. */
+  readonly readable: TopicFilter | undefined
 }
+
+/** Which topics a pattern read may deliver (the reader's permissions); all when absent. */
+export type TopicFilter = (topic: string) => boolean
 
 /** Told of each message put on a topic it subscribed to, right after it is stored. */
 export interface Subscriber {
@@ -58,6 +72,8 @@ export class BrokerCounters {
 
 /** How often expired messages are looked for. */
 const SWEEP_INTERVAL_MS = 1000
+/** Patterns whose matching topics are remembered between reads (re-listed when a topic is created). */
+const MAX_CACHED_PATTERNS = 1024
 
 export class Broker {
   readonly store: Store
@@ -66,6 +82,13 @@ export class Broker {
   /** Readers blocked in getWait, by topic. */
   readonly #waiters = new Map<string, Set<Waiter>>()
   readonly #subscribers = new Map<string, Set<Subscriber>>()
+  /** Subscribers and waiters on patterns: a put finds the matching ones in the subject index, not by trying each. */
+  readonly #patternSubscribers = new SubjectIndex<Subscriber>()
+  readonly #patternWaiters = new SubjectIndex<Waiter>()
+  /** The topics each recently read pattern matches, and how many topics existed when they were listed. */
+  readonly #matching = new BoundedCache<string, { readonly topicCount: number; readonly topics: readonly TopicState[] }>(
+    MAX_CACHED_PATTERNS,
+  )
   /** Open readers: retention tells them what it removes before they read it. */
   readonly #readers = new Set<Reader>()
   /** Named readers in use, by name (one connection at a time). */
@@ -146,7 +169,12 @@ export class Broker {
     return firstSeq
   }
 
+  /** `topic` may be a pattern (valid: the caller checked it): then every matching put is announced. */
   subscribe(topic: string, subscriber: Subscriber): void {
+    if (isPattern(topic)) {
+      this.#patternSubscribers.add(topic, subscriber)
+      return
+    }
     let subscribers = this.#subscribers.get(topic)
     if (subscribers === undefined) {
       subscribers = new Set()
@@ -156,6 +184,10 @@ export class Broker {
   }
 
   unsubscribe(topic: string, subscriber: Subscriber): void {
+    if (isPattern(topic)) {
+      this.#patternSubscribers.remove(topic, subscriber)
+      return
+    }
     const subscribers = this.#subscribers.get(topic)
     if (subscribers?.delete(subscriber) && subscribers.size === 0) {
       this.#subscribers.delete(topic)
@@ -165,14 +197,26 @@ export class Broker {
   get subscriberCount(): number {
     let count = 0
     for (const subscribers of this.#subscribers.values()) count += subscribers.size
-    return count
+    return count + this.#patternSubscribers.size
   }
 
   /** Answers every pending getWait with "nothing" (used when shutting down). */
   releaseAllWaiters(): void {
-    for (const waiting of this.#waiters.values()) {
-      for (const waiter of waiting) this.cancelWait(waiter, true)
+    for (const waiting of [...this.#waiters.values()]) {
+      for (const waiter of [...waiting]) this.cancelWait(waiter, true)
     }
+    for (const reader of this.#readers) reader.releaseWaits()
+  }
+
+  /** The topics `pattern` matches, in the order they were created (listed again once a topic is added). */
+  matchingTopics(pattern: string): readonly TopicState[] {
+    const topicCount = this.store.topicCount
+    const cached = this.#matching.get(pattern)
+    if (cached !== undefined && cached.topicCount === topicCount) return cached.topics
+    const matches = compilePattern(pattern)
+    const topics = [...this.store.topics()].filter((topic) => matches(topic.name))
+    this.#matching.set(pattern, { topicCount, topics })
+    return topics
   }
 
   /** Stops the timers; the store stays open for its owner to close. */
@@ -180,12 +224,17 @@ export class Broker {
     for (const timer of this.#timers) clearInterval(timer)
   }
 
-  addWaiter(reader: Reader, topic: string, timeoutMs: number, callback: WaitCallback): Waiter {
+  addWaiter(reader: Reader, topic: string, timeoutMs: number, callback: WaitCallback, readable?: TopicFilter): Waiter {
     const waiter: Waiter = {
       reader,
       topic,
       callback,
+      readable,
       timer: setTimeout(() => this.cancelWait(waiter, true), timeoutMs),
+    }
+    if (isPattern(topic)) {
+      this.#patternWaiters.add(topic, waiter)
+      return waiter
     }
     let waiting = this.#waiters.get(topic)
     if (waiting === undefined) {
@@ -199,8 +248,11 @@ export class Broker {
   cancelWait(waiter: Waiter, answer: boolean): void {
     clearTimeout(waiter.timer)
     waiter.reader.forgetWaiter(waiter)
-    const waiting = this.#waiters.get(waiter.topic)
-    if (waiting?.delete(waiter) && waiting.size === 0) this.#waiters.delete(waiter.topic)
+    if (isPattern(waiter.topic)) this.#patternWaiters.remove(waiter.topic, waiter)
+    else {
+      const waiting = this.#waiters.get(waiter.topic)
+      if (waiting?.delete(waiter) && waiting.size === 0) this.#waiters.delete(waiter.topic)
+    }
     if (answer) waiter.callback(null)
   }
 
@@ -230,6 +282,16 @@ export class Broker {
         clearTimeout(waiter.timer)
         waiter.reader.forgetWaiter(waiter)
         waiter.callback(waiter.reader.get(topic))
+      }
+    }
+    if (this.#patternSubscribers.size > 0) {
+      for (const subscriber of this.#patternSubscribers.match(topic)) subscriber.onPut(topic, seq, ordinal, payload, putAt)
+    }
+    if (this.#patternWaiters.size > 0) {
+      // A copy: answering removes the waiter, and its reader may wait on the pattern again.
+      for (const waiter of [...this.#patternWaiters.match(topic)]) {
+        this.cancelWait(waiter, false)
+        waiter.callback(waiter.reader.get(waiter.topic, waiter.readable))
       }
     }
   }
@@ -269,11 +331,15 @@ export class Reader {
     this.name = name
   }
 
-  get(topic: string): Delivery | null {
+  /** The oldest unread message of `topic`, or, for a pattern, of the (readable) topics it matches. */
+  get(topic: string, readable?: TopicFilter): Delivery | null {
+    if (isPattern(topic)) return this.#oldestMatching(topic, readable)
     return this.#deliver(topic, this.#broker.store.oldestAfter(topic, this.cursor(topic)))
   }
 
-  getLatest(topic: string): Delivery | null {
+  /** The newest unread message (everything older in the topic, or in every matching topic, counts as read). */
+  getLatest(topic: string, readable?: TopicFilter): Delivery | null {
+    if (isPattern(topic)) return this.#newestMatching(topic, readable)
     return this.#deliver(topic, this.#broker.store.newestAfter(topic, this.cursor(topic)))
   }
 
@@ -281,10 +347,10 @@ export class Reader {
    * Returns the oldest unread message now if there is one. Otherwise returns null and calls
    * `callback` exactly once: with the message as soon as one is put, or with null on timeout.
    */
-  getWait(topic: string, timeoutMs: number, callback: WaitCallback): Delivery | null {
+  getWait(topic: string, timeoutMs: number, callback: WaitCallback, readable?: TopicFilter): Delivery | null {
     if (this.#waiters.has(topic)) throw new Error(`reader is already waiting on ${JSON.stringify(topic)}`)
-    const message = this.get(topic)
-    if (message === null) this.#waiters.set(topic, this.#broker.addWaiter(this, topic, timeoutMs, callback))
+    const message = this.get(topic, readable)
+    if (message === null) this.#waiters.set(topic, this.#broker.addWaiter(this, topic, timeoutMs, callback, readable))
     return message
   }
 
@@ -348,7 +414,50 @@ export class Reader {
     }
     const missed = this.#missedBefore(topic, message)
     this.markRead(topic, message.seq, message.ordinal, message.payload.length, message.putAt)
-    return { ...message, missed }
+    return { ...message, missed, topic }
+  }
+
+  /**
+   * The oldest unread message among the topics `pattern` matches: one look-up per matching
+   * topic that has something past this reader's cursor, none for the others.
+   */
+  #oldestMatching(pattern: string, readable: TopicFilter | undefined): Delivery | null {
+    let oldest: StoredMessage | null = null
+    let oldestTopic = ""
+    for (const topic of this.#unreadMatching(pattern, readable)) {
+      const message = this.#broker.store.oldestAfter(topic, this.cursor(topic))
+      if (message === null) this.#caughtUp(topic)
+      else if (oldest === null || message.seq < oldest.seq) {
+        oldest = message
+        oldestTopic = topic
+      }
+    }
+    return oldest === null ? null : this.#deliver(oldestTopic, oldest)
+  }
+
+  /** The newest unread matching message; every other matching topic's unread messages are older, and count as read. */
+  #newestMatching(pattern: string, readable: TopicFilter | undefined): Delivery | null {
+    let newest: StoredMessage | null = null
+    let newestTopic = ""
+    const unread = this.#unreadMatching(pattern, readable)
+    for (const topic of unread) {
+      const message = this.#broker.store.newestAfter(topic, this.cursor(topic))
+      if (message !== null && (newest === null || message.seq > newest.seq)) {
+        newest = message
+        newestTopic = topic
+      }
+    }
+    for (const topic of unread) if (topic !== newestTopic) this.#caughtUp(topic)
+    return newest === null ? null : this.#deliver(newestTopic, newest)
+  }
+
+  /** Matching, readable topics with a message put after this reader's cursor. */
+  #unreadMatching(pattern: string, readable: TopicFilter | undefined): string[] {
+    const unread: string[] = []
+    for (const topic of this.#broker.matchingTopics(pattern)) {
+      if (topic.lastSeq > this.cursor(topic.name) && (readable === undefined || readable(topic.name))) unread.push(topic.name)
+    }
+    return unread
   }
 
   /** Messages of `topic` between this reader's cursor and `message` that retention removed. */

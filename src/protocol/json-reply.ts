@@ -11,18 +11,23 @@ const utf8 = new TextDecoder()
 
 export const EMPTY_REPLY = '{"message":""}'
 
-/** `missed`: messages retention removed before this one that the reader never got (shown when > 0). */
-export function messageReply(seq: number, payload: Uint8Array, missed: number | null = 0): string {
+/**
+ * `missed`: messages retention removed before this one that the reader never got (shown when > 0).
+ * `topic`: the message's topic, given for a read of a pattern (upstream clients never send one).
+ */
+export function messageReply(seq: number, payload: Uint8Array, missed: number | null = 0, topic: string | null = null): string {
   const lost = missed === null || missed === 0 ? "" : `,"missed":${missed}`
-  return `{"message":${JSON.stringify(utf8.decode(payload))},"seq":${seq}${lost}}`
+  const from = topic === null ? "" : `,"topic":${JSON.stringify(topic)}`
+  return `{"message":${JSON.stringify(utf8.decode(payload))},"seq":${seq}${lost}${from}}`
 }
 
 /**
  * The reply upstream 1.x sends over WebSocket, byte for byte: Python's `json.dumps` output,
  * with ": " after the key and non-ASCII characters escaped, and no other field.
  */
-export function upstreamMessageReply(payload: Uint8Array): string {
-  return `{"message": ${asciiJson(utf8.decode(payload))}}`
+export function upstreamMessageReply(payload: Uint8Array, topic: string | null = null): string {
+  const from = topic === null ? "" : `, "topic": ${asciiJson(topic)}`
+  return `{"message": ${asciiJson(utf8.decode(payload))}${from}}`
 }
 
 export const UPSTREAM_EMPTY_REPLY = '{"message": ""}'

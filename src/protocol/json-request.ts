@@ -4,6 +4,7 @@
  * `get`-like requests, so that flag decides whether an error can be answered in place or
  * must close the connection instead (an unexpected reply would be read as the next answer).
  */
+import { isPattern, patternProblem } from "../topic/pattern.ts"
 import { topicProblem } from "../topic/topic-name.ts"
 import { ProtocolError } from "./errors.ts"
 import { MAX_WAIT_MS } from "./limits.ts"
@@ -47,7 +48,7 @@ export function parseJsonRequest(body: Uint8Array | string): Request | RejectedR
       return parsePut(fields)
     case "get":
     case "get_latest": {
-      const topic = readTopic(fields, true)
+      const topic = readTopic(fields, true, true)
       return typeof topic === "string" ? { action, topic } : topic
     }
     case "get_wait":
@@ -84,7 +85,7 @@ function parsePut(fields: Record<string, unknown>): Request | RejectedRequest {
 }
 
 function parseGetWait(fields: Record<string, unknown>): Request | RejectedRequest {
-  const topic = readTopic(fields, true)
+  const topic = readTopic(fields, true, true)
   if (typeof topic !== "string") return topic
   const timeout = fields.timeout ?? DEFAULT_WAIT_SECONDS
   if (typeof timeout !== "number" || !(timeout >= 0 && timeout <= MAX_WAIT_SECONDS)) {
@@ -93,12 +94,13 @@ function parseGetWait(fields: Record<string, unknown>): Request | RejectedReques
   return { action: "get_wait", topic, timeoutMs: Math.round(timeout * 1000) }
 }
 
-function readTopic(fields: Record<string, unknown>, expectsReply: boolean): string | RejectedRequest {
+/** `topic` as a string; `forReading`: it may be a pattern (`+`, `#`), which must then be a valid one. */
+function readTopic(fields: Record<string, unknown>, expectsReply: boolean, forReading = false): string | RejectedRequest {
   const topic = fields.topic
   if (typeof topic !== "string") {
     return reject("bad_field", `'topic' must be a string, got ${describeType(topic)}`, expectsReply)
   }
-  const problem = topicProblem(topic)
+  const problem = topicProblem(topic) ?? (forReading && isPattern(topic) ? patternProblem(topic) : null)
   return problem === null ? topic : reject("bad_field", problem, expectsReply)
 }
 

@@ -4,12 +4,14 @@
  * messages as they are put.
  */
 import type { Principal } from "../auth/auth.ts"
-import type { Delivery, Reader, Subscriber } from "../broker/broker.ts"
+import type { Delivery, Reader, Subscriber, TopicFilter } from "../broker/broker.ts"
 import { BrokerError } from "../broker/errors.ts"
 import { BINARY_VERSION, Op } from "../protocol/binary/constants.ts"
 import { FrameWriter, writeError, writeMessage } from "../protocol/binary/frame-writer.ts"
 import { type BinaryRequest, detachRequest, type RejectedFrame, readRequest } from "../protocol/binary/request.ts"
 import { ProtocolError, protocolErrorOf } from "../protocol/errors.ts"
+import { isPattern } from "../topic/pattern.ts"
+import { type ReadAccess, readAccess } from "./read-access.ts"
 import type { Session, SessionHost } from "./session.ts"
 
 type BinaryItem = BinaryRequest | RejectedFrame
@@ -24,13 +26,15 @@ const encoder = new TextEncoder()
 class Subscription implements Subscriber {
   live = false
 
+  /** `topic` may be a pattern; `readable` then says which of its topics this client may be sent. */
   constructor(
     readonly topic: string,
     readonly session: BinarySession,
+    readonly readable: TopicFilter | undefined,
   ) {}
 
   onPut(topic: string, seq: number, ordinal: number, payload: Uint8Array, putAt: number): void {
-    if (this.live) this.session.push(this, topic, seq, ordinal, payload, putAt)
+    if (this.live && (this.readable === undefined || this.readable(topic))) this.session.push(this, topic, seq, ordinal, payload, putAt)
   }
 }
 
@@ -96,25 +100,18 @@ export class BinarySession implements Session<BinaryItem> {
         if (this.#mayWrite(request)) this.#put(request)
         return
       case Op.get:
-        if (!this.#mayRead(requestId, request.topic)) return
-        this.#readStarted = true
-        this.#writeMessage(requestId, request.topic, this.#reader.get(request.topic))
-        return
       case Op.getLatest:
-        if (!this.#mayRead(requestId, request.topic)) return
-        this.#readStarted = true
-        this.#writeMessage(requestId, request.topic, this.#reader.getLatest(request.topic))
-        return
       case Op.getWait:
-        if (!this.#mayRead(requestId, request.topic)) return
+      case Op.subscribe: {
+        const access = this.#mayRead(requestId, request.topic)
+        if (access === null) return
         this.#readStarted = true
-        this.#getWait(requestId, request.topic, request.timeoutMs)
+        if (request.op === Op.get) this.#writeMessage(requestId, this.#reader.get(request.topic, access.readable))
+        else if (request.op === Op.getLatest) this.#writeMessage(requestId, this.#reader.getLatest(request.topic, access.readable))
+        else if (request.op === Op.getWait) this.#getWait(requestId, request.topic, request.timeoutMs, access.readable)
+        else this.#subscribe(requestId, request.topic, access.readable)
         return
-      case Op.subscribe:
-        if (!this.#mayRead(requestId, request.topic)) return
-        this.#readStarted = true
-        this.#subscribe(requestId, request.topic)
-        return
+      }
       case Op.cursor:
         this.#useCursor(requestId, request.name)
         return
@@ -142,6 +139,8 @@ export class BinarySession implements Session<BinaryItem> {
 
   /** A live subscription's new message: encoded now unless the connection is backed up. */
   push(subscription: Subscription, topic: string, seq: number, ordinal: number, payload: Uint8Array, putAt: number): void {
+    // Already sent through another subscription that matches the same topic (`lab/a` and `lab/#`).
+    if (this.#reader.cursor(topic) >= seq) return
     if (this.#host.outboundBytes() >= this.#host.limits.maxOutboundBytes) {
       subscription.live = false
       this.#lagging.add(subscription)
@@ -156,14 +155,14 @@ export class BinarySession implements Session<BinaryItem> {
     const stopAt = this.#writer.length + budget
     for (const subscription of this.#lagging) {
       while (this.#writer.length < stopAt) {
-        const message = this.#reader.get(subscription.topic)
+        const message = this.#reader.get(subscription.topic, subscription.readable)
         if (message === null) {
           // Nothing left in the store: from here on, each put is pushed as it happens.
           subscription.live = true
           this.#lagging.delete(subscription)
           break
         }
-        writeMessage(this.#writer, Op.deliver, 0, message.seq, message.missed, subscription.topic, message.payload)
+        writeMessage(this.#writer, Op.deliver, 0, message.seq, message.missed, message.topic, message.payload)
       }
       if (this.#writer.length >= stopAt) return
     }
@@ -225,10 +224,13 @@ export class BinarySession implements Session<BinaryItem> {
     this.#writer.begin(Op.ok, 0, requestId).end()
   }
 
-  #mayRead(requestId: number, topic: string): boolean {
-    if (this.#principal!.canRead(topic)) return true
-    this.#reportError(requestId, new ProtocolError("forbidden", `${this.#principal!.name} may not read topic ${JSON.stringify(topic)}`))
-    return false
+  /** What this client may read of `topic` (a pattern: of its topics), or null after reporting `forbidden`. */
+  #mayRead(requestId: number, topic: string): ReadAccess | null {
+    const access = readAccess(this.#principal!, topic)
+    if (access.allowed) return access
+    const what = isPattern(topic) ? "any topic matching" : "topic"
+    this.#reportError(requestId, new ProtocolError("forbidden", `${this.#principal!.name} may not read ${what} ${JSON.stringify(topic)}`))
+    return null
   }
 
   /** A PUT_MANY is refused whole if any of its topics may not be written. */
@@ -265,9 +267,9 @@ export class BinarySession implements Session<BinaryItem> {
     this.#writer.begin(Op.welcome, 0, requestId).u8(BINARY_VERSION).u32(this.#host.limits.maxFrameBytes).end()
   }
 
-  #getWait(requestId: number, topic: string, timeoutMs: number): void {
+  #getWait(requestId: number, topic: string, timeoutMs: number, readable: TopicFilter | undefined): void {
     if (this.#stopping) {
-      this.#writeMessage(requestId, topic, this.#reader.get(topic))
+      this.#writeMessage(requestId, this.#reader.get(topic, readable))
       return
     }
     if (this.#reader.isWaiting(topic)) {
@@ -281,25 +283,26 @@ export class BinarySession implements Session<BinaryItem> {
       return
     }
     this.#pendingWaits++
-    const message = this.#reader.getWait(topic, timeoutMs, (answer) => {
+    const answered = (answer: Delivery | null): void => {
       this.#pendingWaits--
-      this.#writeMessage(requestId, topic, answer)
+      this.#writeMessage(requestId, answer)
       this.#host.wake()
-    })
+    }
+    const message = this.#reader.getWait(topic, timeoutMs, answered, readable)
     if (message !== null) {
       this.#pendingWaits--
-      this.#writeMessage(requestId, topic, message)
+      this.#writeMessage(requestId, message)
     }
   }
 
-  #subscribe(requestId: number, topic: string): void {
+  #subscribe(requestId: number, topic: string, readable: TopicFilter | undefined): void {
     if (!this.#subscriptions.has(topic) && this.#subscriptions.size >= this.#host.limits.maxSubscriptions) {
       const limit = this.#host.limits.maxSubscriptions
       this.#reportError(requestId, new ProtocolError("limit_exceeded", `a connection may hold at most ${limit} subscriptions`))
       return
     }
     if (!this.#subscriptions.has(topic)) {
-      const subscription = new Subscription(topic, this)
+      const subscription = new Subscription(topic, this, readable)
       this.#subscriptions.set(topic, subscription)
       this.#host.broker.subscribe(topic, subscription)
       // Unread messages come from the store first; it goes live once they are sent.
@@ -314,9 +317,10 @@ export class BinarySession implements Session<BinaryItem> {
     this.#lagging.delete(subscription)
   }
 
-  #writeMessage(requestId: number, topic: string, message: Delivery | null): void {
+  /** MESSAGE names the message's own topic: for a read of a pattern, the matching topic it came from. */
+  #writeMessage(requestId: number, message: Delivery | null): void {
     if (message === null) this.#writer.begin(Op.empty, 0, requestId).end()
-    else writeMessage(this.#writer, Op.message, requestId, message.seq, message.missed, topic, message.payload)
+    else writeMessage(this.#writer, Op.message, requestId, message.seq, message.missed, message.topic, message.payload)
   }
 
   /** A non-fatal error: the reply to this request, and the connection goes on. */

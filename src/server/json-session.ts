@@ -20,6 +20,8 @@ import {
   upstreamMessageReply,
 } from "../protocol/json-reply.ts"
 import { parseJsonRequest, type RejectedRequest, type Request } from "../protocol/json-request.ts"
+import { isPattern } from "../topic/pattern.ts"
+import { readAccess } from "./read-access.ts"
 import type { Session, SessionHost } from "./session.ts"
 
 type JsonItem = Request | RejectedRequest
@@ -34,7 +36,8 @@ export class JsonSession implements Session<JsonItem> {
   /** Replies made since the last take. */
   #replies: string[] = []
   #pendingBytes = 0
-  #waiting = false
+  /** The topic or pattern of the get_wait that holds the requests behind it; null when none does. */
+  #waitingFor: string | null = null
   /** The server is stopping: a get_wait is answered at once, with what is there. */
   #stopping = false
   /** Who the client acts as; null until it authenticates, when tokens are required. */
@@ -49,7 +52,7 @@ export class JsonSession implements Session<JsonItem> {
   }
 
   get holding(): boolean {
-    return this.#waiting
+    return this.#waitingFor !== null
   }
 
   get pendingBytes(): number {
@@ -92,10 +95,8 @@ export class JsonSession implements Session<JsonItem> {
       this.#reject(new ProtocolError("unauthorized", 'authenticate first: send {"action": "auth", "token": ...}'), false)
       return
     }
-    if (
-      request.action !== "shutdown" &&
-      !(request.action === "put" ? principal.canWrite(request.topic) : principal.canRead(request.topic))
-    ) {
+    const access = request.action === "put" || request.action === "shutdown" ? null : readAccess(principal, request.topic)
+    if (request.action !== "shutdown" && !(request.action === "put" ? principal.canWrite(request.topic) : access!.allowed)) {
       const what = request.action === "put" ? "write" : "read"
       const error = new ProtocolError("forbidden", `${principal.name} may not ${what} topic ${JSON.stringify(request.topic)}`)
       this.#reject(error, request.action !== "put" || request.ack)
@@ -116,19 +117,19 @@ export class JsonSession implements Session<JsonItem> {
         return
       }
       case "get":
-        this.#replyWith(reader.get(request.topic))
+        this.#replyWith(reader.get(request.topic, access!.readable), request.topic)
         return
       case "get_latest":
-        this.#replyWith(reader.getLatest(request.topic))
+        this.#replyWith(reader.getLatest(request.topic, access!.readable), request.topic)
         return
       case "get_wait": {
         if (this.#stopping) {
-          this.#replyWith(reader.get(request.topic))
+          this.#replyWith(reader.get(request.topic, access!.readable), request.topic)
           return
         }
-        const message = reader.getWait(request.topic, request.timeoutMs, this.#answerWait)
-        if (message !== null) this.#replyWith(message)
-        else this.#waiting = true
+        const message = reader.getWait(request.topic, request.timeoutMs, this.#answerWait, access!.readable)
+        if (message !== null) this.#replyWith(message, request.topic)
+        else this.#waitingFor = request.topic
         return
       }
       case "shutdown":
@@ -165,8 +166,9 @@ export class JsonSession implements Session<JsonItem> {
   close(): void {}
 
   readonly #answerWait = (message: Delivery | null): void => {
-    this.#waiting = false
-    this.#replyWith(message)
+    const asked = this.#waitingFor
+    this.#waitingFor = null
+    this.#replyWith(message, asked)
     this.#host.wake()
   }
 
@@ -178,9 +180,11 @@ export class JsonSession implements Session<JsonItem> {
     else this.#host.closeAfterReplies(error)
   }
 
-  #replyWith(message: Delivery | null): void {
-    if (this.#webSocket) this.#reply(message === null ? UPSTREAM_EMPTY_REPLY : upstreamMessageReply(message.payload))
-    else this.#reply(message === null ? EMPTY_REPLY : messageReply(message.seq, message.payload, message.missed))
+  /** A message, naming its topic when the read was of a pattern (the message's topic is not the name asked for). */
+  #replyWith(message: Delivery | null, asked: string | null = null): void {
+    const topic = message !== null && asked !== null && isPattern(asked) ? message.topic : null
+    if (this.#webSocket) this.#reply(message === null ? UPSTREAM_EMPTY_REPLY : upstreamMessageReply(message.payload, topic))
+    else this.#reply(message === null ? EMPTY_REPLY : messageReply(message.seq, message.payload, message.missed, topic))
   }
 
   #reply(body: string): void {

@@ -29,6 +29,8 @@ export interface TopicState {
   readonly name: string
   /** Ordinal of the newest message ever put. */
   lastOrdinal: number
+  /** Sequence number of the newest message ever put (0: none): a reader past it has nothing unread here. */
+  lastSeq: number
   /** Messages and payload bytes stored now. */
   count: number
   bytes: number
@@ -150,6 +152,7 @@ export class Store {
         id: row.id,
         name: row.name,
         lastOrdinal: row.dropped_ordinal,
+        lastSeq: row.dropped_through_seq,
         count: 0,
         bytes: 0,
         droppedThroughSeq: row.dropped_through_seq,
@@ -157,14 +160,15 @@ export class Store {
       })
     }
     for (const row of db
-      .query<{ topic_id: number; count: number; bytes: number; last: number }, []>(
-        "SELECT topic_id, count(*) AS count, sum(length(payload)) AS bytes, max(ordinal) AS last FROM messages GROUP BY topic_id",
+      .query<{ topic_id: number; count: number; bytes: number; last: number; last_seq: number }, []>(
+        "SELECT topic_id, count(*) AS count, sum(length(payload)) AS bytes, max(ordinal) AS last, max(seq) AS last_seq FROM messages GROUP BY topic_id",
       )
       .all()) {
       const topic = this.#topicsById.get(row.topic_id)!
       topic.count = row.count
       topic.bytes = row.bytes
       topic.lastOrdinal = Math.max(topic.lastOrdinal, row.last)
+      topic.lastSeq = Math.max(topic.lastSeq, row.last_seq)
       this.#messageCount += row.count
       this.#bytes += row.bytes
     }
@@ -179,6 +183,7 @@ export class Store {
       for (const entry of entries) {
         const topic = this.#topicFor(entry.topic)
         this.#insertMessage.run(++seq, topic.id, ++topic.lastOrdinal, putAt, entry.payload)
+        topic.lastSeq = seq
       }
     })
     // `+?` rather than `?`: Bun's SQLite re-prepares a statement whenever a value is bound to a
@@ -235,6 +240,7 @@ export class Store {
     const seq = this.#lastSeq + 1
     this.#insertMessage.run(seq, state.id, state.lastOrdinal + 1, putAt, payload)
     state.lastOrdinal++
+    state.lastSeq = seq
     state.count++
     state.bytes += payload.length
     this.#lastSeq = seq
@@ -250,16 +256,19 @@ export class Store {
   putMany(entries: readonly { topic: string; payload: Uint8Array }[], putAt = preciseNow()): number {
     const first = this.#lastSeq + 1
     const knownTopics = this.#topics.size
-    const ordinals = new Map<TopicState, number>()
+    const before = new Map<TopicState, { ordinal: number; seq: number }>()
     for (const entry of entries) {
       const topic = this.#topics.get(entry.topic)
-      if (topic !== undefined && !ordinals.has(topic)) ordinals.set(topic, topic.lastOrdinal)
+      if (topic !== undefined && !before.has(topic)) before.set(topic, { ordinal: topic.lastOrdinal, seq: topic.lastSeq })
     }
     try {
       this.#insertMany(entries, putAt)
     } catch (error) {
       // Rolled back: restore ordinals and forget topics made inside the transaction.
-      for (const [topic, ordinal] of ordinals) topic.lastOrdinal = ordinal
+      for (const [topic, { ordinal, seq }] of before) {
+        topic.lastOrdinal = ordinal
+        topic.lastSeq = seq
+      }
       for (const name of [...this.#topics.keys()].slice(knownTopics)) {
         this.#topicsById.delete(this.#topics.get(name)!.id)
         this.#topics.delete(name)
@@ -373,7 +382,7 @@ export class Store {
     let topic = this.#topics.get(name)
     if (topic === undefined) {
       const id = this.#insertTopic.get(name)!.id
-      topic = { id, name, lastOrdinal: 0, count: 0, bytes: 0, droppedThroughSeq: 0, droppedOrdinal: 0 }
+      topic = { id, name, lastOrdinal: 0, lastSeq: 0, count: 0, bytes: 0, droppedThroughSeq: 0, droppedOrdinal: 0 }
       this.#addTopic(topic)
     }
     return topic

@@ -86,3 +86,25 @@ export function matchesPattern(pattern: Pattern, topic: string): boolean {
   }
   return andBelow || start === topic.length + 1
 }
+
+/** Whether a name given for reading is a pattern (holds `+` or `#`) rather than one topic. */
+export function isPattern(name: string): boolean {
+  return name.includes(SINGLE_LEVEL_WILDCARD) || name.includes(MULTI_LEVEL_WILDCARD)
+}
+
+/**
+ * Whether some topic matches both patterns (a token's `lab/#` and a subscription's `#` do;
+ * `lab/#` and `office/+` do not). Both must be valid patterns; exact names are patterns too.
+ */
+export function patternsOverlap(a: string, b: string): boolean {
+  const left = a.split(LEVEL_SEPARATOR)
+  const right = b.split(LEVEL_SEPARATOR)
+  for (let i = 0; ; i++) {
+    const l = left[i]
+    const r = right[i]
+    // `#` matches the rest, including nothing at all (`lab/#` matches `lab`).
+    if (l === MULTI_LEVEL_WILDCARD || r === MULTI_LEVEL_WILDCARD) return true
+    if (l === undefined || r === undefined) return l === r
+    if (l !== r && l !== SINGLE_LEVEL_WILDCARD && r !== SINGLE_LEVEL_WILDCARD) return false
+  }
+}

@@ -1,7 +1,8 @@
 /**
  * `+` and `#` are pattern characters: a put (or a named cursor) on a name that holds one is
  * refused with bad_field on every protocol, and the connection goes on where the protocol
- * allows. Reads of such names behave as before, also of topics a --db file already holds.
+ * allows. A read of such a name is a read of a pattern (test/server/patterns.test.ts), also when
+ * a --db file already holds topics with those characters.
  */
 import { afterEach, describe, expect, test } from "bun:test"
 import { mkdtempSync, rmSync } from "node:fs"
@@ -196,7 +197,9 @@ describe("a --db file that already holds such topics", () => {
     expect([http.status, await http.text()]).toEqual([200, "old hash"])
     await using binary = await BinaryClient.connect(server.port)
     expect(await binary.call(req.cursor(2, "reader"))).toEqual(rep.ok(2))
+    // A read of "a/#" is a pattern now: it matches both old names, and reads them in put order.
     expect(await binary.call(req.get(3, "a/#"))).toEqual(rep.message(3, 1, "a/#", "old hash"))
+    expect(await binary.call(req.get(4, "a/#"))).toEqual(rep.message(4, 2, "a/+/b", "old plus"))
     expect(await binary.call(req.get(5, "a/#"))).toEqual(rep.empty(5))
     expect(await binary.call(req.put(6, "a/#", "new", true))).toEqual(rep.error(6, BAD_FIELD, false, refusedText("a/#", "#")))
     await using json = await TestClient.connect(server.port)

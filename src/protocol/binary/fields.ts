@@ -3,6 +3,7 @@
  * fields in order. Shared by the request reader (server) and the reply reader (client).
  */
 
+import { isPattern, patternProblem } from "../../topic/pattern.ts"
 import { MAX_TOPIC_BYTES, topicProblem } from "../../topic/topic-name.ts"
 import { ProtocolError } from "../errors.ts"
 import { HEADER_BYTES } from "./constants.ts"
@@ -83,6 +84,14 @@ export class BodyReader {
     const problem = topicProblem(topic)
     if (problem !== null) throw badField(problem)
     return topic
+  }
+
+  /** A name to read from: a topic, or a pattern (`+`, `#`) that must then be a valid one. */
+  readName(): string {
+    const name = this.topicName()
+    const problem = isPattern(name) ? patternProblem(name) : null
+    if (problem !== null) throw badField(problem)
+    return name
   }
 
   end(): void {

@@ -85,14 +85,14 @@ export function readRequest(frame: Uint8Array): BinaryRequest | RejectedFrame {
       case Op.getLatest:
       case Op.subscribe:
       case Op.unsubscribe: {
-        const topic = body.topicName()
+        const topic = body.readName()
         body.end()
         return { op: opcode, requestId, topic }
       }
       case Op.getWait: {
         const timeoutMs = body.u32()
         if (timeoutMs > MAX_WAIT_MS) throw badField(`GET_WAIT timeout ${timeoutMs} ms is above the maximum of ${MAX_WAIT_MS}`)
-        const topic = body.topicName()
+        const topic = body.readName()
         body.end()
         return { op: Op.getWait, requestId, topic, timeoutMs }
       }
