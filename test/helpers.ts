@@ -41,6 +41,8 @@ export interface Reply {
   message: string
   seq?: number
   missed?: number
+  /** The message's topic, in replies to reads of a pattern. */
+  topic?: string
   auth?: string
   error?: { code: string; text: string }
 }
