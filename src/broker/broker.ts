@@ -194,6 +194,11 @@ export class Broker {
     }
   }
 
+  /** Subscriptions a put on `topic` would reach: on the topic itself, and on patterns that match it. */
+  subscribersOf(topic: string): number {
+    return (this.#subscribers.get(topic)?.size ?? 0) + this.#patternSubscribers.match(topic).length
+  }
+
   get subscriberCount(): number {
     let count = 0
     for (const subscribers of this.#subscribers.values()) count += subscribers.size

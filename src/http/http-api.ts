@@ -10,6 +10,11 @@
  *   GET  /topics/{topic}/latest          the newest message; 200 or 204
  *   GET  /topics/{topic}/events          new messages as Server-Sent Events (resumes from
  *                                        Last-Event-ID or ?after=N)
+ *   GET  /events?topic=T&topic=P...      the same for several topics or patterns, merged
+ *   GET  /topics?match=P&limit=N&after=T the topic catalogue: names and counts, by name, paged
+ *
+ * Wherever a topic is read, a name with `+` or `#` is a pattern (`lab/#`): reads take the
+ * oldest unread message among the matching topics, and say which topic it came from.
  *   GET  /healthz                        200 {"status":"ok"}
  *   GET  /metrics                        Prometheus text format
  *
@@ -18,12 +23,15 @@
  */
 import type { Server } from "bun"
 import { type Authenticator, bearerToken, type Principal } from "../auth/auth.ts"
-import type { Broker, Delivery } from "../broker/broker.ts"
+import type { Broker, Delivery, TopicFilter } from "../broker/broker.ts"
+import { listTopics } from "../broker/catalogue.ts"
 import { BrokerError, type BrokerErrorCode } from "../broker/errors.ts"
 import { MAX_CURSOR_NAME_BYTES } from "../protocol/binary/constants.ts"
 import { ERROR_NAME_BY_BROKER_CODE, type ErrorName } from "../protocol/errors.ts"
 import { MAX_WAIT_MS } from "../protocol/limits.ts"
+import { readAccess } from "../server/read-access.ts"
 import type { ServerStats } from "../server/stats.ts"
+import { isPattern, patternProblem } from "../topic/pattern.ts"
 import { topicProblem } from "../topic/topic-name.ts"
 import { formatMetrics, METRICS_CONTENT_TYPE } from "./metrics.ts"
 import { eventStream } from "./sse.ts"
@@ -108,29 +116,40 @@ async function route(request: Request, url: URL, server: Server<unknown>, contex
     return json(200, { status: "ok" })
   }
   const principal = authenticate(request, url, context)
+  if (url.pathname === "/topics") {
+    allow(request, "GET, HEAD")
+    return json(200, catalogue(context.broker, principal, url))
+  }
+  if (url.pathname === "/events") {
+    allow(request, "GET")
+    const names = url.searchParams.getAll("topic").map((name) => checkedName(name, true))
+    if (names.length === 0) throw new HttpError(400, "bad_field", "give at least one ?topic= (a topic or a pattern)")
+    return events(request, server, url, names, readAccessAll(principal, names), context)
+  }
   if (segments[0] === "topics" && segments.length >= 2 && segments.length <= 3 && segments[1] !== "") {
-    const topic = decodeTopic(segments[1]!)
     const writing = segments[2] === undefined && request.method === "POST"
-    if (!(writing ? principal.canWrite(topic) : principal.canRead(topic))) {
-      throw new HttpError(403, "forbidden", `${principal.name} may not ${writing ? "write" : "read"} topic ${JSON.stringify(topic)}`)
+    const topic = decodeTopic(segments[1]!, !writing)
+    if (writing && !principal.canWrite(topic)) {
+      throw new HttpError(403, "forbidden", `${principal.name} may not write topic ${JSON.stringify(topic)}`)
     }
+    const readable = writing ? undefined : readAccessAll(principal, [topic])
     switch (segments[2]) {
       case undefined:
         if (request.method === "POST") return await put(request, topic, context)
         allow(request, "GET, HEAD, POST")
-        return await getAfter(request, server, url, topic, context)
+        return await getAfter(request, server, url, topic, readable, context)
       case "latest": {
         allow(request, "GET, HEAD")
         const reader = context.broker.openReaderAt(0)
         try {
-          return messageResponse(reader.getLatest(topic), topic)
+          return messageResponse(reader.getLatest(topic, readable))
         } finally {
           reader.close()
         }
       }
       case "events":
         allow(request, "GET")
-        return events(request, server, url, topic, context)
+        return events(request, server, url, [topic], readable, context)
     }
   }
   if (url.pathname === "/metrics") {
@@ -160,7 +179,14 @@ async function put(request: Request, topic: string, context: HttpContext): Promi
   return json(201, { topic, seq })
 }
 
-async function getAfter(request: Request, server: Server<unknown>, url: URL, topic: string, context: HttpContext): Promise<Response> {
+async function getAfter(
+  request: Request,
+  server: Server<unknown>,
+  url: URL,
+  topic: string,
+  readable: TopicFilter | undefined,
+  context: HttpContext,
+): Promise<Response> {
   const cursor = url.searchParams.get("cursor")
   const after = readSeq(url.searchParams.get("after"), "after")
   if (cursor !== null && after !== undefined) throw new HttpError(400, "bad_field", "give either after or cursor, not both")
@@ -170,49 +196,94 @@ async function getAfter(request: Request, server: Server<unknown>, url: URL, top
   const waitSeconds = readNumber(url.searchParams.get("wait"), "wait", 0, MAX_WAIT_MS / 1000) ?? 0
   const reader = cursor === null ? context.broker.openReaderAt(after ?? 0) : context.broker.openNamedReader(cursor)
   try {
-    if (waitSeconds === 0) return messageResponse(reader.get(topic), topic)
+    if (waitSeconds === 0) return messageResponse(reader.get(topic, readable))
     const { promise, resolve } = Promise.withResolvers<Delivery | null>()
-    const now = reader.getWait(topic, waitSeconds * 1000, resolve)
-    if (now !== null) return messageResponse(now, topic)
+    const now = reader.getWait(topic, waitSeconds * 1000, resolve, readable)
+    if (now !== null) return messageResponse(now)
     // A long poll outlives the server's idle timeout; a client that gives up ends the wait.
     server.timeout(request, 0)
     request.signal.addEventListener("abort", () => reader.close(), { once: true })
-    return messageResponse(await promise, topic)
+    return messageResponse(await promise)
   } finally {
     reader.close()
   }
 }
 
-function events(request: Request, server: Server<unknown>, url: URL, topic: string, context: HttpContext): Response {
+function events(
+  request: Request,
+  server: Server<unknown>,
+  url: URL,
+  names: readonly string[],
+  readable: TopicFilter | undefined,
+  context: HttpContext,
+): Response {
   const lastEventId = request.headers.get("last-event-id")
   const after = readSeq(lastEventId, "Last-Event-ID") ?? readSeq(url.searchParams.get("after"), "after") ?? context.broker.store.lastSeq
   server.timeout(request, 0)
-  return new Response(eventStream(context.broker, topic, after, context.shutdown), {
+  return new Response(eventStream(context.broker, names, after, context.shutdown, readable), {
     headers: { "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache" },
   })
 }
 
-function messageResponse(message: Delivery | null, topic: string): Response {
+/** The message's own topic goes in DSMQ-Topic: for a read of a pattern, the matching topic it came from. */
+function messageResponse(message: Delivery | null): Response {
   if (message === null) return new Response(null, { status: 204 })
   const headers: Record<string, string> = {
     "Content-Type": "application/octet-stream",
     [SEQ_HEADER]: String(message.seq),
-    [TOPIC_HEADER]: encodeURIComponent(topic),
+    [TOPIC_HEADER]: encodeURIComponent(message.topic),
   }
   if (message.missed !== null && message.missed > 0) headers[MISSED_HEADER] = String(message.missed)
   return new Response(message.payload, { headers })
 }
 
-function decodeTopic(segment: string): string {
+/** A path segment's topic; `forReading`: it may be a pattern, which must then be a valid one. */
+function decodeTopic(segment: string, forReading: boolean): string {
   let topic: string
   try {
     topic = decodeURIComponent(segment)
   } catch {
     throw new HttpError(400, "bad_field", "the topic is not valid percent-encoded UTF-8")
   }
-  const problem = topicProblem(topic)
+  return checkedName(topic, forReading)
+}
+
+function checkedName(name: string, forReading: boolean): string {
+  const problem = topicProblem(name) ?? (forReading && isPattern(name) ? patternProblem(name) : null)
   if (problem !== null) throw new HttpError(400, "bad_field", problem)
-  return topic
+  return name
+}
+
+/**
+ * 403 unless every name is readable (a pattern: some topic it matches is); the filter of the
+ * topics patterns may deliver, or undefined when every name is an exact topic.
+ */
+function readAccessAll(principal: Principal, names: readonly string[]): TopicFilter | undefined {
+  let readable: TopicFilter | undefined
+  for (const name of names) {
+    const access = readAccess(principal, name)
+    if (!access.allowed) {
+      const what = isPattern(name) ? "any topic matching" : "topic"
+      throw new HttpError(403, "forbidden", `${principal.name} may not read ${what} ${JSON.stringify(name)}`)
+    }
+    readable ??= access.readable
+  }
+  return readable
+}
+
+/** Catalogue pages: the default and the largest `limit`. */
+const CATALOGUE_PAGE = 1000
+const MAX_CATALOGUE_PAGE = 10_000
+
+/** GET /topics: the readable topics (matching ?match=), by name, a page at a time. */
+function catalogue(broker: Broker, principal: Principal, url: URL): object {
+  const match = url.searchParams.get("match")
+  if (match !== null) checkedName(match, true)
+  const limit = readNumber(url.searchParams.get("limit"), "limit", 1, MAX_CATALOGUE_PAGE) ?? CATALOGUE_PAGE
+  if (!Number.isInteger(limit)) throw new HttpError(400, "bad_field", "limit must be a whole number")
+  const after = url.searchParams.get("after") ?? ""
+  const { topics, next } = listTopics(broker, { match, limit, after, readable: (topic) => principal.canRead(topic) })
+  return next === null ? { topics } : { topics, next }
 }
 
 function readSeq(text: string | null, name: string): number | undefined {

@@ -1,10 +1,13 @@
 /**
- * GET /topics/{topic}/events: new messages of a topic as Server-Sent Events. The stream is
- * pulled: each pull reads the next messages from the store through the stream's own cursor,
- * so a reader that falls behind costs the server nothing but its cursor, and a reconnecting
- * browser resumes exactly where it stopped (Last-Event-ID is the last sequence it got).
+ * GET /topics/{topic}/events and GET /events?topic=...: new messages of topics as Server-Sent
+ * Events. The stream is pulled: each pull reads the next messages from the store through the
+ * stream's own cursor, so a reader that falls behind costs the server nothing but its cursor,
+ * and a reconnecting browser resumes exactly where it stopped (Last-Event-ID is the last
+ * sequence it got). A stream of one exact topic sends each payload as `data:` lines; a stream
+ * of a pattern, or of several names, sends one JSON object per event that names the topic.
  */
-import type { Broker, Delivery, Reader, Subscriber } from "../broker/broker.ts"
+import type { Broker, Delivery, Reader, Subscriber, TopicFilter } from "../broker/broker.ts"
+import { isPattern } from "../topic/pattern.ts"
 
 /** A comment line now and then keeps proxies from closing an idle stream and finds dead peers. */
 const KEEPALIVE_MS = 15_000
@@ -13,9 +16,22 @@ const MESSAGES_PER_PULL = 64
 
 const encoder = new TextEncoder()
 const utf8 = new TextDecoder()
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true })
 
-export function eventStream(broker: Broker, topic: string, afterSeq: number, shutdown: AbortSignal): ReadableStream<Uint8Array> {
+/**
+ * The stream of `names` (topics or patterns) after `afterSeq`, merged in put order; `readable`
+ * limits what patterns deliver to the topics the client may read.
+ */
+export function eventStream(
+  broker: Broker,
+  names: readonly string[],
+  afterSeq: number,
+  shutdown: AbortSignal,
+  readable?: TopicFilter,
+): ReadableStream<Uint8Array> {
   const reader: Reader = broker.openReaderAt(afterSeq)
+  const next = mergedReads(reader, names, readable)
+  const format = names.length === 1 && !isPattern(names[0]!) ? formatDelivery : formatTopicDelivery
   let wake: (() => void) | null = null
   const subscriber: Subscriber = {
     onPut() {
@@ -30,12 +46,12 @@ export function eventStream(broker: Broker, topic: string, afterSeq: number, shu
 
   return new ReadableStream<Uint8Array>({
     start(controller) {
-      broker.subscribe(topic, subscriber)
+      for (const name of names) broker.subscribe(name, subscriber)
       end = () => {
         if (cancelled) return
         cancelled = true
         clearTimeout(timer)
-        broker.unsubscribe(topic, subscriber)
+        for (const name of names) broker.unsubscribe(name, subscriber)
         reader.close()
         wake?.()
         try {
@@ -47,15 +63,15 @@ export function eventStream(broker: Broker, topic: string, afterSeq: number, shu
       if (shutdown.aborted) end()
       else shutdown.addEventListener("abort", end, { once: true })
       // A first chunk at once, so the response's headers go out now, not with the first event.
-      controller.enqueue(encoder.encode(`: stream of ${JSON.stringify(topic)} after ${afterSeq}\n\n`))
+      controller.enqueue(encoder.encode(`: stream of ${names.map((name) => JSON.stringify(name)).join(", ")} after ${afterSeq}\n\n`))
     },
     async pull(controller) {
       if (cancelled) return
       let text = ""
       for (let i = 0; i < MESSAGES_PER_PULL; i++) {
-        const message = reader.get(topic)
+        const message = next()
         if (message === null) break
-        text += formatDelivery(message)
+        text += format(message)
       }
       if (text === "") {
         // Nothing unread: wait for a put on the topic, or send a keepalive.
@@ -66,8 +82,8 @@ export function eventStream(broker: Broker, topic: string, afterSeq: number, shu
         clearTimeout(timer)
         wake = null
         if (cancelled) return
-        const message = reader.get(topic)
-        text = message === null ? ": keepalive\n\n" : formatDelivery(message)
+        const message = next()
+        text = message === null ? ": keepalive\n\n" : format(message)
       }
       controller.enqueue(encoder.encode(text))
     },
@@ -75,11 +91,52 @@ export function eventStream(broker: Broker, topic: string, afterSeq: number, shu
       if (end !== null) shutdown.removeEventListener("abort", end)
       cancelled = true
       clearTimeout(timer)
-      broker.unsubscribe(topic, subscriber)
+      for (const name of names) broker.unsubscribe(name, subscriber)
       reader.close()
       wake?.()
     },
   })
+}
+
+/**
+ * Reads of several names merged in put order: the next message of each name is held as its
+ * head, and the oldest head goes first. Overlapping names share the reader's cursors, so no
+ * message comes twice.
+ */
+function mergedReads(reader: Reader, names: readonly string[], readable: TopicFilter | undefined): () => Delivery | null {
+  if (names.length === 1) return () => reader.get(names[0]!, readable)
+  const heads = new Map<string, Delivery>()
+  return () => {
+    let oldest: [string, Delivery] | null = null
+    for (const name of names) {
+      let head = heads.get(name)
+      if (head === undefined) {
+        const message = reader.get(name, readable)
+        if (message === null) continue
+        head = message
+        heads.set(name, head)
+      }
+      if (oldest === null || head.seq < oldest[1].seq) oldest = [name, head]
+    }
+    if (oldest === null) return null
+    heads.delete(oldest[0])
+    return oldest[1]
+  }
+}
+
+/** For a pattern stream: each event's data is one JSON line naming the topic; bytes that are not UTF-8 go as base64. */
+function formatTopicDelivery(message: Delivery): string {
+  const missed =
+    message.missed !== null && message.missed > 0
+      ? `event: missed\ndata: ${JSON.stringify({ topic: message.topic, missed: message.missed })}\n\n`
+      : ""
+  let body: { topic: string; seq: number; text?: string; base64?: string }
+  try {
+    body = { topic: message.topic, seq: message.seq, text: strictUtf8.decode(message.payload) }
+  } catch {
+    body = { topic: message.topic, seq: message.seq, base64: Buffer.from(message.payload).toString("base64") }
+  }
+  return `${missed}id: ${message.seq}\nevent: message\ndata: ${JSON.stringify(body)}\n\n`
 }
 
 /** A message event, after a `missed` event when retention removed messages before it. */
