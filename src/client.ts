@@ -15,6 +15,7 @@ import { BinaryDecoder } from "./protocol/binary/decoder.ts"
 import { FrameWriter } from "./protocol/binary/frame-writer.ts"
 import { type BinaryReply, readReply } from "./protocol/binary/reply.ts"
 import { ErrorCode, type ErrorName, ProtocolError } from "./protocol/errors.ts"
+import { compilePattern, isPattern } from "./topic/pattern.ts"
 
 export interface ConnectOptions {
   /** Default 127.0.0.1. */
@@ -222,7 +223,15 @@ export class Client {
     return { firstSeq: reply.seq, count: reply.count }
   }
 
-  /** The oldest message on `topic` this connection has not read, or null. */
+  /** Where a pushed message of `topic` goes: its exact subscription, else the first pattern that matches. */
+  #subscriptionFor(topic: string): Subscription | undefined {
+    const exact = this.#subscriptions.get(topic)
+    if (exact !== undefined) return exact
+    for (const [name, subscription] of this.#subscriptions) if (isPattern(name) && compilePattern(name)(topic)) return subscription
+    return undefined
+  }
+
+  /** The oldest message on `topic` this connection has not read, or null (a pattern: of the matching topics). */
   get(topic: string): Promise<Message | null> {
     return this.#topicRequest(Op.get, topic)
   }
@@ -242,6 +251,10 @@ export class Client {
   /**
    * Subscribes to `topic`: the result yields every message of the topic this connection has
    * not read yet, then each new one as it is put, in order, until unsubscribed or closed.
+   * `topic` may be a pattern (`lab/#`, `lab/+/temp`): then it yields the messages of every
+   * matching topic, in put order, each with its `.topic`. A connection gets each message once:
+   * where subscriptions overlap, the exact topic's subscription has it, else the pattern
+   * subscribed first.
    */
   async subscribe(topic: string): Promise<Subscription> {
     if (this.#subscriptions.has(topic)) throw new Error(`already subscribed to ${JSON.stringify(topic)}`)
@@ -373,7 +386,7 @@ export class Client {
       return
     }
     if (reply.op === Op.deliver) {
-      const subscription = this.#subscriptions.get(reply.topic)
+      const subscription = this.#subscriptionFor(reply.topic)
       // After unsubscribe, pushes already on the wire are dropped.
       subscription?.add(new Message(reply.seq, reply.topic, reply.payload.slice(), reply.missed))
       this.#updateReading()

@@ -273,3 +273,28 @@ describe("client", () => {
     await expect(connect({ port, retries: 2, retryDelayMs: 1 })).rejects.toMatchObject({ code: "ECONNREFUSED" })
   })
 })
+
+describe("client subscriptions on patterns", () => {
+  test('subscribe("lab/#") yields every matching message in put order, each with its topic; an exact subscription beside it keeps its own', async () => {
+    using server = startTestServer()
+    await using reader = await connect({ port: server.port })
+    await using writer = await connect({ port: server.port })
+    const everything = await reader.subscribe("lab/#")
+    const exact = await reader.subscribe("lab/a")
+    for (const [topic, text] of [
+      ["lab/b/c", "1"],
+      ["labx/a", "no"],
+      ["lab/a", "2"],
+      ["lab", "3"],
+    ] as const)
+      await writer.putAck(topic, text)
+    const fromPattern: string[] = []
+    for await (const message of everything) {
+      fromPattern.push(`${message.topic}=${message.text()}`)
+      if (fromPattern.length === 2) break
+    }
+    expect(fromPattern).toEqual(["lab/b/c=1", "lab=3"])
+    const fromExact = await exact[Symbol.asyncIterator]().next()
+    expect([fromExact.value?.topic, fromExact.value?.text()]).toEqual(["lab/a", "2"])
+  })
+})
