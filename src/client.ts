@@ -75,6 +75,23 @@ const codeNames = new Map<number, string>(Object.entries(ErrorCode).map(([name, 
 const encoder = new TextEncoder()
 const utf8 = new TextDecoder()
 
+/** One topic as the catalogue lists it (`Client.topics`, `GET /topics`). */
+export interface TopicInfo {
+  readonly topic: string
+  readonly messages: number
+  readonly bytes: number
+  readonly firstSeq: number | null
+  readonly lastSeq: number | null
+  /** ISO 8601, UTC; null when no message is stored. */
+  readonly lastPutAt: string | null
+  readonly subscribers: number
+}
+
+export interface TopicList {
+  readonly topics: readonly TopicInfo[]
+  readonly next?: string
+}
+
 export class Message {
   constructor(
     readonly seq: number,
@@ -275,6 +292,21 @@ export class Client {
   async ping(): Promise<void> {
     const reply = await this.#await(this.#write(Op.ping, 0, () => {}))
     if (reply.op !== Op.pong) throw unexpected(reply)
+  }
+
+  /**
+   * The topics that exist (and this client may read), by name, with their counts: one page of
+   * at most `limit`, after the name `after`; `next` is the `after` of the next page, absent on
+   * the last. `pattern` narrows the list to the topics it matches.
+   */
+  async topics(pattern?: string, page: { limit?: number; after?: string } = {}): Promise<TopicList> {
+    const id = this.#write(Op.topics, 0, (writer) => {
+      writer.u32(page.limit ?? 1000).topic(page.after ?? "")
+      if (pattern !== undefined) writer.topic(pattern)
+    })
+    const reply = await this.#await(id)
+    if (reply.op !== Op.topicsReply) throw unexpected(reply)
+    return JSON.parse(utf8.decode(reply.body)) as TopicList
   }
 
   /** The server's counters (see the README). */

@@ -55,6 +55,11 @@ export function writeRequest(writer: FrameWriter, request: BinaryRequest): void 
     case Op.cursor:
       writer.begin(Op.cursor, 0, requestId).topic(request.name).end()
       return
+    case Op.topics:
+      writer.begin(Op.topics, 0, requestId).u32(request.limit).topic(request.after)
+      if (request.match !== null) writer.topic(request.match)
+      writer.end()
+      return
   }
 }
 
@@ -78,6 +83,7 @@ export function writeReply(writer: FrameWriter, reply: BinaryReply): void {
       return
     case Op.pong:
     case Op.statsReply:
+    case Op.topicsReply:
       writer.begin(reply.op, 0, requestId).bytes(reply.body).end()
       return
     case Op.error:
@@ -120,6 +126,7 @@ export function detachReply(reply: BinaryReply): BinaryReply {
       return { ...reply, payload: new Uint8Array(reply.payload) }
     case Op.pong:
     case Op.statsReply:
+    case Op.topicsReply:
       return { ...reply, body: new Uint8Array(reply.body) }
     default:
       return reply
@@ -159,6 +166,13 @@ export const req = {
     body: typeof body === "string" ? bytes(body) : body,
   }),
   stats: (requestId: number): BinaryRequest => ({ op: Op.stats, requestId }),
+  topics: (requestId: number, limit: number, after = "", match: string | null = null): BinaryRequest => ({
+    op: Op.topics,
+    requestId,
+    limit,
+    after,
+    match,
+  }),
 }
 
 export const entry = (topic: string, payload: Uint8Array | string): PutEntry => ({

@@ -298,3 +298,16 @@ describe("client subscriptions on patterns", () => {
     expect([fromExact.value?.topic, fromExact.value?.text()]).toEqual(["lab/a", "2"])
   })
 })
+
+test("topics() lists the catalogue, matching a pattern, a page at a time", async () => {
+  using server = startTestServer()
+  await using client = await connect({ port: server.port })
+  for (const topic of ["cat/b", "cat/a", "other", "cat/c"]) await client.putAck(topic, "x")
+  const first = await client.topics("cat/#", { limit: 2 })
+  expect(first.topics.map((entry) => entry.topic)).toEqual(["cat/a", "cat/b"])
+  expect(first.topics[0]).toMatchObject({ messages: 1, bytes: 1, subscribers: 0 })
+  const rest = await client.topics("cat/#", { limit: 2, after: first.next! })
+  expect([rest.topics.map((entry) => entry.topic), rest.next]).toEqual([["cat/c"], undefined])
+  expect((await client.topics()).topics).toHaveLength(4)
+  await expect(client.topics("cat/#/x")).rejects.toMatchObject({ codeName: "bad_field" })
+})

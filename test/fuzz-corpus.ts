@@ -414,7 +414,7 @@ export function binarySample(rng: Rng, options: CorpusOptions): Sample {
         frame((w) =>
           rng.chance(0.5)
             ? w
-                .begin(rng.pick([0x0c, 0x42, 0x7f, 0x80, 0xfe]), rng.int(4), id)
+                .begin(rng.pick([0x0d, 0x42, 0x7f, 0x80, 0xfe]), rng.int(4), id)
                 .bytes(payload)
                 .end()
             : w.begin(Op.hello, 0, id).bytes(MAGIC).u8(1).end(),

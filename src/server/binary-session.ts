@@ -5,6 +5,7 @@
  */
 import type { Principal } from "../auth/auth.ts"
 import type { Delivery, Reader, Subscriber, TopicFilter } from "../broker/broker.ts"
+import { listTopics } from "../broker/catalogue.ts"
 import { BrokerError } from "../broker/errors.ts"
 import { BINARY_VERSION, Op } from "../protocol/binary/constants.ts"
 import { FrameWriter, writeError, writeMessage } from "../protocol/binary/frame-writer.ts"
@@ -124,6 +125,15 @@ export class BinarySession implements Session<BinaryItem> {
       case Op.ping:
         writer.begin(Op.pong, 0, requestId).bytes(request.body).end()
         return
+      case Op.topics: {
+        const page = listTopics(this.#host.broker, { ...request, readable: (topic) => this.#principal!.canRead(topic) })
+        const reply = page.next === null ? { topics: page.topics } : page
+        writer
+          .begin(Op.topicsReply, 0, requestId)
+          .bytes(encoder.encode(JSON.stringify(reply)))
+          .end()
+        return
+      }
       case Op.stats:
         writer
           .begin(Op.statsReply, 0, requestId)

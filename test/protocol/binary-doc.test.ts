@@ -290,6 +290,7 @@ const OP_NAMES: Partial<Record<number, string>> = {
   [Op.ping]: "PING",
   [Op.stats]: "STATS",
   [Op.cursor]: "CURSOR",
+  [Op.topics]: "TOPICS",
   [Op.ok]: "OK",
   [Op.welcome]: "WELCOME",
   [Op.putAck]: "PUT_ACK",
@@ -297,6 +298,7 @@ const OP_NAMES: Partial<Record<number, string>> = {
   [Op.empty]: "EMPTY",
   [Op.pong]: "PONG",
   [Op.statsReply]: "STATS",
+  [Op.topicsReply]: "TOPICS",
   [Op.deliver]: "push",
   [Op.error]: "ERROR",
 }

@@ -51,6 +51,7 @@ const REQUEST_NAMES: Record<string, number> = {
   PING: Op.ping,
   STATS: Op.stats,
   CURSOR: Op.cursor,
+  TOPICS: Op.topics,
 }
 const REPLY_NAMES: Record<string, number> = {
   OK: Op.ok,
@@ -61,6 +62,7 @@ const REPLY_NAMES: Record<string, number> = {
   PONG: Op.pong,
   STATS: Op.statsReply,
   DELIVER: Op.deliver,
+  TOPICS: Op.topicsReply,
   ERROR: Op.error,
 }
 const namesOf = (direction: Direction) => (direction === "request" ? REQUEST_NAMES : REPLY_NAMES)

@@ -201,6 +201,13 @@ class Client:
         reply = self._request(frames.stats, frames.STATS_REPLY)
         return json.loads(reply.value)  # type: ignore[arg-type]
 
+    def topics(self, pattern: str | None = None, limit: int = 1000, after: str = "") -> dict[str, object]:
+        """One page of the topic catalogue: ``{"topics": [{"topic", "messages", "bytes", "firstSeq",
+        "lastSeq", "lastPutAt", "subscribers"}, ...], "next": NAME}`` (``next`` only when more
+        follow: pass it as ``after``). Only topics this client may read; ``pattern`` narrows them."""
+        reply = self._request(lambda rid: frames.topics(rid, limit, after, pattern), frames.TOPICS_REPLY)
+        return json.loads(reply.value)  # type: ignore[arg-type]
+
     # ------------------------------------------------------------------------- closing
 
     def close(self, timeout: float = 5.0) -> None:

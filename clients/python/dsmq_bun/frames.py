@@ -35,6 +35,7 @@ UNSUBSCRIBE = 0x08
 PING = 0x09
 STATS = 0x0A
 CURSOR = 0x0B
+TOPICS = 0x0C
 # Replies and pushes, server to client.
 OK = 0x80
 WELCOME = 0x81
@@ -44,6 +45,7 @@ EMPTY = 0x84
 PONG = 0x85
 STATS_REPLY = 0x86
 DELIVER = 0x87
+TOPICS_REPLY = 0x88
 ERROR = 0xFF
 
 #: On PUT and PUT_MANY: answer with PUT_ACK.
@@ -192,6 +194,12 @@ def stats(request_id: int) -> bytes:
     return frame(STATS, 0, request_id)
 
 
+def topics(request_id: int, limit: int = 1000, after: str = "", match: str | None = None) -> bytes:
+    """TOPICS: one page of the topic catalogue (at most ``limit`` names after ``after``, matching ``match``)."""
+    body = _U32.pack(limit) + topic_field(after) + (b"" if match is None else topic_field(match))
+    return frame(TOPICS, 0, request_id, body)
+
+
 def cursor(request_id: int, name: str) -> bytes:
     encoded = name.encode("utf-8")
     if not 1 <= len(encoded) <= MAX_CURSOR_NAME_BYTES:
@@ -251,7 +259,7 @@ def read_reply(buffer: bytes | bytearray | memoryview, start: int = 0, end: int 
         if size < 12:
             raise MalformedReply("a PUT_ACK ends early")
         return Reply(op, flags, request_id, PutAck(*_SEQ_COUNT.unpack_from(buffer, at)))
-    if op == PONG or op == STATS_REPLY:
+    if op == PONG or op == STATS_REPLY or op == TOPICS_REPLY:
         return Reply(op, flags, request_id, bytes(buffer[at:end]))
     if op == WELCOME:
         if size < 5:

@@ -83,6 +83,26 @@ class Calls(ServerTestCase):
         self.assertEqual((message.seq, message.text()), (seq + 1, "b"))
         self.assertIsNone(reader.get("calls/get"))
 
+    def test_a_pattern_get_reads_every_matching_topic_in_put_order(self) -> None:
+        writer, reader = self.client(), self.client()
+        first = writer.put_ack("calls/pattern/b", "1")
+        writer.put_ack("calls/patternx/a", "no")
+        writer.put_ack("calls/pattern/a/deep", "2")
+        got = [reader.get("calls/pattern/#"), reader.get("calls/pattern/#"), reader.get("calls/pattern/#")]
+        self.assertEqual(got[0], Message(first, "calls/pattern/b", b"1"))
+        self.assertEqual((got[1].topic, got[1].text()) if got[1] else None, ("calls/pattern/a/deep", "2"))
+        self.assertIsNone(got[2])
+
+    def test_topics_lists_the_catalogue_a_page_at_a_time(self) -> None:
+        client = self.client()
+        for name in ["calls/cat/b", "calls/cat/a", "calls/cat/c"]:
+            client.put_ack(name, "x")
+        page = client.topics("calls/cat/#", limit=2)
+        self.assertEqual([entry["topic"] for entry in page["topics"]], ["calls/cat/a", "calls/cat/b"])  # type: ignore[index,union-attr]
+        rest = client.topics("calls/cat/#", limit=2, after=page["next"])  # type: ignore[arg-type]
+        self.assertEqual([entry["topic"] for entry in rest["topics"]], ["calls/cat/c"])  # type: ignore[index,union-attr]
+        self.assertNotIn("next", rest)
+
     def test_get_latest_skips_to_the_newest(self) -> None:
         writer, reader = self.client(), self.client()
         for i in range(5):

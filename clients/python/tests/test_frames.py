@@ -28,6 +28,7 @@ REPLY_NAMES = {
     frames.EMPTY: "EMPTY",
     frames.PONG: "PONG",
     frames.STATS_REPLY: "STATS",
+    frames.TOPICS_REPLY: "TOPICS",
     frames.DELIVER: "DELIVER",
     frames.ERROR: "ERROR",
 }
@@ -63,6 +64,8 @@ def encode_request(value: dict) -> bytes:
         return frames.stats(rid)
     if op == "CURSOR":
         return frames.cursor(rid, value["name"])
+    if op == "TOPICS":
+        return frames.topics(rid, value["limit"], value["after"], value["match"])
     raise AssertionError(f"no encoder for {op}")
 
 
@@ -89,7 +92,7 @@ class SharedVectors(unittest.TestCase):
         self.assertEqual({vector["value"]["op"] for vector in REPLIES}, set(REPLY_NAMES.values()))
         self.assertEqual(
             {vector["value"]["op"] for vector in REQUESTS},
-            {"HELLO", "PUT", "PUT_MANY", "GET_WAIT", "PING", "STATS", "CURSOR", *TOPIC_REQUESTS},
+            {"HELLO", "PUT", "PUT_MANY", "GET_WAIT", "PING", "STATS", "CURSOR", "TOPICS", *TOPIC_REQUESTS},
         )
 
     def test_requests_encode_to_the_vectors_bytes(self) -> None:

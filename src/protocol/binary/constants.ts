@@ -23,6 +23,7 @@ export const Op = {
   ping: 0x09,
   stats: 0x0a,
   cursor: 0x0b,
+  topics: 0x0c,
   ok: 0x80,
   welcome: 0x81,
   putAck: 0x82,
@@ -31,6 +32,7 @@ export const Op = {
   pong: 0x85,
   statsReply: 0x86,
   deliver: 0x87,
+  topicsReply: 0x88,
   error: 0xff,
 } as const
 export type Op = (typeof Op)[keyof typeof Op]
@@ -46,3 +48,6 @@ export const Flag = {
 
 /** Longest cursor name, in UTF-8 bytes: a name is a key, kept per connection and in the store. */
 export const MAX_CURSOR_NAME_BYTES = 256
+
+/** Most topics one TOPICS request (or GET /topics page) may ask for. */
+export const MAX_TOPICS_PAGE = 10_000

@@ -16,7 +16,7 @@ export type BinaryReply =
       readonly topic: string
       readonly payload: Uint8Array
     }
-  | { readonly op: typeof Op.pong | typeof Op.statsReply; readonly requestId: number; readonly body: Uint8Array }
+  | { readonly op: typeof Op.pong | typeof Op.statsReply | typeof Op.topicsReply; readonly requestId: number; readonly body: Uint8Array }
   | {
       readonly op: typeof Op.error
       readonly requestId: number
@@ -54,6 +54,7 @@ export function readReply(frame: Uint8Array): BinaryReply {
     }
     case Op.pong:
     case Op.statsReply:
+    case Op.topicsReply:
       return { op: opcode, requestId, body: body.rest() }
     case Op.error: {
       const code = body.u16()

@@ -4,7 +4,7 @@
  */
 import { ProtocolError } from "../errors.ts"
 import { MAX_WAIT_MS } from "../limits.ts"
-import { Flag, MAGIC, MAX_CURSOR_NAME_BYTES, Op } from "./constants.ts"
+import { Flag, MAGIC, MAX_CURSOR_NAME_BYTES, MAX_TOPICS_PAGE, Op } from "./constants.ts"
 import { BodyReader, badField, hex, requestIdOf } from "./fields.ts"
 
 export interface PutEntry {
@@ -24,6 +24,16 @@ export type BinaryRequest =
   | { readonly op: typeof Op.getWait; readonly requestId: number; readonly topic: string; readonly timeoutMs: number }
   | { readonly op: typeof Op.ping; readonly requestId: number; readonly body: Uint8Array }
   | { readonly op: typeof Op.stats; readonly requestId: number }
+  | {
+      readonly op: typeof Op.topics
+      readonly requestId: number
+      /** At most this many topics (1 to MAX_TOPICS_PAGE). */
+      readonly limit: number
+      /** Names up to and including this one are skipped ("" for the first page). */
+      readonly after: string
+      /** Only topics this pattern matches; null for all. */
+      readonly match: string | null
+    }
   | { readonly op: typeof Op.cursor; readonly requestId: number; readonly name: string }
 
 export interface RejectedFrame {
@@ -44,7 +54,7 @@ export function readRequest(frame: Uint8Array): BinaryRequest | RejectedFrame {
   const body = new BodyReader(frame, opcode)
   try {
     // An unknown opcode is reported as such whatever its flags, so a client can probe for it.
-    if (opcode === 0 || opcode > Op.cursor) {
+    if (opcode === 0 || opcode > Op.topics) {
       return {
         op: "rejected",
         requestId,
@@ -101,8 +111,16 @@ export function readRequest(frame: Uint8Array): BinaryRequest | RejectedFrame {
       case Op.stats:
         body.end()
         return { op: Op.stats, requestId }
+      case Op.topics: {
+        const limit = body.u32()
+        if (limit < 1 || limit > MAX_TOPICS_PAGE) throw badField(`TOPICS limit must be from 1 to ${MAX_TOPICS_PAGE}, got ${limit}`)
+        const after = body.topic()
+        const match = body.remaining > 0 ? body.readName() : null
+        body.end()
+        return { op: Op.topics, requestId, limit, after, match }
+      }
       default: {
-        // Op.cursor, the last opcode
+        // Op.cursor: the only opcode not handled above
         const name = body.topic()
         body.end()
         if (name === "" || Buffer.byteLength(name) > MAX_CURSOR_NAME_BYTES) {

@@ -103,7 +103,7 @@ describe("readRequest", () => {
     bad("STATS: flag 0x01", Op.stats, 0x01, "", "bad_field"),
     bad("PING: flag 0x01", Op.ping, 0x01, "6162", "bad_field"),
     bad("HELLO: flag 0x01", Op.hello, 0x01, "44534d51 01", "bad_field"),
-    bad("an unknown opcode 0x0c", 0x0c, 0, "", "unknown_action"),
+    bad("an unknown opcode 0x0d", 0x0d, 0, "", "unknown_action"),
     bad("an unknown opcode 0x42 with a body", 0x42, 0, "0102030405", "unknown_action"),
     bad("opcode 0x00", 0x00, 0, "", "unknown_action"),
     bad("a reply opcode (OK) sent as a request", Op.ok, 0, "", "unknown_action"),
