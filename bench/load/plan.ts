@@ -1,7 +1,7 @@
 import { type Durations, type Options, PROTOCOLS } from "./options.ts"
 import type { Protocol, ScenarioName, ScenarioResult } from "./results.ts"
 import { runRtt } from "./rtt.ts"
-import { failedResult, type Measured, type Run } from "./scenario-run.ts"
+import { failedResult, type Measured, PATTERN_VARIANT, type Run } from "./scenario-run.ts"
 import { RTT_PASSES } from "./shapes.ts"
 import { runStream } from "./stream.ts"
 import { openFloor, openTarget, TCP_PORT_VARIANT } from "./targets.ts"
@@ -65,6 +65,8 @@ export function plan(options: Options): Run[] {
     add(scenario, "relay")
     for (const protocol of PROTOCOLS) add(scenario, protocol)
   }
+  // The same khz load read through one pattern subscription per reader.
+  add("khz", "binary-push", PATTERN_VARIANT)
   add("max", "binary-push", "single")
   add("max", "binary-push", "batched")
   add("max", "binary-pull", "single")

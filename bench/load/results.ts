@@ -325,6 +325,28 @@ export function checkTargets(results: readonly ScenarioResult[]): TargetCheck[] 
     })
   }
 
+  // A pattern subscriber at the khz load, beside the exact-topic subscribers.
+  {
+    const target = "khz/binary-push/pattern (readers subscribe to PREFIX/#): loss; p99 beside exact topics"
+    const goal = "0; p99 ≈ khz/binary-push's"
+    const pattern = find(results, "khz/binary-push/pattern")
+    const exact = find(results, "khz/binary-push")
+    if (pattern === undefined || pattern.latency === null) missing(target, goal)
+    else {
+      const beside =
+        exact?.latency === null || exact === undefined
+          ? ""
+          : ` (exact topics: p50 ${micros(exact.latency.p50)}, p99 ${micros(exact.latency.p99)})`
+      checks.push({
+        target,
+        goal,
+        measured: `${pattern.loss}; p50 ${micros(pattern.latency.p50)}, p99 ${micros(pattern.latency.p99)}`,
+        met: pattern.loss === 0 && pattern.duplicates === 0 && pattern.outOfOrder === 0,
+        note: `loss, duplicates, reordering: ${pattern.loss}, ${pattern.duplicates}, ${pattern.outOfOrder}${beside}`,
+      })
+    }
+  }
+
   // WebSocket through the TCP port's relay, against the HTTP port.
   for (const protocol of ["websocket-json", "websocket-binary-push"] as const) {
     const target = `rtt/${protocol}: p50 on the TCP port ÷ on the HTTP port`

@@ -42,8 +42,16 @@ export function failedResult(run: Run, target: string, error: unknown, seconds: 
   }
 }
 
-/** Topic names unique to this run, so runs against a long-lived --against server do not mix. */
-export function topicNames(run: Run, count: number): string[] {
-  const prefix = `bench-${run.id.replaceAll("/", "-")}-${process.pid}-${Date.now().toString(36)}`
-  return Array.from({ length: count }, (_, i) => `${prefix}-${i}`)
+/** The khz variant whose readers subscribe to one pattern (PREFIX/#) instead of every writer's topic. */
+export const PATTERN_VARIANT = "pattern"
+
+/** A topic prefix unique to this run, so runs against a long-lived --against server do not mix. */
+export function topicPrefix(run: Run): string {
+  return `bench-${run.id.replaceAll("/", "-")}-${process.pid}-${Date.now().toString(36)}`
+}
+
+/** Topic names unique to this run: PREFIX-i, or PREFIX/wi for the pattern variant (one level below the prefix). */
+export function topicNames(run: Run, count: number, prefix = topicPrefix(run)): string[] {
+  const separator = run.variant === PATTERN_VARIANT ? "/w" : "-"
+  return Array.from({ length: count }, (_, i) => `${prefix}${separator}${i}`)
 }

@@ -2,7 +2,7 @@ import { until } from "../lib/wait.ts"
 import type { Durations } from "./options.ts"
 import { openReaders } from "./readers.ts"
 import type { Protocol } from "./results.ts"
-import { type Measured, type Run, topicNames } from "./scenario-run.ts"
+import { type Measured, PATTERN_VARIANT, type Run, topicNames, topicPrefix } from "./scenario-run.ts"
 import { Sender } from "./sender.ts"
 import type { SenderSetup } from "./sender-worker.ts"
 import { CpuMeter, sampleStats, serverCost } from "./server-cost.ts"
@@ -42,7 +42,10 @@ export async function runStream(run: Run, target: Target, durations: Durations):
   const warmupMs = paced ? durations.pacedWarmupMs : durations.maxWarmupMs
   const durationMs = paced ? durations.pacedDurationMs : durations.maxDurationMs
   const drainMs = paced ? durations.pacedDrainMs : durations.maxDrainMs
-  const topics = topicNames(run, shape.writers)
+  const prefix = topicPrefix(run)
+  const topics = topicNames(run, shape.writers, prefix)
+  // The pattern variant: each reader holds one subscription, PREFIX/#, for every writer's topic.
+  const subscribed = run.variant === PATTERN_VARIANT ? [`${prefix}/#`] : topics
   const expectedPerWriter = paced ? (shape.rateHz * durationMs) / 1000 : 500_000
   const tally = new Tally(shape.readers, shape.writers, expectedPerWriter)
   const arrivals: Arrival[] = Array.from({ length: shape.readers }, (_, reader) => (writer, index, phase, scheduledAt, sentAt) => {
@@ -50,7 +53,7 @@ export async function runStream(run: Run, target: Target, durations: Durations):
   })
   const window = run.scenario === "max" ? MAX_PULL_WINDOW : 1
 
-  const readers = await openReaders(protocol, target, shape.readers, topics, window, arrivals)
+  const readers = await openReaders(protocol, target, shape.readers, subscribed, window, arrivals)
   const sender = new Sender()
   try {
     readers.start()
