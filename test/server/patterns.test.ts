@@ -6,10 +6,13 @@
 import { describe, expect, test } from "bun:test"
 import type { AuthConfig } from "../../src/auth/auth.ts"
 import { Op } from "../../src/protocol/binary/constants.ts"
+import { BinaryDecoder } from "../../src/protocol/binary/decoder.ts"
+import type { BinaryReply } from "../../src/protocol/binary/reply.ts"
 import { ErrorCode } from "../../src/protocol/errors.ts"
 import { BinaryClient } from "../binary-client.ts"
-import { rep, req } from "../binary-frames.ts"
+import { encodeRequests, readReplyCopy, rep, req } from "../binary-frames.ts"
 import { eventually, request, startTestServer, TestClient } from "../helpers.ts"
+import { WsClient } from "../ws-helpers.ts"
 
 const LAB = "lab-token-0123456789"
 const labOnly: AuthConfig = { tokens: [{ name: "lab", token: LAB, read: ["lab/#"], write: ["#"] }], anonymousLegacy: null }
@@ -205,4 +208,22 @@ describe("permissions", () => {
     expect(delivered(subscriber)).toEqual([["lab/a", "seen"]])
     await eventually(() => server.stats().subscribers === 1, "one subscription")
   })
+})
+
+test("a WebSocket binary client subscribes to a pattern as a TCP client does", async () => {
+  using server = startTestServer()
+  await using ws = await WsClient.connect(`ws://127.0.0.1:${server.port}/`)
+  ws.send(encodeRequests(req.hello(1), req.subscribe(2, "lab/+")))
+  await ws.waitForMessages(1)
+  await putAll(server.port, [
+    ["lab/x", "over websocket"],
+    ["other", "no"],
+  ])
+  const frames: BinaryReply[] = []
+  const decoder = new BinaryDecoder({ frame: (frame) => void frames.push(readReplyCopy(frame)), fail: () => {} }, 1 << 20)
+  for (let i = 0; i < 1000 && !frames.some((frame) => frame.op === Op.deliver); i++) {
+    await ws.waitForMessages(i + 1)
+    decoder.push(ws.messages[i] as Uint8Array)
+  }
+  expect(frames.filter((frame) => frame.op === Op.deliver)).toEqual([rep.deliver(1, "lab/x", "over websocket")])
 })
