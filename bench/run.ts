@@ -37,7 +37,7 @@ together; writes a Markdown report with an SVG latency chart.
 Options:
   --quick             smaller sizes and shorter phases, for a smoke run (sets BENCH_QUICK=1)
   --only NAME         run only some groups (repeatable): a group whose file name contains NAME
-                      (decoders, store, load), or a load scenario (${LOAD_NAMES.join(", ")}),
+                      (decoders, patterns, store, load), or a load scenario (${LOAD_NAMES.join(", ")}),
                       which runs the load group with just that scenario and its floor
   --protocol NAME     load scenarios over this protocol only (repeatable): json-stream,
                       binary-pull, binary-push, websocket-json, websocket-binary-push
@@ -171,7 +171,7 @@ async function main(): Promise<number> {
   const groups = selectGroups(options)
   if (groups.length === 0) {
     console.error(
-      `bench: nothing matches ${options.only.map((name) => `"${name}"`).join(", ")} (groups: decoders, store, load; scenarios: ${LOAD_NAMES.join(", ")})`,
+      `bench: nothing matches ${options.only.map((name) => `"${name}"`).join(", ")} (groups: decoders, patterns, store, load; scenarios: ${LOAD_NAMES.join(", ")})`,
     )
     return 2
   }
