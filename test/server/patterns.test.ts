@@ -10,7 +10,7 @@ import { BinaryDecoder } from "../../src/protocol/binary/decoder.ts"
 import type { BinaryReply } from "../../src/protocol/binary/reply.ts"
 import { ErrorCode } from "../../src/protocol/errors.ts"
 import { BinaryClient } from "../binary-client.ts"
-import { encodeRequests, readReplyCopy, rep, req } from "../binary-frames.ts"
+import { encodeRequests, entry, readReplyCopy, rep, req } from "../binary-frames.ts"
 import { eventually, request, startTestServer, TestClient } from "../helpers.ts"
 import { WsClient } from "../ws-helpers.ts"
 
@@ -226,4 +226,54 @@ test("a WebSocket binary client subscribes to a pattern as a TCP client does", a
     decoder.push(ws.messages[i] as Uint8Array)
   }
   expect(frames.filter((frame) => frame.op === Op.deliver)).toEqual([rep.deliver(1, "lab/x", "over websocket")])
+})
+
+test("a stalled lab/# subscriber is caught up from the store in put order across three topics, nothing lost", async () => {
+  using server = startTestServer()
+  const seen: [number, string][] = []
+  const problems: string[] = []
+  await using slow = await BinaryClient.connect(server.port, {
+    keepPushes: false,
+    onFrame: (reply) => {
+      if (reply.op !== Op.deliver) return
+      if (seen.length > 0 && reply.seq <= seen[seen.length - 1]![0]) problems.push(`seq ${reply.seq} after ${seen[seen.length - 1]![0]}`)
+      seen.push([reply.seq, reply.topic])
+    },
+  })
+  expect(await slow.call(req.subscribe(2, "lab/#"))).toEqual(rep.ok(2))
+  slow.pause()
+  await using publisher = await BinaryClient.connect(server.port)
+  const total = 30_000
+  const topics = ["lab/a", "lab/b/c", "lab"]
+  const payload = new Uint8Array(300).fill(0x61)
+  for (let start = 0; start < total; start += 1000) {
+    const id = publisher.nextId()
+    const entries = Array.from({ length: 1000 }, (_, k) => entry(topics[(start + k) % 3]!, payload))
+    expect((await publisher.call(req.putMany(id, entries, true))).op).toBe(Op.putAck)
+  }
+  // About 9 MiB of pushes: past the outbound cap, so the rest waits in the store.
+  await eventually(() => server.stats().maxConnectionBufferedBytes >= 4 * 1024 * 1024, "the subscriber to back up")
+  slow.resume()
+  await slow.waitUntil(() => seen.length === total, `${total} deliveries (have ${seen.length})`)
+  expect(problems).toEqual([])
+  expect(seen.map(([seq]) => seq)).toEqual(Array.from({ length: total }, (_, i) => i + 1))
+  expect(seen.slice(0, 4).map(([, topic]) => topic)).toEqual(["lab/a", "lab/b/c", "lab", "lab/a"])
+})
+
+test("a pattern subscriber behind retention is told how many it missed, per topic", async () => {
+  using server = startTestServer({
+    retention: { defaults: { maxMessages: 2, maxBytes: null, maxAgeMs: null, policy: "drop-oldest" }, rules: [], maxStoreBytes: null },
+  })
+  await using reader = await BinaryClient.connect(server.port)
+  await putAll(server.port, [
+    ["lab/a", "a1"],
+    ["lab/b", "b1"],
+    ["lab/a", "a2"],
+    ["lab/a", "a3"],
+    ["lab/a", "a4"],
+  ])
+  // lab/a kept a3 and a4 (a1, a2 dropped); lab/b kept b1.
+  expect(await reader.call(req.get(2, "lab/#"))).toEqual(rep.message(2, 2, "lab/b", "b1"))
+  expect(await reader.call(req.get(3, "lab/#"))).toEqual(rep.message(3, 4, "lab/a", "a3", 2))
+  expect(await reader.call(req.get(4, "lab/#"))).toEqual(rep.message(4, 5, "lab/a", "a4"))
 })
