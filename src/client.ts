@@ -9,6 +9,7 @@
  * go out in one socket write) and returns; replies are matched to requests by request id.
  */
 import type { Socket } from "bun"
+import type { TopicEntry } from "./broker/catalogue.ts"
 import { Outbound } from "./io/outbound.ts"
 import { BINARY_VERSION, Flag, MAGIC, Op } from "./protocol/binary/constants.ts"
 import { BinaryDecoder } from "./protocol/binary/decoder.ts"
@@ -75,20 +76,9 @@ const codeNames = new Map<number, string>(Object.entries(ErrorCode).map(([name, 
 const encoder = new TextEncoder()
 const utf8 = new TextDecoder()
 
-/** One topic as the catalogue lists it (`Client.topics`, `GET /topics`). */
-export interface TopicInfo {
-  readonly topic: string
-  readonly messages: number
-  readonly bytes: number
-  readonly firstSeq: number | null
-  readonly lastSeq: number | null
-  /** ISO 8601, UTC; null when no message is stored. */
-  readonly lastPutAt: string | null
-  readonly subscribers: number
-}
-
+/** One page of the topic catalogue (`Client.topics`, `GET /topics`): entries as the broker lists them. */
 export interface TopicList {
-  readonly topics: readonly TopicInfo[]
+  readonly topics: readonly TopicEntry[]
   readonly next?: string
 }
 

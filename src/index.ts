@@ -1,6 +1,7 @@
 export { Broker, Reader } from "./broker/broker.ts"
+export type { TopicEntry } from "./broker/catalogue.ts"
 export { BrokerError, BrokerErrorCode } from "./broker/errors.ts"
-export { Client, ConnectionClosedError, type ConnectOptions, connect, DsmqError, Message, Subscription } from "./client.ts"
+export { Client, ConnectionClosedError, type ConnectOptions, connect, DsmqError, Message, Subscription, type TopicList } from "./client.ts"
 export { ErrorCode, type ErrorName, ProtocolError } from "./protocol/errors.ts"
 export { ListenError, type RunningServer, type ServerOptions, startServer } from "./start-server.ts"
 export { Store, type StoredMessage } from "./store/store.ts"

@@ -9,7 +9,7 @@ import { exposureWarning, parseArguments } from "../src/options.ts"
 import { Op } from "../src/protocol/binary/constants.ts"
 import { BinaryClient } from "./binary-client.ts"
 import { rep, req } from "./binary-frames.ts"
-import { request, startTestServer, TestClient } from "./helpers.ts"
+import { DOORS, request, startTestServer, TestClient } from "./helpers.ts"
 import { WsClient } from "./ws-helpers.ts"
 
 const ADMIN = "admin-token-0123456789abcdef"
@@ -209,12 +209,6 @@ describe("upstream JSON protocols", () => {
     await expect(connect({ port: server.port, retries: 0 })).rejects.toMatchObject({ codeName: "unauthorized" })
   })
 })
-
-/** Tokens hold on both doors to WebSocket and HTTP: the HTTP port, and the TCP port's relay. */
-const DOORS = [
-  { name: "on the HTTP port", portOf: (server: { httpPort: number | null }) => server.httpPort! },
-  { name: "on the TCP port", portOf: (server: { port: number }) => server.port },
-] as const
 
 for (const door of DOORS) {
   describe(door.name, () => {

@@ -191,3 +191,12 @@ export class TestClient implements AsyncDisposable {
     }
   }
 }
+
+/**
+ * Both doors to WebSocket and HTTP: the HTTP port, and the TCP port (HTTP told apart by its
+ * first bytes and relayed). Tests of those protocols run on each.
+ */
+export const DOORS = [
+  { name: "on the HTTP port", portOf: (server: { httpPort: number | null }) => server.httpPort! },
+  { name: "on the TCP port", portOf: (server: { port: number }) => server.port },
+] as const

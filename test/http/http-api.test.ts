@@ -3,15 +3,9 @@ import { describe, expect, test } from "bun:test"
 import parsePrometheusTextFormat from "parse-prometheus-text-format"
 import { connect } from "../../src/client.ts"
 import { EventStreamReader } from "../event-stream-reader.ts"
-import { eventually, request, startTestServer, TestClient } from "../helpers.ts"
+import { DOORS, eventually, request, startTestServer, TestClient } from "../helpers.ts"
 
 type Server = ReturnType<typeof startTestServer>
-
-/** Both doors serve it: the HTTP port, and the TCP port (HTTP told apart by its first bytes and relayed). */
-const DOORS = [
-  { name: "on the HTTP port", portOf: (server: { httpPort: number | null }) => server.httpPort! },
-  { name: "on the TCP port", portOf: (server: { port: number }) => server.port },
-] as const
 
 for (const door of DOORS) {
   describe(door.name, () => {

@@ -5,14 +5,8 @@ import { BinaryDecoder } from "../../src/protocol/binary/decoder.ts"
 import { FrameWriter } from "../../src/protocol/binary/frame-writer.ts"
 import { type BinaryReply, readReply } from "../../src/protocol/binary/reply.ts"
 import { MAX_OUTBOUND_BYTES } from "../../src/start-server.ts"
-import { eventually, request, startTestServer, TestClient } from "../helpers.ts"
+import { DOORS, eventually, request, startTestServer, TestClient } from "../helpers.ts"
 import { RawWsClient, WsClient } from "../ws-helpers.ts"
-
-/** Both doors serve it: the HTTP port, and the TCP port (HTTP told apart by its first bytes and relayed). */
-const DOORS = [
-  { name: "on the HTTP port", portOf: (server: { httpPort: number | null }) => server.httpPort! },
-  { name: "on the TCP port", portOf: (server: { port: number }) => server.port },
-] as const
 
 for (const door of DOORS) {
   describe(door.name, () => {
