@@ -62,6 +62,11 @@ export async function openRelayReaders(target: Target, count: number, arrivals: 
   links.forEach((link, reader) => {
     link.onArrival = arrivals[reader]!
   })
+  return alwaysReading(links)
+}
+
+/** Readers that need no start or stop (relay, push): only their links to close. */
+function alwaysReading(links: readonly { close(): Promise<unknown> }[]): Readers {
   return {
     connections: links.length,
     start: () => {},
@@ -89,14 +94,7 @@ export async function openPushReaders(
       for (const topic of topics) await link.subscribe(topicBytes(topic))
     }),
   )
-  return {
-    connections: links.length,
-    start: () => {},
-    stop: () => {},
-    close: async () => {
-      await withTimeout(Promise.all(links.map((link) => link.close())), 5000, "closing readers")
-    },
-  }
+  return alwaysReading(links)
 }
 
 /**
