@@ -1,0 +1,199 @@
+/**
+ * One reader of the broker: a cursor per topic (the last message read), starting at the
+ * store's newest sequence when the reader was opened, or at a named cursor's saved place.
+ * Reads of exact topics and of patterns, waits, and exact missed counts when retention
+ * removed messages before the reader got them.
+ */
+import type { DroppedMessage, StoredMessage, TopicState } from "../store/store.ts"
+import { isPattern } from "../topic/pattern.ts"
+import type { Broker, Delivery, TopicFilter, WaitCallback, Waiter } from "./broker.ts"
+
+/** Where a reader is in one topic: the last message read (seq, and ordinal when known). */
+interface Cursor {
+  seq: number
+  /** Ordinal of the message at `seq`, or -1 when the cursor is still the reader's start. */
+  ordinal: number
+}
+
+const UNKNOWN_ORDINAL = -1
+
+export class Reader {
+  readonly #broker: Broker
+  /** Cursor for topics this reader has not read yet: the newest sequence when it was opened. */
+  readonly #startSeq: number
+  readonly #cursors = new Map<string, Cursor>()
+  /** Pending getWaits, at most one per topic. */
+  readonly #waiters = new Map<string, Waiter>()
+  /** Named readers write each cursor move to the store, so they resume exactly. */
+  readonly name: string | null
+
+  constructor(broker: Broker, startSeq: number, name: string | null) {
+    this.#broker = broker
+    this.#startSeq = startSeq
+    this.name = name
+  }
+
+  /** The oldest unread message of `topic`, or, for a pattern, of the (readable) topics it matches. */
+  get(topic: string, readable?: TopicFilter): Delivery | null {
+    if (isPattern(topic)) return this.#oldestMatching(topic, readable)
+    return this.#deliver(topic, this.#broker.store.oldestAfter(topic, this.cursor(topic)))
+  }
+
+  /** The newest unread message (everything older in the topic, or in every matching topic, counts as read). */
+  getLatest(topic: string, readable?: TopicFilter): Delivery | null {
+    if (isPattern(topic)) return this.#newestMatching(topic, readable)
+    return this.#deliver(topic, this.#broker.store.newestAfter(topic, this.cursor(topic)))
+  }
+
+  /**
+   * Returns the oldest unread message now if there is one. Otherwise returns null and calls
+   * `callback` exactly once: with the message as soon as one is put, or with null on timeout.
+   */
+  getWait(topic: string, timeoutMs: number, callback: WaitCallback, readable?: TopicFilter): Delivery | null {
+    if (this.#waiters.has(topic)) throw new Error(`reader is already waiting on ${JSON.stringify(topic)}`)
+    const message = this.get(topic, readable)
+    if (message === null) this.#waiters.set(topic, this.#broker.addWaiter(this, topic, timeoutMs, callback, readable))
+    return message
+  }
+
+  isWaiting(topic: string): boolean {
+    return this.#waiters.has(topic)
+  }
+
+  /** Marks a message as read that was handed over without a look-up (a subscription push). */
+  markRead(topic: string, seq: number, ordinal: number, bytes: number, putAt: number): void {
+    this.#setCursor(topic, seq, ordinal)
+    this.#broker.counters.countDelivery(bytes, putAt)
+  }
+
+  /** The last sequence number this reader has read on `topic`. */
+  cursor(topic: string): number {
+    return this.#cursors.get(topic)?.seq ?? this.#startSeq
+  }
+
+  /** @internal A named reader's saved position. */
+  restoreCursor(topic: string, seq: number, ordinal: number): void {
+    this.#cursors.set(topic, { seq, ordinal })
+  }
+
+  /**
+   * @internal Retention is about to remove `dropped` (the oldest messages of `topic`). If this
+   * reader has not read the topic yet, note how many of the topic's messages were at or before
+   * its start, while the removed rows can still tell.
+   */
+  beforeDrop(topic: TopicState, dropped: readonly DroppedMessage[]): void {
+    const cursor = this.#cursors.get(topic.name)
+    if (cursor !== undefined && cursor.ordinal !== UNKNOWN_ORDINAL) return
+    const start = cursor?.seq ?? this.#startSeq
+    if (start >= dropped[dropped.length - 1]!.seq) return
+    let ordinal = dropped[0]!.ordinal - 1
+    for (const message of dropped) {
+      if (message.seq > start) break
+      ordinal = message.ordinal
+    }
+    this.#cursors.set(topic.name, { seq: start, ordinal })
+  }
+
+  forgetWaiter(waiter: Waiter): void {
+    if (this.#waiters.get(waiter.topic) === waiter) this.#waiters.delete(waiter.topic)
+  }
+
+  /** Answers pending waits with "nothing" now (the server is stopping). */
+  releaseWaits(): void {
+    for (const waiter of [...this.#waiters.values()]) this.#broker.cancelWait(waiter, true)
+  }
+
+  /** Drops pending waits without answering them, and stops being told of retention. */
+  close(): void {
+    for (const waiter of [...this.#waiters.values()]) this.#broker.cancelWait(waiter, false)
+    this.#broker.forgetReader(this)
+  }
+
+  #deliver(topic: string, message: StoredMessage | null): Delivery | null {
+    if (message === null) {
+      this.#caughtUp(topic)
+      return null
+    }
+    const missed = this.#missedBefore(topic, message)
+    this.markRead(topic, message.seq, message.ordinal, message.payload.length, message.putAt)
+    return { ...message, missed, topic }
+  }
+
+  /**
+   * The oldest unread message among the topics `pattern` matches: one look-up per matching
+   * topic that has something past this reader's cursor, none for the others.
+   */
+  #oldestMatching(pattern: string, readable: TopicFilter | undefined): Delivery | null {
+    let oldest: StoredMessage | null = null
+    let oldestTopic = ""
+    for (const topic of this.#unreadMatching(pattern, readable)) {
+      const message = this.#broker.store.oldestAfter(topic, this.cursor(topic))
+      if (message === null) this.#caughtUp(topic)
+      else if (oldest === null || message.seq < oldest.seq) {
+        oldest = message
+        oldestTopic = topic
+      }
+    }
+    return oldest === null ? null : this.#deliver(oldestTopic, oldest)
+  }
+
+  /** The newest unread matching message; every other matching topic's unread messages are older, and count as read. */
+  #newestMatching(pattern: string, readable: TopicFilter | undefined): Delivery | null {
+    let newest: StoredMessage | null = null
+    let newestTopic = ""
+    const unread = this.#unreadMatching(pattern, readable)
+    for (const topic of unread) {
+      const message = this.#broker.store.newestAfter(topic, this.cursor(topic))
+      if (message !== null && (newest === null || message.seq > newest.seq)) {
+        newest = message
+        newestTopic = topic
+      }
+    }
+    for (const topic of unread) if (topic !== newestTopic) this.#caughtUp(topic)
+    return newest === null ? null : this.#deliver(newestTopic, newest)
+  }
+
+  /** Matching, readable topics with a message put after this reader's cursor. */
+  #unreadMatching(pattern: string, readable: TopicFilter | undefined): string[] {
+    const unread: string[] = []
+    for (const topic of this.#broker.matchingTopics(pattern)) {
+      if (topic.lastSeq > this.cursor(topic.name) && (readable === undefined || readable(topic.name))) unread.push(topic.name)
+    }
+    return unread
+  }
+
+  /** Messages of `topic` between this reader's cursor and `message` that retention removed. */
+  #missedBefore(topic: string, message: StoredMessage): number | null {
+    const state = this.#broker.store.topic(topic)!
+    const cursor = this.#cursors.get(topic)
+    const cursorSeq = cursor?.seq ?? this.#startSeq
+    if (state.droppedThroughSeq <= cursorSeq) return 0
+    // Unknown only for a start cursor that retention passed while this reader was not open
+    // (an HTTP read after an old sequence, a named reader away while its topic expired).
+    const ordinal = cursor?.ordinal ?? UNKNOWN_ORDINAL
+    return ordinal === UNKNOWN_ORDINAL ? null : Math.max(0, message.ordinal - ordinal - 1)
+  }
+
+  /**
+   * Nothing of `topic` is unread: move the cursor to the end of the store, with the topic's
+   * last ordinal, so that what retention removes later can be counted exactly even when this
+   * reader is not open then (an HTTP named cursor between requests).
+   */
+  #caughtUp(topic: string): void {
+    // A topic that does not exist yet has had no message: ordinal 0.
+    const lastOrdinal = this.#broker.store.topic(topic)?.lastOrdinal ?? 0
+    const cursor = this.#cursors.get(topic)
+    if (cursor !== undefined && cursor.ordinal === lastOrdinal) return
+    this.#setCursor(topic, this.#broker.store.lastSeq, lastOrdinal)
+  }
+
+  #setCursor(topic: string, seq: number, ordinal: number): void {
+    const cursor = this.#cursors.get(topic)
+    if (cursor === undefined) this.#cursors.set(topic, { seq, ordinal })
+    else {
+      cursor.seq = seq
+      cursor.ordinal = ordinal
+    }
+    if (this.name !== null) this.#broker.store.saveNamedCursor(this.name, topic, seq, ordinal)
+  }
+}
