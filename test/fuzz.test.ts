@@ -276,6 +276,22 @@ test("a server in a child process: fuzzed waves of every protocol, still up and 
  * failed: topics.name", logged as an internal error, and the connection was cut without its
  * replies. Topics must now be well-formed Unicode on every protocol (src/topic/topic-name.ts).
  */
+test("a message with a lone surrogate is refused with bad_field, not stored changed; a surrogate pair is stored", async () => {
+  using server = startTestServer()
+  for (const framing of ["json-stream", "json-header"] as const) {
+    await using client = await TestClient.connect(server.port, framing)
+    for (const message of ["\ud800", "a\udc00b", "\udc00\ud800"]) {
+      expect(await client.ask({ action: "put", topic: "t", message, ack: true }, framing)).toEqual({
+        message: "",
+        error: { code: "bad_field", text: "'message' contains a lone surrogate (U+D800 to U+DFFF): it is not valid Unicode" },
+      })
+    }
+    expect(await client.ask({ action: "put", topic: "t", message: "pair 🎉", ack: true }, framing)).toMatchObject({ message: "" })
+    expect(client.isClosed).toBe(false)
+  }
+  expect(server.broker.store.messageCount).toBe(2)
+})
+
 test("a topic with a lone surrogate is refused with bad_field, not an internal error", async () => {
   const log: string[] = []
   using server = startTestServer({ log: (line) => log.push(line) })

@@ -81,6 +81,10 @@ function parsePut(fields: Record<string, unknown>): Request | RejectedRequest {
   if (typeof message !== "string") {
     return reject("bad_field", `'message' must be a string, got ${describeType(message)}`, ack)
   }
+  // JSON allows "\ud800", which has no UTF-8 form: storing it would silently change the message to U+FFFD.
+  if (!message.isWellFormed()) {
+    return reject("bad_field", "'message' contains a lone surrogate (U+D800 to U+DFFF): it is not valid Unicode", ack)
+  }
   return { action: "put", topic, message, ack }
 }
 
