@@ -37,6 +37,9 @@ Options:
                             replies before they are disconnected (default 5)
   --idle-timeout SECS       close TCP connections silent for this long (default: never;
                             TCP keepalive still finds dead peers)
+  --auth-timeout SECS       with tokens: time to authenticate, with a first frame of at most
+                            16KiB; without: time to finish a started first request; 0: no
+                            limit (default ${DEFAULT_LIMITS.authTimeoutSeconds})
   --max-connections N       open TCP and WebSocket connections (default ${DEFAULT_LIMITS.maxConnections})
   --max-outbound-bytes SIZE replies waiting for one slow client before its requests stop
                             running (default ${formatSize(DEFAULT_LIMITS.maxOutboundBytes)})
@@ -185,6 +188,9 @@ export function parseCommandLine(
         break
       case "--shutdown-timeout":
         shutdownTimeoutMs = parseInteger("--shutdown-timeout", value(), 0, 3600) * 1000
+        break
+      case "--auth-timeout":
+        limits = { ...limits, authTimeoutSeconds: parseInteger("--auth-timeout", value(), 0, 3600) }
         break
       case "--idle-timeout":
         idleTimeoutSeconds = parseInteger("--idle-timeout", value(), 0, 86_400)

@@ -11,6 +11,7 @@ import { serveHttp, type WebSocketData } from "./http/http-server.ts"
 import { RelayPeers } from "./net/http-relay.ts"
 import type { ConnectionContext } from "./server/connection-context.ts"
 import { ConnectionRegistry, type SocketData } from "./server/connection-registry.ts"
+import { DEFAULT_AUTH_TIMEOUT_SECONDS } from "./server/handshake.ts"
 import type { ConnectionLimits } from "./server/session.ts"
 import { collectStats, ErrorCounts, type ServerStats } from "./server/stats.ts"
 import { listenTcp } from "./server/tcp-listener.ts"
@@ -58,6 +59,8 @@ export interface ServerLimits {
   readonly maxOutboundBytes: number
   readonly maxSubscriptions: number
   readonly maxPendingWaits: number
+  /** Seconds a connection has to authenticate (with tokens) or to finish a started first frame; 0: no limit. */
+  readonly authTimeoutSeconds: number
 }
 
 /** Output waiting for one slow reader before its requests stop running: a few large replies. */
@@ -68,6 +71,7 @@ export const DEFAULT_LIMITS: ServerLimits = {
   maxOutboundBytes: MAX_OUTBOUND_BYTES,
   maxSubscriptions: 1024,
   maxPendingWaits: 1024,
+  authTimeoutSeconds: DEFAULT_AUTH_TIMEOUT_SECONDS,
 }
 
 export interface RunningServer {
@@ -99,6 +103,7 @@ export function startServer(options: ServerOptions): RunningServer {
     maxOutboundBytes: serverLimits.maxOutboundBytes,
     maxSubscriptions: serverLimits.maxSubscriptions,
     maxPendingWaits: serverLimits.maxPendingWaits,
+    authTimeoutMs: serverLimits.authTimeoutSeconds * 1000,
   }
   const { promise: stopped, resolve: resolveStopped } = Promise.withResolvers<void>()
   let tcp: TCPSocketListener<SocketData> | null = null

@@ -16,6 +16,8 @@ export interface FrameDecoder {
   stop(): void
   /** Bytes held for an incomplete frame. */
   readonly buffered: number
+  /** Changes the largest frame accepted from here on (raised once a client has authenticated). */
+  setMaxFrameBytes(bytes: number): void
 }
 
 /**
@@ -24,7 +26,7 @@ export interface FrameDecoder {
  */
 export abstract class TailBufferingDecoder implements FrameDecoder {
   protected readonly sink: FrameSink
-  protected readonly maxFrameBytes: number
+  protected maxFrameBytes: number
   protected readonly tail = new ByteBuffer()
   protected stopped = false
 
@@ -34,6 +36,10 @@ export abstract class TailBufferingDecoder implements FrameDecoder {
   }
 
   abstract push(chunk: Uint8Array): void
+
+  setMaxFrameBytes(bytes: number): void {
+    this.maxFrameBytes = bytes
+  }
 
   get buffered(): number {
     return this.tail.length

@@ -274,6 +274,7 @@ export class BinarySession implements Session<BinaryItem> {
     }
     this.#principal = principal
     this.#greeted = true
+    this.#host.handshakeDone()
     this.#writer.begin(Op.welcome, 0, requestId).u8(BINARY_VERSION).u32(this.#host.limits.maxFrameBytes).end()
   }
 

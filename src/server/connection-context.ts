@@ -4,7 +4,10 @@ import type { Connection } from "./connection.ts"
 import type { SessionHost } from "./session.ts"
 
 /** The server's side of every connection: the session host's shared part, and HTTP on the TCP port. */
-export type ConnectionContext = Omit<SessionHost, "remoteAddress" | "outboundBytes" | "wake" | "closeAfterReplies" | "authenticated"> & {
+export type ConnectionContext = Omit<
+  SessionHost,
+  "remoteAddress" | "outboundBytes" | "handshakeDone" | "wake" | "closeAfterReplies" | "authenticated"
+> & {
   /** Where HTTP on the TCP port goes, and what to call when a relayed client's WebSocket takes its place. */
   readonly httpRelay: { readonly target: RelayTarget; readonly handOver: (connection: Connection) => void } | null
 }

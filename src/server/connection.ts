@@ -1,10 +1,9 @@
 /**
- * One client connection, on the TCP port or a WebSocket: picks its protocol (see
- * wire-protocols.ts), decodes frames, runs requests in arrival order through the protocol's
- * session, and sends what the session produces through the transport. What is produced while
- * handling one chunk goes out together; what the peer does not take waits in the transport
- * until `drain`. How much may run, be decoded or be held, and when reading pauses, is
- * FlowControl's to decide (flow-control.ts).
+ * One client connection, on the TCP port or a WebSocket: picks its protocol (wire-protocols.ts),
+ * decodes frames, runs requests in arrival order through the protocol's session, and sends what
+ * it produces through the transport (what the peer does not take waits there until `drain`).
+ * How much may run, be decoded or held, and when reading pauses, is FlowControl's to decide;
+ * how long and how much a client may take to say who it is, the Handshake's.
  */
 import type { Principal } from "../auth/auth.ts"
 import type { Reader } from "../broker/broker.ts"
@@ -16,6 +15,7 @@ import { detectProtocol, WireProtocol } from "../protocol/detect.ts"
 import { ProtocolError } from "../protocol/errors.ts"
 import type { ConnectionContext } from "./connection-context.ts"
 import { FlowControl, MAX_PASSES_PER_TURN, StreamFailure } from "./flow-control.ts"
+import { Handshake } from "./handshake.ts"
 import { ConnectionLifecycle, Lifecycle } from "./lifecycle.ts"
 import { type Session, sessionHost } from "./session.ts"
 import { WIRE_PROTOCOLS } from "./wire-protocols.ts"
@@ -29,6 +29,7 @@ export class Connection implements FrameSink {
   readonly #authenticated: Principal | null
   readonly #flow: FlowControl
   readonly #lifecycle = new ConnectionLifecycle()
+  readonly #handshake: Handshake
   /** Decided by the first bytes or message; null until then. Read by the registry, set only here. */
   protocol: WireProtocol | null = null
   #decoder: FrameDecoder | null = null
@@ -37,7 +38,6 @@ export class Connection implements FrameSink {
   relay: HttpRelay | null = null
   /** First bytes of a connection whose protocol is not decided yet. */
   readonly #undecided = new ByteBuffer()
-  #pumpScheduled = false
   /** Why the server ends this connection, for transports that can say (WebSocket). */
   #endCause: EndCause = { kind: "done" }
   /** When the client last sent something, or the server last sent it something (Date.now()). */
@@ -48,6 +48,16 @@ export class Connection implements FrameSink {
     this.#context = context
     this.#authenticated = authenticated
     this.#reader = context.broker.openReader()
+    this.#handshake = new Handshake(context.auth.required && authenticated === null, context.limits, {
+      // Too slow to say who it is, or to finish its first frame: an error in its protocol's way, then close.
+      expired: (error) => {
+        if (this.#session === null) this.#closeAfterReplies(error)
+        else this.fail(error)
+        this.#pump()
+        this.#endIfDone()
+      },
+      limitRaised: (bytes) => this.#decoder?.setMaxFrameBytes(bytes),
+    })
     this.#flow = new FlowControl(
       {
         producedBytes: () => this.#session?.pendingBytes ?? 0,
@@ -57,7 +67,7 @@ export class Connection implements FrameSink {
         decode: (slice) => this.#decoder!.push(slice),
         pauseReading: () => this.#transport.pause(),
         resumeReading: () => this.#transport.resume(),
-        resumeTurn: () => this.#pump(),
+        pump: () => this.#pump(),
       },
       context.limits.maxOutboundBytes,
     )
@@ -83,6 +93,7 @@ export class Connection implements FrameSink {
   onData(chunk: Uint8Array): void {
     if (!this.#lifecycle.reads) return
     this.lastActivityMs = Date.now()
+    this.#handshake.bytesArrived()
     if (this.#decoder !== null) this.#receive(chunk, chunk.length)
     else if (this.relay === null) this.#detect(chunk)
   }
@@ -116,10 +127,7 @@ export class Connection implements FrameSink {
     this.#pump()
   }
 
-  /**
-   * A TCP half-close: run all the client sent, then end. Waits are answered at once, as when the server
-   * stops: a FIN cannot be told from a client that left, which must not hold its connection for a wait.
-   */
+  /** A TCP half-close: run all it sent, then end; waits are answered at once (a FIN cannot be told from a client that left). */
   onEnd(): void {
     if (!this.#lifecycle.moveTo(Lifecycle.inputEnded)) return
     this.#shutDownSession()
@@ -134,6 +142,7 @@ export class Connection implements FrameSink {
 
   onClose(): void {
     this.#lifecycle.moveTo(Lifecycle.closed)
+    this.#handshake.cancel()
     this.#reader.close()
     this.#session?.close()
     this.#decoder?.stop()
@@ -165,6 +174,7 @@ export class Connection implements FrameSink {
   // FrameSink: called by the decoder, synchronously, for each complete frame.
   frame(frame: Uint8Array | string): void {
     const session = this.#session!
+    this.#handshake.frameArrived()
     const request = session.parse(frame)
     if (this.#lifecycle.runs && this.#flow.mayRunNow()) {
       this.#flow.countRun()
@@ -182,7 +192,7 @@ export class Connection implements FrameSink {
 
   /** A WebSocket text message is one request: no decoder, the message is the frame. */
   #acceptJsonMessage(text: string): void {
-    const max = this.#context.limits.maxFrameBytes
+    const max = this.#handshake.frameLimit
     if (text.length <= max || Buffer.byteLength(text) <= max) this.frame(text)
     else this.fail(new ProtocolError("too_large", `request is larger than the maximum of ${max} bytes`))
   }
@@ -191,14 +201,15 @@ export class Connection implements FrameSink {
     this.protocol = protocol
     const host = sessionHost(this.#context, this.#transport.remoteAddress, this.#authenticated, {
       outboundBytes: () => this.#outboundBytes(),
-      wake: () => this.#schedulePump(),
+      handshakeDone: () => this.#handshake.authenticated(),
+      wake: () => this.#flow.wake(),
       closeAfterReplies: (error) => this.#closeAfterReplies(error),
       shutdownRequested: () => this.#stopReading({ kind: "server-stopping" }),
     })
     const entry = WIRE_PROTOCOLS[protocol]
     if (entry.relayed) throw new Error(`${protocol} is relayed, not run`)
     this.#session = entry.session(host, this.#reader)
-    this.#decoder = entry.decoder?.(this, this.#context.limits.maxFrameBytes) ?? null
+    this.#decoder = entry.decoder?.(this, this.#handshake.frameLimit) ?? null
     this.#flow.requestsArriveWhole = entry.decoder === null
   }
 
@@ -250,17 +261,6 @@ export class Connection implements FrameSink {
     this.#pump()
   }
 
-  #schedulePump(): void {
-    if (this.#pumpScheduled || this.#lifecycle.isClosed) return
-    this.#pumpScheduled = true
-    // A microtask runs right after the handler that caused it: pushes caused by one chunk of
-    // puts go out together, in one write per subscriber.
-    queueMicrotask(() => {
-      this.#pumpScheduled = false
-      this.#pump()
-    })
-  }
-
   #closeAfterReplies(error: ProtocolError): void {
     const reason = `${error.errorName}: ${error.message}`
     this.#stopReading({ kind: "refused", reason })
@@ -292,6 +292,8 @@ export class Connection implements FrameSink {
     this.protocol = protocol
     const peer = { remoteAddress: this.#transport.remoteAddress, onWebSocket: () => relay.handOver(this) }
     this.relay = new HttpRelay(this.#transport, relay.target, peer, () => void (this.lastActivityMs = Date.now()))
+    // HTTP authenticates in Bun.serve's handlers, request by request.
+    this.#handshake.done()
     this.relay.fromClient(this.#undecided.view())
   }
 }

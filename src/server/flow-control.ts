@@ -74,8 +74,8 @@ export interface Paced {
   decode(slice: Uint8Array): void
   pauseReading(): void
   resumeReading(): void
-  /** A turn given up by `yieldTurn` is over: go on, with a fresh budget. */
-  resumeTurn(): void
+  /** Run what may run and send the output: after a yielded turn (with a fresh budget), or when woken. */
+  pump(): void
 }
 
 /** Bad bytes in the stream, queued behind the requests that came before them. */
@@ -105,6 +105,8 @@ export class FlowControl {
   #sentThisTurn = 0
   /** A yielded turn is scheduled. */
   #turnYielded = false
+  /** A pump is scheduled for the end of the current handler (see `wake`). */
+  #woken = false
   /** Reading is paused for a turn after a large chunk (see YIELD_AFTER_CHUNK_BYTES). */
   #yieldingRead = false
   #paused = false
@@ -243,7 +245,21 @@ export class FlowControl {
       this.#turnYielded = false
       this.#ranThisTurn = 0
       this.#sentThisTurn = 0
-      this.#peer.resumeTurn()
+      this.#peer.pump()
+    })
+  }
+
+  /**
+   * Something happened outside the connection's own handlers (a wait answered, a push): pump
+   * once, in a microtask, right after the handler that caused it, so the pushes one chunk of
+   * puts causes go out together, in one write per subscriber.
+   */
+  wake(): void {
+    if (this.#woken) return
+    this.#woken = true
+    queueMicrotask(() => {
+      this.#woken = false
+      this.#peer.pump()
     })
   }
 

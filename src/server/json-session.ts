@@ -49,6 +49,8 @@ export class JsonSession implements Session<JsonItem> {
     this.#protocol = protocol
     this.#webSocket = protocol === WireProtocol.webSocketJson
     this.#principal = host.authenticated ?? host.auth.initialLegacy
+    // No tokens, or anonymous legacy access: the client has nothing to prove.
+    if (this.#principal !== null) host.handshakeDone()
   }
 
   get holding(): boolean {
@@ -150,6 +152,7 @@ export class JsonSession implements Session<JsonItem> {
       return
     }
     this.#principal = principal
+    this.#host.handshakeDone()
     this.#reply(`{"message":"","auth":${JSON.stringify(principal.name)}}`)
   }
 

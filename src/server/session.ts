@@ -17,6 +17,8 @@ export interface ConnectionLimits {
   readonly maxSubscriptions: number
   /** GET_WAITs one binary connection may have pending. */
   readonly maxPendingWaits: number
+  /** How long a connection has to authenticate, or to finish a started first frame (src/server/handshake.ts); 0: no limit. */
+  readonly authTimeoutMs: number
 }
 
 /** What a session may ask of the connection and server it belongs to. */
@@ -32,6 +34,8 @@ export interface SessionHost {
   outboundBytes(): number
   /** Something happened outside this connection's own handlers (a wait answered, a push): send it soon. */
   wake(): void
+  /** The client authenticated (or needs not): its first-frame limit and deadline end. */
+  handshakeDone(): void
   /** Sends what is pending, then closes: the stream cannot go on after `error`. */
   closeAfterReplies(error: ProtocolError): void
   requestShutdown(): void
@@ -67,6 +71,7 @@ export interface Session<Request> {
 /** What a connection lends its session: output accounting, waking, closing, and reading no more. */
 export interface ConnectionHooks {
   outboundBytes(): number
+  handshakeDone(): void
   wake(): void
   closeAfterReplies(error: ProtocolError): void
   /** The client asked the server to stop: run nothing more from it. */
@@ -75,7 +80,7 @@ export interface ConnectionHooks {
 
 /** The SessionHost of one connection: the server's context, the client's identity, the connection's hooks. */
 export function sessionHost(
-  context: Omit<SessionHost, "remoteAddress" | "authenticated" | "outboundBytes" | "wake" | "closeAfterReplies">,
+  context: Omit<SessionHost, "remoteAddress" | "authenticated" | "outboundBytes" | "handshakeDone" | "wake" | "closeAfterReplies">,
   remoteAddress: string,
   authenticated: Principal | null,
   hooks: ConnectionHooks,
@@ -85,6 +90,7 @@ export function sessionHost(
     remoteAddress,
     authenticated,
     outboundBytes: hooks.outboundBytes,
+    handshakeDone: hooks.handshakeDone,
     wake: hooks.wake,
     closeAfterReplies: hooks.closeAfterReplies,
     requestShutdown: () => {

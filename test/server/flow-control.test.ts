@@ -34,7 +34,7 @@ class FakeConnection implements Paced {
   holding = false
   decoding = true
   paused = false
-  resumedTurns = 0
+  pumps = 0
 
   constructor() {
     this.flow = new FlowControl(this, MAX_OUTBOUND, (task) => this.laterTurns.push(task))
@@ -71,8 +71,8 @@ class FakeConnection implements Paced {
   resumeReading(): void {
     this.paused = false
   }
-  resumeTurn(): void {
-    this.resumedTurns++
+  pump(): void {
+    this.pumps++
   }
 
   /** Runs the queued requests as the connection's pump does. */
@@ -128,7 +128,7 @@ describe("a flood arriving in one chunk", () => {
     expect(connection.ran).toEqual(numbered(count))
     expect(connection.flow.heldBytes).toBe(0)
     expect(connection.paused).toBe(false)
-    expect(connection.resumedTurns).toBeGreaterThan(0)
+    expect(connection.pumps).toBeGreaterThan(0)
   })
 
   test("a chunk this large pauses reading for one turn, even when all of it ran", () => {
@@ -163,7 +163,7 @@ describe("the turn's budget", () => {
     expect(connection.laterTurns).toHaveLength(1)
     connection.nextTurn()
     expect(connection.flow.hasTurnBudget()).toBe(true)
-    expect(connection.resumedTurns).toBe(1)
+    expect(connection.pumps).toBe(1)
     connection.flow.countSent(TURN_OUTPUT_BYTES - 10)
     expect(connection.flow.hasTurnBudget()).toBe(true)
     connection.produced = 10

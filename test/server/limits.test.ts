@@ -71,7 +71,13 @@ test("topics with control characters are refused on every protocol", async () =>
 })
 
 test("limits have defaults and flags", () => {
-  expect(DEFAULT_LIMITS).toEqual({ maxConnections: 1024, maxOutboundBytes: 4 * 1024 * 1024, maxSubscriptions: 1024, maxPendingWaits: 1024 })
+  expect(DEFAULT_LIMITS).toEqual({
+    maxConnections: 1024,
+    maxOutboundBytes: 4 * 1024 * 1024,
+    maxSubscriptions: 1024,
+    maxPendingWaits: 1024,
+    authTimeoutSeconds: 10,
+  })
   expect(
     parseArguments(["--max-connections", "10", "--max-outbound-bytes", "1MiB", "--max-subscriptions", "5", "--max-pending-waits", "7"]),
   ).toMatchObject({
