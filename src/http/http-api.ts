@@ -46,6 +46,13 @@ export interface HttpContext {
   readonly shutdown: AbortSignal
 }
 
+/**
+ * The most of an oversized body the server reads (and discards) to answer it with a 413 the
+ * client can read: Python's urllib and requests send the whole body before they read, and see a
+ * broken pipe instead of the answer when the server closes early. Beyond this, Bun closes.
+ */
+export const MAX_DISCARDED_BODY_BYTES = 64 * 1024 * 1024
+
 /** Headers that carry a message's metadata next to its raw payload. */
 export const SEQ_HEADER = "DSMQ-Seq"
 export const TOPIC_HEADER = "DSMQ-Topic"
@@ -172,9 +179,12 @@ function authenticate(request: Request, url: URL, context: HttpContext): Princip
 
 async function put(request: Request, topic: string, context: HttpContext): Promise<Response> {
   const declared = Number(request.headers.get("content-length") ?? "0")
-  if (declared > context.maxMessageBytes) throw tooLarge(declared, context.maxMessageBytes)
-  const body = new Uint8Array(await request.arrayBuffer())
-  if (body.length > context.maxMessageBytes) throw tooLarge(body.length, context.maxMessageBytes)
+  if (declared > context.maxMessageBytes) {
+    await discardBody(request)
+    throw tooLarge(declared, context.maxMessageBytes)
+  }
+  const body = await readBody(request, context.maxMessageBytes)
+  if (body === null) throw tooLarge(null, context.maxMessageBytes)
   const seq = context.broker.put(topic, body)
   return json(201, { topic, seq })
 }
@@ -306,8 +316,34 @@ function allow(request: Request, methods: string): void {
   }
 }
 
-function tooLarge(bytes: number, max: number): HttpError {
-  return new HttpError(413, "too_large", `body of ${bytes} bytes is larger than the maximum of ${max} bytes`)
+/** `bytes` null: a body without a length, found too large while it was read. */
+function tooLarge(bytes: number | null, max: number): HttpError {
+  const size = bytes === null ? `more than ${max} bytes` : `${bytes} bytes`
+  return new HttpError(413, "too_large", `body of ${size} is larger than the maximum of ${max} bytes`)
+}
+
+/** The body, or null once it passes `max` bytes (the rest is read and discarded). Chunked bodies have no length to check first. */
+async function readBody(request: Request, max: number): Promise<Uint8Array | null> {
+  if (request.body === null) return new Uint8Array()
+  const chunks: Uint8Array[] = []
+  let length = 0
+  for await (const chunk of request.body) {
+    length += chunk.length
+    if (length > max) {
+      chunks.length = 0
+      continue
+    }
+    chunks.push(chunk)
+  }
+  return length > max ? null : Buffer.concat(chunks)
+}
+
+/** Reads what the client sends and keeps none of it, so that it can read the answer. */
+async function discardBody(request: Request): Promise<void> {
+  if (request.body === null) return
+  for await (const _chunk of request.body) {
+    // Bounded by MAX_DISCARDED_BODY_BYTES: Bun closes a connection whose body goes past it.
+  }
 }
 
 export function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {

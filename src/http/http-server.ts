@@ -7,7 +7,7 @@ import { bearerToken } from "../auth/auth.ts"
 import type { RelayPeer, RelayPeers } from "../net/http-relay.ts"
 import { WebSocketTransport } from "../net/websocket-transport.ts"
 import type { ConnectionRegistry, SocketData } from "../server/connection-registry.ts"
-import { type HttpContext, handleHttp, json, requestUrl } from "./http-api.ts"
+import { type HttpContext, handleHttp, json, MAX_DISCARDED_BODY_BYTES, requestUrl } from "./http-api.ts"
 
 /**
  * Where Bun itself would start dropping WebSocket output: far above the connection's own
@@ -41,8 +41,9 @@ export function serveHttp(options: HttpServerOptions, registry: ConnectionRegist
     hostname: options.host,
     port: options.port,
     ...(options.tls === undefined ? {} : { tls: { cert: options.tls.cert, key: options.tls.key } }),
-    // Bun answers a larger body with an empty 413; below this the API answers in JSON.
-    maxRequestBodySize: options.maxMessageBytes * 2 + 1024,
+    // Bun closes on a larger body; below this the API reads and discards an oversized body and
+    // answers 413 in JSON, which clients that send the whole body before reading can see.
+    maxRequestBodySize: Math.max(MAX_DISCARDED_BODY_BYTES, options.maxMessageBytes * 2 + 1024),
     fetch(request, server) {
       const ip = server.requestIP(request)
       const relayPeer = relayPeers === undefined ? null : (relayPeers.find(ip?.port) ?? null)
