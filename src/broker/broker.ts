@@ -208,11 +208,9 @@ export class Broker {
     return count + this.#patternSubscribers.size
   }
 
-  /** Answers every pending getWait with "nothing" (used when shutting down). */
+  /** Answers every pending getWait, on a topic or a pattern, with "nothing" (used when shutting down). */
   releaseAllWaiters(): void {
-    for (const waiting of [...this.#waiters.values()]) {
-      for (const waiter of [...waiting]) this.cancelWait(waiter, true)
-    }
+    // Every waiter belongs to an open reader.
     for (const reader of this.#readers) reader.releaseWaits()
   }
 

@@ -40,10 +40,6 @@ export class RelayPeers {
   find(port: number | undefined): RelayPeer | undefined {
     return port === undefined ? undefined : this.#byPort.get(port)
   }
-
-  get size(): number {
-    return this.#byPort.size
-  }
 }
 
 /** Where the internal HTTP listener is. */

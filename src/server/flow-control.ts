@@ -137,10 +137,6 @@ export class FlowControl {
     return this.#unfed.length > 0
   }
 
-  get isPaused(): boolean {
-    return this.#paused
-  }
-
   /** Received bytes: decoded as far as this turn can run, the rest kept, behind what is kept already. */
   receive(chunk: Uint8Array): void {
     // Bytes still waiting to be decoded come first (reading pauses, but not at once).
@@ -154,7 +150,7 @@ export class FlowControl {
     this.#yieldingRead = true
     this.#nextTurn(() => {
       this.#yieldingRead = false
-      this.updatePause()
+      this.#updatePause()
     })
   }
 
@@ -270,11 +266,11 @@ export class FlowControl {
       this.#inboxSizes.length = 0
       this.#inboxHead = 0
     }
-    this.updatePause()
+    this.#updatePause()
   }
 
   /** Pauses reading while bytes are kept undecoded (behind a get_wait: only past HELD_READ_BYTES) or for a yielded turn. */
-  updatePause(): void {
+  #updatePause(): void {
     const inboxFull = this.requestsArriveWhole && (this.queuedRequests >= PAUSE_AT_QUEUED || this.#inboxBytes >= MAX_QUEUED_BYTES)
     const keeping = this.#unfed.length > 0 && (!this.#peer.isHolding() || this.#unfedBytes >= HELD_READ_BYTES)
     const shouldPause = this.#yieldingRead || inboxFull || keeping

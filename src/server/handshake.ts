@@ -51,10 +51,6 @@ export class Handshake {
     return this.#mustAuthenticate && this.#state === HandshakeState.waiting ? Math.min(HANDSHAKE_FRAME_BYTES, max) : max
   }
 
-  get isDone(): boolean {
-    return this.#state === HandshakeState.done
-  }
-
   /** Bytes arrived: without tokens, the first frame's deadline starts now. */
   bytesArrived(): void {
     if (this.#timer === undefined && this.#state === HandshakeState.waiting) this.#arm()
