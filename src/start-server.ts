@@ -7,11 +7,18 @@ import type { Server, TCPSocketListener } from "bun"
 import { type AuthConfig, Authenticator } from "./auth/auth.ts"
 import { Broker } from "./broker/broker.ts"
 import { DEFAULT_RETENTION, type RetentionConfig } from "./broker/retention.ts"
+import {
+  DEFAULT_AUTH_TIMEOUT_SECONDS,
+  DEFAULT_HOST,
+  DEFAULT_MAX_MESSAGE_BYTES,
+  DEFAULT_PORT,
+  DEFAULT_SHUTDOWN_TIMEOUT_MS,
+  MAX_OUTBOUND_BYTES,
+} from "./config/settings.ts"
 import { serveHttp, type WebSocketData } from "./http/http-server.ts"
 import { RelayPeers } from "./net/http-relay.ts"
 import type { ConnectionContext } from "./server/connection-context.ts"
 import { ConnectionRegistry, type SocketData } from "./server/connection-registry.ts"
-import { DEFAULT_AUTH_TIMEOUT_SECONDS } from "./server/handshake.ts"
 import type { ConnectionLimits } from "./server/session.ts"
 import { collectStats, ErrorCounts, type ServerStats } from "./server/stats.ts"
 import { listenTcp } from "./server/tcp-listener.ts"
@@ -46,11 +53,8 @@ export interface ServerOptions {
   readonly log?: (line: string) => void
 }
 
-export const DEFAULT_HOST = "127.0.0.1"
-export const DEFAULT_PORT = 30008
-export const DEFAULT_HTTP_PORT = 30009
-export const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
-export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 5000
+export { DEFAULT_HOST, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_PORT, DEFAULT_SHUTDOWN_TIMEOUT_MS, MAX_OUTBOUND_BYTES }
+export const DEFAULT_HTTP_PORT = DEFAULT_PORT + 1
 
 export interface ServerLimits {
   /** Open TCP and WebSocket connections; more are refused. */
@@ -62,9 +66,6 @@ export interface ServerLimits {
   /** Seconds a connection has to authenticate (with tokens) or to finish a started first frame; 0: no limit. */
   readonly authTimeoutSeconds: number
 }
-
-/** Output waiting for one slow reader before its requests stop running: a few large replies. */
-export const MAX_OUTBOUND_BYTES = 4 * 1024 * 1024
 
 export const DEFAULT_LIMITS: ServerLimits = {
   maxConnections: 1024,
@@ -85,13 +86,32 @@ export interface RunningServer {
    * Stops accepting, answers pending waits with "nothing", lets clients take their last
    * replies (up to the shutdown timeout), then closes every connection and the store.
    */
-  stop(): void
+  stop(): StopProgress
+  /** Stops at once: closes every connection and the store without waiting for slow readers. */
+  stopNow(): void
   /** Resolves once the server has stopped, by `stop()` or by an allowed `shutdown` request. */
   readonly stopped: Promise<void>
 }
 
+function openStore(options: ServerOptions): Store {
+  try {
+    return new Store({ ...(options.db === undefined ? {} : { path: options.db }), sync: options.sync ?? "normal" })
+  } catch (error) {
+    // SQLite says "unable to open database file" for a missing folder or a file it may not write.
+    const reason = error instanceof Error ? error.message : String(error)
+    throw new StartupError(`cannot open the database ${options.db ?? ":memory:"}: ${reason}`, { cause: error })
+  }
+}
+
+/** What a graceful stop waits for: clients still connected and the replies they have not taken. */
+export interface StopProgress {
+  readonly clients: number
+  readonly bufferedBytes: number
+  readonly timeoutMs: number
+}
+
 export function startServer(options: ServerOptions): RunningServer {
-  const store = new Store({ ...(options.db === undefined ? {} : { path: options.db }), sync: options.sync ?? "normal" })
+  const store = openStore(options)
   const broker = new Broker(store, options.retention ?? DEFAULT_RETENTION)
   const auth = new Authenticator(options.auth ?? null)
   const errors = new ErrorCounts()
@@ -116,8 +136,15 @@ export function startServer(options: ServerOptions): RunningServer {
   const stats = (): ServerStats => collectStats(broker, errors, registry.snapshot())
 
   const shutdown = new AbortController()
-  const stop = (): void => {
-    if (!running) return
+  let finish: (() => void) | null = null
+  const timeoutMs = options.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS
+  const progress = (): StopProgress => {
+    const connections = registry.snapshot()
+    const bufferedBytes = connections.reduce((sum, connection) => sum + connection.bufferedBytes, 0)
+    return { clients: connections.length, bufferedBytes, timeoutMs }
+  }
+  const stop = (): StopProgress => {
+    if (!running) return progress()
     running = false
     tcp?.stop(false)
     void http?.stop(false)
@@ -126,8 +153,9 @@ export function startServer(options: ServerOptions): RunningServer {
     shutdown.abort()
     broker.releaseAllWaiters()
     registry.beginShutdown()
-    const deadline = setTimeout(() => finish(), options.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS)
-    const finish = (): void => {
+    const deadline = setTimeout(() => finish?.(), timeoutMs)
+    finish = (): void => {
+      finish = null
       registry.onEmpty = null
       clearTimeout(deadline)
       tcp?.stop(true)
@@ -138,7 +166,13 @@ export function startServer(options: ServerOptions): RunningServer {
       resolveStopped()
     }
     registry.onEmpty = finish
+    const waitingFor = progress()
     if (registry.isEmpty) finish()
+    return waitingFor
+  }
+  const stopNow = (): void => {
+    stop()
+    finish?.()
   }
 
   const context: Omit<ConnectionContext, "httpRelay"> = {
@@ -175,12 +209,18 @@ export function startServer(options: ServerOptions): RunningServer {
     internalHttp = serveHttp({ ...httpOptions, host: "127.0.0.1", port: 0, relayPeers }, registry, api)
     if (options.httpPort !== null) http = serveHttp({ ...httpOptions, host: options.host, port: options.httpPort, ...tls }, registry, api)
   } catch (error) {
-    const failedPort = tcp === null ? options.port : (options.httpPort ?? 0)
+    const secure = options.tls !== undefined
+    const [listener, host, port] =
+      tcp === null
+        ? [secure ? "tls" : "tcp", options.host, options.port]
+        : internalHttp === null
+          ? ["the internal http relay", "127.0.0.1", 0]
+          : [secure ? "https" : "http", options.host, options.httpPort ?? 0]
     tcp?.stop(true)
     void internalHttp?.stop(true)
     broker.close()
     store.close()
-    throw new ListenError(options.host, failedPort, error)
+    throw StartupError.of(listener, host, port, error)
   }
 
   return {
@@ -190,16 +230,29 @@ export function startServer(options: ServerOptions): RunningServer {
     broker,
     stats,
     stop,
+    stopNow,
     stopped,
   }
 }
 
-export class ListenError extends Error {
-  override readonly name = "ListenError"
+/** A reason the server cannot start, in one line for the person starting it. */
+export class StartupError extends Error {
+  override readonly name = "StartupError"
 
-  constructor(host: string, port: number, cause: unknown) {
+  /** `cannot listen on tcp 127.0.0.1:30008: address already in use`. */
+  static of(listener: string, host: string, port: number, cause: unknown): StartupError {
     const code = (cause as { code?: string } | null)?.code
-    const reason = code === "EADDRINUSE" ? "address already in use" : code === "EACCES" ? "permission denied" : String(cause)
-    super(`cannot listen on ${host}:${port}: ${reason}`, { cause })
+    const reason =
+      code === "EADDRINUSE"
+        ? "address already in use"
+        : code === "EACCES"
+          ? "permission denied"
+          : code === "EADDRNOTAVAIL"
+            ? "no such address on this machine"
+            : cause instanceof Error
+              ? cause.message
+              : String(cause)
+    const address = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`
+    return new StartupError(`cannot listen on ${listener} ${address}: ${reason}`, { cause })
   }
 }

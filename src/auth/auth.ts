@@ -122,6 +122,11 @@ export function parseAuthConfig(text: string, allowAnonymousLegacy: boolean, sou
   } catch (error) {
     throw new AuthError(`${source}: not valid JSON (${error instanceof Error ? error.message : String(error)})`)
   }
+  return authConfigOf(value, allowAnonymousLegacy, source)
+}
+
+/** The token list from an already parsed value (JSON, or the `[auth]` table of a configuration file). */
+export function authConfigOf(value: unknown, allowAnonymousLegacy: boolean, source: string): AuthConfig {
   const root = value as { tokens?: unknown; anonymousLegacy?: unknown } | null
   if (root === null || typeof root !== "object" || !Array.isArray(root.tokens) || root.tokens.length === 0) {
     throw new AuthError(`${source}: expected {"tokens": [{"name", "token", "read", "write"}, ...]} with at least one token`)

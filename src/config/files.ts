@@ -46,20 +46,44 @@ export function readRetentionRules(path: string): RetentionRule[] {
   }
   const list = (config as { rules?: unknown } | null)?.rules
   if (!Array.isArray(list)) throw new UsageError(`--retention-config ${path}: expected {"rules": [...]}`)
+  return retentionRulesOf(list, `--retention-config ${path}`, JSON_RULE_KEYS)
+}
+
+/** The names a rule's fields have: camelCase in the JSON file, the flags' names in a TOML file. */
+export interface RuleKeys {
+  readonly maxAge: string
+  readonly maxMessages: string
+  readonly maxBytes: string
+  readonly policy: string
+}
+
+export const JSON_RULE_KEYS: RuleKeys = { maxAge: "maxAge", maxMessages: "maxMessages", maxBytes: "maxBytes", policy: "policy" }
+export const TOML_RULE_KEYS: RuleKeys = {
+  maxAge: "max-age",
+  maxMessages: "max-messages",
+  maxBytes: "max-topic-bytes",
+  policy: "full-policy",
+}
+
+/** Retention rules from parsed entries; `source` starts every error ("--retention-config x.json", "dsmq.toml: retention"). */
+export function retentionRulesOf(list: readonly unknown[], source: string, keys: RuleKeys): RetentionRule[] {
   return list.map((entry: unknown, i) => {
-    const where = `--retention-config ${path}: rule ${i + 1}`
+    const where = `${source}: rule ${i + 1}`
     if (typeof entry !== "object" || entry === null) throw new UsageError(`${where} must be an object`)
-    const { pattern, maxAge, maxMessages, maxBytes, policy, ...unknown } = entry as Record<string, unknown>
-    const extra = Object.keys(unknown)
+    const { pattern, ...fields } = entry as Record<string, unknown>
+    const known = new Set(Object.values(keys))
+    const extra = Object.keys(fields).filter((key) => !known.has(key))
     if (extra.length > 0) throw new UsageError(`${where}: unknown field ${extra[0]}`)
     if (typeof pattern !== "string" || pattern === "") throw new UsageError(`${where} needs a "pattern"`)
     const problem = patternProblem(pattern)
     if (problem !== null) throw new UsageError(`${where}: ${problem}`)
+    const field = (key: string): string | undefined => (fields[key] === undefined ? undefined : String(fields[key]))
+    const [maxAge, maxMessages, maxBytes, policy] = [field(keys.maxAge), field(keys.maxMessages), field(keys.maxBytes), field(keys.policy)]
     const limits: { -readonly [K in keyof RetentionLimits]?: RetentionLimits[K] } = {}
-    if (maxAge !== undefined) limits.maxAgeMs = parseAge(`${where} maxAge`, String(maxAge))
-    if (maxMessages !== undefined) limits.maxMessages = parseCount(`${where} maxMessages`, String(maxMessages))
-    if (maxBytes !== undefined) limits.maxBytes = parseSize(`${where} maxBytes`, String(maxBytes))
-    if (policy !== undefined) limits.policy = oneOf<FullPolicy>(`${where} policy`, String(policy), ["drop-oldest", "reject"])
+    if (maxAge !== undefined) limits.maxAgeMs = parseAge(`${where} ${keys.maxAge}`, maxAge)
+    if (maxMessages !== undefined) limits.maxMessages = parseCount(`${where} ${keys.maxMessages}`, maxMessages)
+    if (maxBytes !== undefined) limits.maxBytes = parseSize(`${where} ${keys.maxBytes}`, maxBytes)
+    if (policy !== undefined) limits.policy = oneOf<FullPolicy>(`${where} ${keys.policy}`, policy, ["drop-oldest", "reject"])
     return { pattern, limits }
   })
 }

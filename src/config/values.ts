@@ -9,6 +9,9 @@ export class UsageError extends Error {
   override readonly name = "UsageError"
 }
 
+/** A command line that cannot be read (an unknown option, a missing or bad flag value): exit code 2, not 1. */
+export class CommandLineError extends UsageError {}
+
 const SIZE_UNITS: Record<string, number> = { "": 1, b: 1, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, kb: 1e3, mb: 1e6, gb: 1e9 }
 const AGE_UNITS: Record<string, number> = { "": 1000, ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
 
@@ -33,15 +36,58 @@ export function parseAge(name: string, text: string): number | null {
   return Math.round(Number(match[1]) * unit)
 }
 
+/**
+ * A duration in an option counted in seconds: "30" (seconds), "1.5", "500ms", "5m", "1h".
+ * Returns milliseconds; 0 only when `allowZero` (the options where 0 turns the limit off).
+ */
+export function parseDuration(name: string, text: string, maxSeconds: number, allowZero: boolean): number {
+  const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(text.trim())
+  const unit = AGE_UNITS[match?.[2]?.toLowerCase() ?? "?"]
+  const ms = match === null || unit === undefined ? Number.NaN : Math.round(Number(match[1]) * unit)
+  if (!(ms >= (allowZero ? 0 : 1) && ms <= maxSeconds * 1000)) {
+    const range = `${allowZero ? 0 : "1ms"} to ${formatDuration(maxSeconds * 1000)}`
+    throw new UsageError(`${name} must be a duration like 30 (seconds), 500ms or 5m, from ${range}; got ${JSON.stringify(text)}`)
+  }
+  return ms
+}
+
+/** "500ms", "30s", "5m", "1h": the shortest exact form of a duration. */
+export function formatDuration(ms: number): string {
+  if (ms % 3_600_000 === 0 && ms > 0) return `${ms / 3_600_000}h`
+  if (ms % 60_000 === 0 && ms > 0) return `${ms / 60_000}m`
+  if (ms % 1000 === 0) return `${ms / 1000}s`
+  return `${ms}ms`
+}
+
 export function parseCount(name: string, text: string): number | null {
   if (text === "none") return null
   return parseInteger(name, text, 1, Number.MAX_SAFE_INTEGER)
 }
 
+/**
+ * A size with the unit it reads best in: "none", "256MiB", "64KiB", "1000". Exact, so what
+ * `--print-config` shows parses back to the same number.
+ */
 export function formatSize(bytes: number | null): string {
   if (bytes === null) return "none"
+  if (bytes === 0) return "0"
+  if (bytes % 1024 ** 3 === 0) return `${bytes / 1024 ** 3}GiB`
   if (bytes % 1024 ** 2 === 0) return `${bytes / 1024 ** 2}MiB`
+  if (bytes % 1024 === 0) return `${bytes / 1024}KiB`
   return String(bytes)
+}
+
+/** A size for people: "1.2 MB", "512 B". */
+export function humanBytes(bytes: number): string {
+  if (bytes < 1000) return `${bytes} B`
+  const units = ["kB", "MB", "GB", "TB"]
+  let value = bytes
+  let unit = -1
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000
+    unit++
+  }
+  return `${value < 10 ? value.toFixed(1) : Math.round(value)} ${units[unit]}`
 }
 
 export function oneOf<T extends string>(name: string, text: string, choices: readonly T[]): T {

@@ -11,8 +11,6 @@ import { ProtocolError } from "../protocol/errors.ts"
 
 /** The largest first frame (HELLO or `auth`) a client that must authenticate may send. */
 export const HANDSHAKE_FRAME_BYTES = 16 * 1024
-/** --auth-timeout's default, in seconds. */
-export const DEFAULT_AUTH_TIMEOUT_SECONDS = 10
 
 const HandshakeState = { waiting: "waiting", done: "done" } as const
 type HandshakeState = (typeof HandshakeState)[keyof typeof HandshakeState]

@@ -83,6 +83,6 @@ test("limits have defaults and flags", () => {
   ).toMatchObject({
     options: { limits: { maxConnections: 10, maxOutboundBytes: 1024 * 1024, maxSubscriptions: 5, maxPendingWaits: 7 } },
   })
-  expect(() => parseArguments(["--max-outbound-bytes", "1KiB"])).toThrow("at least 64KiB")
+  expect(() => parseArguments(["--max-outbound-bytes", "1KiB"])).toThrow("--max-outbound-bytes must be a size from 64KiB")
   expect(() => parseArguments(["--max-connections", "0"])).toThrow("--max-connections must be a whole number from 1")
 })
