@@ -44,6 +44,13 @@ export interface ConnectOptions {
    * connection with this name stopped (also across restarts of a server with --db).
    */
   readonly cursor?: string
+  /**
+   * Read the messages after this sequence number (0: everything the server still keeps)
+   * instead of those put from now on. Not together with `cursor`.
+   */
+  readonly from?: number
+  /** Ask for each message's put time (`Message.putAt`); off by default, it costs 8 bytes a message. */
+  readonly putTimes?: boolean
   /** The token to present in HELLO, when the server requires one. */
   readonly token?: string
   /** TLS: true to verify against the system's CAs, or options (e.g. `{ ca: pem }` for a private CA). */
@@ -89,6 +96,8 @@ export class Message {
     readonly payload: Uint8Array,
     /** Messages of the topic before this one that retention removed before this reader got them. */
     readonly missed = 0,
+    /** When it was put, in milliseconds since the epoch; null unless the client asked for put times. */
+    readonly putAt: number | null = null,
   ) {}
 
   /** The payload decoded as UTF-8. */
@@ -111,6 +120,10 @@ interface Pending {
 }
 
 export async function connect(options: ConnectOptions = {}): Promise<Client> {
+  if (options.cursor !== undefined && options.from !== undefined) throw new Error("give either cursor or from, not both")
+  if (options.from !== undefined && !(Number.isSafeInteger(options.from) && options.from >= 0)) {
+    throw new Error(`from must be a sequence number (a whole number from 0), got ${options.from}`)
+  }
   const host = options.host ?? "127.0.0.1"
   const port = options.port ?? 30008
   const retries = options.retries ?? 10
@@ -119,7 +132,7 @@ export async function connect(options: ConnectOptions = {}): Promise<Client> {
     try {
       const client = new Client(options)
       try {
-        await client.open(host, port, options.cursor)
+        await client.open(host, port, options.cursor === undefined ? options.from : options.cursor)
       } catch (error) {
         await client.close()
         throw error
@@ -139,6 +152,7 @@ export class Client {
   readonly #onError: (error: DsmqError) => void
   readonly #subscriptionBuffer: number
   readonly #token: string | undefined
+  readonly #putTimes: boolean
   readonly #tls: ConnectOptions["tls"]
   readonly #writer = new FrameWriter()
   readonly #pending = new Map<number, Pending>()
@@ -158,6 +172,7 @@ export class Client {
     this.#onError = options.onError ?? ((error) => console.error(`dsmq: ${error.codeName}: ${error.message}`))
     this.#subscriptionBuffer = options.subscriptionBuffer ?? 10_000
     this.#token = options.token
+    this.#putTimes = options.putTimes ?? false
     this.#tls = options.tls
     this.#decoder = new BinaryDecoder(
       {
@@ -178,8 +193,8 @@ export class Client {
     return this.#maxFrameBytes
   }
 
-  /** @internal Connects, exchanges HELLO / WELCOME, and picks the named cursor if asked. */
-  async open(host: string, port: number, cursor?: string): Promise<void> {
+  /** @internal Connects, exchanges HELLO / WELCOME, and picks the named cursor (a name) or the start (a seq) if asked. */
+  async open(host: string, port: number, start?: string | number): Promise<void> {
     this.#socket = await Bun.connect({
       hostname: host,
       port,
@@ -192,15 +207,19 @@ export class Client {
       },
     })
     this.#outbound = new Outbound(this.#socket)
-    const id = this.#write(Op.hello, 0, (writer) => {
+    const id = this.#write(Op.hello, this.#putTimes ? Flag.putTimes : 0, (writer) => {
       writer.bytes(MAGIC).u8(BINARY_VERSION)
       if (this.#token !== undefined) writer.topic(this.#token)
     })
     const welcome = await this.#await(id)
     if (welcome.op !== Op.welcome) throw unexpected(welcome)
     this.#maxFrameBytes = welcome.maxFrameBytes
-    if (cursor !== undefined) {
-      const ok = await this.#await(this.#write(Op.cursor, 0, (writer) => writer.topic(cursor)))
+    if (start !== undefined) {
+      const id =
+        typeof start === "string"
+          ? this.#write(Op.cursor, 0, (writer) => writer.topic(start))
+          : this.#write(Op.from, 0, (writer) => writer.u64(start))
+      const ok = await this.#await(id)
       if (ok.op !== Op.ok) throw unexpected(ok)
     }
   }
@@ -410,7 +429,7 @@ export class Client {
     if (reply.op === Op.deliver) {
       const subscription = this.#subscriptionFor(reply.topic)
       // After unsubscribe, pushes already on the wire are dropped.
-      subscription?.add(new Message(reply.seq, reply.topic, reply.payload.slice(), reply.missed))
+      subscription?.add(new Message(reply.seq, reply.topic, reply.payload.slice(), reply.missed, reply.putAt))
       this.#updateReading()
       return
     }
@@ -541,7 +560,7 @@ function bytesOf(payload: Payload): Uint8Array {
 function messageOf(reply: BinaryReply): Message | null {
   if (reply.op === Op.empty) return null
   if (reply.op !== Op.message) throw unexpected(reply)
-  return new Message(reply.seq, reply.topic, reply.payload, reply.missed)
+  return new Message(reply.seq, reply.topic, reply.payload, reply.missed, reply.putAt)
 }
 
 function unexpected(reply: BinaryReply): Error {

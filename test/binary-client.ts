@@ -27,6 +27,8 @@ export interface BinaryClientOptions {
   readonly onFrame?: (reply: BinaryReply) => void
   /** A token for the HELLO. */
   readonly token?: string
+  /** Ask in HELLO for put times on MESSAGE and DELIVER frames. */
+  readonly putTimes?: boolean
 }
 
 export class BinaryClient implements AsyncDisposable {
@@ -87,7 +89,13 @@ export class BinaryClient implements AsyncDisposable {
     })
     client.#outbound = new Outbound(client.#socket)
     if (options.hello ?? true) {
-      client.welcome = await client.call({ op: Op.hello, requestId: 1, version: 1, token: options.token ?? null })
+      client.welcome = await client.call({
+        op: Op.hello,
+        requestId: 1,
+        version: 1,
+        token: options.token ?? null,
+        putTimes: options.putTimes ?? false,
+      })
       if (client.welcome.op !== Op.welcome) throw new Error(`HELLO answered with ${JSON.stringify(client.welcome)}`)
       client.frames.length = 0
       client.frameCount = 0

@@ -21,7 +21,10 @@ export function writeRequest(writer: FrameWriter, request: BinaryRequest): void 
   const { requestId } = request
   switch (request.op) {
     case Op.hello:
-      writer.begin(Op.hello, 0, requestId).bytes(MAGIC).u8(request.version)
+      writer
+        .begin(Op.hello, request.putTimes ? Flag.putTimes : 0, requestId)
+        .bytes(MAGIC)
+        .u8(request.version)
       if (request.token !== null) writer.topic(request.token)
       writer.end()
       return
@@ -60,6 +63,9 @@ export function writeRequest(writer: FrameWriter, request: BinaryRequest): void 
       if (request.match !== null) writer.topic(request.match)
       writer.end()
       return
+    case Op.from:
+      writer.begin(Op.from, 0, requestId).u64(request.seq).end()
+      return
   }
 }
 
@@ -79,7 +85,7 @@ export function writeReply(writer: FrameWriter, reply: BinaryReply): void {
       return
     case Op.message:
     case Op.deliver:
-      writeMessage(writer, reply.op, requestId, reply.seq, reply.missed, reply.topic, reply.payload)
+      writeMessage(writer, reply.op, requestId, reply.seq, reply.missed, reply.topic, reply.payload, reply.putAt)
       return
     case Op.pong:
     case Op.statsReply:
@@ -140,13 +146,15 @@ export function readReplyCopy(frame: Uint8Array): BinaryReply {
 
 // Request and reply values, for whole-object comparisons.
 export const req = {
-  hello: (requestId: number, version = 1, token: string | null = null): BinaryRequest => ({
+  hello: (requestId: number, version = 1, token: string | null = null, putTimes = false): BinaryRequest => ({
     op: Op.hello,
     requestId,
     version,
     token,
+    putTimes,
   }),
   cursor: (requestId: number, name: string): BinaryRequest => ({ op: Op.cursor, requestId, name }),
+  from: (requestId: number, seq: number): BinaryRequest => ({ op: Op.from, requestId, seq }),
   put: (requestId: number, topic: string, payload: Uint8Array | string, ack = false): BinaryRequest => ({
     op: Op.put,
     requestId,
@@ -190,19 +198,28 @@ export const rep = {
     maxFrameBytes,
   }),
   putAck: (requestId: number, seq: number, count = 1): BinaryReply => ({ op: Op.putAck, requestId, seq, count }),
-  message: (requestId: number, seq: number, topic: string, payload: Uint8Array | string, missed = 0): BinaryReply => ({
+  message: (
+    requestId: number,
+    seq: number,
+    topic: string,
+    payload: Uint8Array | string,
+    missed = 0,
+    putAt: number | null = null,
+  ): BinaryReply => ({
     op: Op.message,
     requestId,
     seq,
     missed,
+    putAt,
     topic,
     payload: typeof payload === "string" ? bytes(payload) : payload,
   }),
-  deliver: (seq: number, topic: string, payload: Uint8Array | string, missed = 0): BinaryReply => ({
+  deliver: (seq: number, topic: string, payload: Uint8Array | string, missed = 0, putAt: number | null = null): BinaryReply => ({
     op: Op.deliver,
     requestId: 0,
     seq,
     missed,
+    putAt,
     topic,
     payload: typeof payload === "string" ? bytes(payload) : payload,
   }),
@@ -254,6 +271,9 @@ class GroupingWriter extends FrameWriter {
   }
   override u64(value: number): this {
     return this.#record(() => super.u64(value))
+  }
+  override f64(value: number): this {
+    return this.#record(() => super.f64(value))
   }
   override bytes(value: Uint8Array): this {
     return this.#record(() => super.bytes(value))

@@ -128,6 +128,11 @@ export class Broker {
     return this.#register(reader)
   }
 
+  /** Open readers: one per connection, plus named, FROM and HTTP readers while they are in use. */
+  get readerCount(): number {
+    return this.#readers.size
+  }
+
   /** @internal Called by Reader.close. */
   forgetReader(reader: Reader): void {
     this.#readers.delete(reader)

@@ -41,11 +41,14 @@ class Subscription implements Subscriber {
 
 export class BinarySession implements Session<BinaryItem> {
   readonly #host: SessionHost
-  /** The connection's reader, or a named one after CURSOR. */
+  /** The connection's reader; after CURSOR a named one, after FROM one that starts at a seq. */
   #reader: Reader
-  #named = false
-  /** Whether anything has read through #reader yet (CURSOR must come before). */
+  /** Where #reader came from: the connection's own is closed by the connection, the others here. */
+  #readerSource: "connection" | "cursor" | "from" = "connection"
+  /** Whether anything has read through #reader yet (CURSOR and FROM must come before). */
   #readStarted = false
+  /** HELLO asked for put times on MESSAGE and DELIVER. */
+  #putTimes = false
   readonly #writer = new FrameWriter()
   readonly #subscriptions = new Map<string, Subscription>()
   /** Subscriptions that are not live: they have messages in the store to catch up on. */
@@ -95,6 +98,7 @@ export class BinarySession implements Session<BinaryItem> {
     switch (request.op) {
       case Op.hello:
         this.#hello(requestId, request.version, request.token)
+        if (this.#greeted) this.#putTimes = request.putTimes
         return
       case Op.put:
       case Op.putMany:
@@ -114,7 +118,10 @@ export class BinarySession implements Session<BinaryItem> {
         return
       }
       case Op.cursor:
-        this.#useCursor(requestId, request.name)
+        this.#replaceReader(requestId, "cursor", () => this.#host.broker.openNamedReader(request.name))
+        return
+      case Op.from:
+        this.#replaceReader(requestId, "from", () => this.#host.broker.openReaderAt(request.seq))
         return
       case Op.unsubscribe: {
         const subscription = this.#subscriptions.get(request.topic)
@@ -156,7 +163,7 @@ export class BinarySession implements Session<BinaryItem> {
       this.#lagging.add(subscription)
       return
     }
-    writeMessage(this.#writer, Op.deliver, 0, seq, 0, topic, payload)
+    writeMessage(this.#writer, Op.deliver, 0, seq, 0, topic, payload, this.#putTimes ? putAt : null)
     this.#reader.markRead(topic, seq, ordinal, payload.length, putAt)
     this.#host.wake()
   }
@@ -172,7 +179,7 @@ export class BinarySession implements Session<BinaryItem> {
           this.#lagging.delete(subscription)
           break
         }
-        writeMessage(this.#writer, Op.deliver, 0, message.seq, message.missed, message.topic, message.payload)
+        writeMessage(this.#writer, Op.deliver, 0, message.seq, message.missed, message.topic, message.payload, this.#putTimeOf(message))
       }
       if (this.#writer.length >= stopAt) return
     }
@@ -191,7 +198,7 @@ export class BinarySession implements Session<BinaryItem> {
   /** Drops subscriptions and a named reader; the connection closes its own reader. */
   close(): void {
     for (const subscription of [...this.#subscriptions.values()]) this.#drop(subscription)
-    if (this.#named) this.#reader.close()
+    if (this.#readerSource !== "connection") this.#reader.close()
   }
 
   #put(request: Extract<BinaryRequest, { op: typeof Op.put | typeof Op.putMany }>): void {
@@ -215,17 +222,21 @@ export class BinarySession implements Session<BinaryItem> {
     if (request.ack) this.#writer.begin(Op.putAck, 0, request.requestId).u64(first).u32(count).end()
   }
 
-  /** CURSOR: read through a named cursor from now on, resuming where that name last stopped. */
-  #useCursor(requestId: number, name: string): void {
-    if (this.#readStarted || this.#named) {
-      this.#reportError(requestId, new ProtocolError("bad_field", "CURSOR must come before any read or subscription, once"))
+  /**
+   * CURSOR: read through a named cursor from now on, resuming where that name last stopped.
+   * FROM: read the messages after a seq. Either one, once, before anything is read.
+   */
+  #replaceReader(requestId: number, source: "cursor" | "from", open: () => Reader): void {
+    if (this.#readStarted || this.#readerSource !== "connection") {
+      const error = new ProtocolError("bad_field", "CURSOR or FROM must come before any read or subscription, once")
+      this.#reportError(requestId, error)
       return
     }
     try {
-      const named = this.#host.broker.openNamedReader(name)
+      const replacement = open()
       this.#reader.close()
-      this.#reader = named
-      this.#named = true
+      this.#reader = replacement
+      this.#readerSource = source
     } catch (error) {
       if (!(error instanceof BrokerError)) throw error
       this.#reportError(requestId, protocolErrorOf(error))
@@ -331,7 +342,21 @@ export class BinarySession implements Session<BinaryItem> {
   /** MESSAGE names the message's own topic: for a read of a pattern, the matching topic it came from. */
   #writeMessage(requestId: number, message: Delivery | null): void {
     if (message === null) this.#writer.begin(Op.empty, 0, requestId).end()
-    else writeMessage(this.#writer, Op.message, requestId, message.seq, message.missed, message.topic, message.payload)
+    else
+      writeMessage(
+        this.#writer,
+        Op.message,
+        requestId,
+        message.seq,
+        message.missed,
+        message.topic,
+        message.payload,
+        this.#putTimeOf(message),
+      )
+  }
+
+  #putTimeOf(message: Delivery): number | null {
+    return this.#putTimes ? message.putAt : null
   }
 
   /** A non-fatal error: the reply to this request, and the connection goes on. */

@@ -120,7 +120,7 @@ describe("docs/PROTOCOL.md worked examples", () => {
     expect(SECTION.startsWith(EXAMPLES_HEADING)).toBe(true)
     // A line with a typo (a stray character) would otherwise be skipped silently.
     expect(BLOCKS.flatMap((block) => block.other)).toEqual([])
-    expect(LINES.length).toBe(21)
+    expect(LINES.length).toBe(24)
     expect(BLOCKS.flatMap((block) => block.elided).length).toBe(2)
   })
 
@@ -291,6 +291,7 @@ const OP_NAMES: Partial<Record<number, string>> = {
   [Op.stats]: "STATS",
   [Op.cursor]: "CURSOR",
   [Op.topics]: "TOPICS",
+  [Op.from]: "FROM",
   [Op.ok]: "OK",
   [Op.welcome]: "WELCOME",
   [Op.putAck]: "PUT_ACK",

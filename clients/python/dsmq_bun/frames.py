@@ -36,6 +36,7 @@ PING = 0x09
 STATS = 0x0A
 CURSOR = 0x0B
 TOPICS = 0x0C
+FROM = 0x0D
 # Replies and pushes, server to client.
 OK = 0x80
 WELCOME = 0x81
@@ -54,11 +55,16 @@ FLAG_ACK = 0x01
 FLAG_FATAL = 0x01
 #: On MESSAGE and DELIVER: a u32 count of messages the reader missed follows the seq.
 FLAG_MISSED = 0x01
+#: On HELLO: every MESSAGE and DELIVER of the connection carries its put time.
+FLAG_PUT_TIMES = 0x02
+#: On MESSAGE and DELIVER: an f64 put time (ms since the epoch) follows the seq and the missed count.
+FLAG_PUT_TIME = 0x02
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 _SEQ_MISSED = struct.Struct(">QI")
+_F64 = struct.Struct(">d")
 _SEQ_COUNT = struct.Struct(">QI")
 _WAIT = struct.Struct(">I")
 _WELCOME = struct.Struct(">BI")
@@ -67,19 +73,21 @@ _MALFORMED = ERROR_CODES["malformed_frame"]
 
 
 class Message:
-    """A message read or pushed: ``seq``, ``topic``, ``payload`` (bytes) and ``missed``.
+    """A message read or pushed: ``seq``, ``topic``, ``payload`` (bytes), ``missed`` and ``put_at``.
 
     ``missed`` counts messages of the topic before this one that retention removed before this
-    reader got them (0 almost always).
+    reader got them (0 almost always). ``put_at`` is when it was put, in milliseconds since the
+    epoch, on a connection that asked for put times; otherwise None.
     """
 
-    __slots__ = ("seq", "topic", "payload", "missed")
+    __slots__ = ("seq", "topic", "payload", "missed", "put_at")
 
-    def __init__(self, seq: int, topic: str, payload: bytes, missed: int = 0) -> None:
+    def __init__(self, seq: int, topic: str, payload: bytes, missed: int = 0, put_at: float | None = None) -> None:
         self.seq = seq
         self.topic = topic
         self.payload = payload
         self.missed = missed
+        self.put_at = put_at
 
     def text(self, errors: str = "strict") -> str:
         """The payload decoded as UTF-8."""
@@ -154,12 +162,12 @@ def frame(op: int, flags: int, request_id: int, body: bytes = b"") -> bytes:
     return HEADER.pack(MIN_LENGTH + len(body), op, flags, request_id) + body
 
 
-def hello(request_id: int, token: str | None = None, version: int = VERSION) -> bytes:
+def hello(request_id: int, token: str | None = None, version: int = VERSION, put_times: bool = False) -> bytes:
     body = MAGIC + bytes([version])
     if token is not None:
         encoded = token.encode("utf-8")
         body += _U16.pack(len(encoded)) + encoded
-    return frame(HELLO, 0, request_id, body)
+    return frame(HELLO, FLAG_PUT_TIMES if put_times else 0, request_id, body)
 
 
 def put(request_id: int, topic: str, payload: bytes, ack: bool = False) -> bytes:
@@ -198,6 +206,13 @@ def topics(request_id: int, limit: int = 1000, after: str = "", match: str | Non
     """TOPICS: one page of the topic catalogue (at most ``limit`` names after ``after``, matching ``match``)."""
     body = _U32.pack(limit) + topic_field(after) + (b"" if match is None else topic_field(match))
     return frame(TOPICS, 0, request_id, body)
+
+
+def from_seq(request_id: int, seq: int) -> bytes:
+    """FROM: the connection reads the messages after ``seq`` (0: all the server keeps)."""
+    if not 0 <= seq < 2**53:
+        raise BadField(f"FROM takes a sequence number from 0 to 2^53 - 1, not {seq}", ERROR_CODES["bad_field"])
+    return frame(FROM, 0, request_id, _U64.pack(seq))
 
 
 def cursor(request_id: int, name: str) -> bytes:
@@ -249,8 +264,14 @@ def read_reply(buffer: bytes | bytearray | memoryview, start: int = 0, end: int 
             (seq,) = _U64.unpack_from(buffer, at)
             missed = 0
             at += 8
+        put_at = None
+        if flags & FLAG_PUT_TIME:
+            if end - at < 8:
+                raise MalformedReply("a message frame ends early")
+            (put_at,) = _F64.unpack_from(buffer, at)
+            at += 8
         topic, at = _topic_at(buffer, at, end)
-        return Reply(op, flags, request_id, Message(seq, topic, bytes(buffer[at:end]), missed))
+        return Reply(op, flags, request_id, Message(seq, topic, bytes(buffer[at:end]), missed, put_at))
     if op == OK or op == EMPTY:
         if size != 0:
             raise MalformedReply(f"{size} unexpected bytes after opcode 0x{op:02x}")

@@ -48,7 +48,7 @@ def encode_request(value: dict) -> bytes:
     """The request a vector means, built with the client's encoders."""
     op, rid = value["op"], value["requestId"]
     if op == "HELLO":
-        return frames.hello(rid, value["token"], value["version"])
+        return frames.hello(rid, value["token"], value["version"], value.get("putTimes", False))
     if op == "PUT":
         return frames.put(rid, value["topic"], bytes.fromhex(value["payloadHex"]), value["ack"])
     if op == "PUT_MANY":
@@ -64,6 +64,8 @@ def encode_request(value: dict) -> bytes:
         return frames.stats(rid)
     if op == "CURSOR":
         return frames.cursor(rid, value["name"])
+    if op == "FROM":
+        return frames.from_seq(rid, value["seq"])
     if op == "TOPICS":
         return frames.topics(rid, value["limit"], value["after"], value["match"])
     raise AssertionError(f"no encoder for {op}")
@@ -75,7 +77,10 @@ def meaning_of(data: bytes) -> dict:
     meaning: dict = {"op": REPLY_NAMES[reply.op], "requestId": reply.request_id}
     value = reply.value
     if isinstance(value, Message):
-        meaning.update(seq=value.seq, missed=value.missed, topic=value.topic, payloadHex=value.payload.hex())
+        meaning.update(seq=value.seq, missed=value.missed)
+        if value.put_at is not None:
+            meaning["putAt"] = value.put_at
+        meaning.update(topic=value.topic, payloadHex=value.payload.hex())
     elif isinstance(value, Welcome):
         meaning.update(version=value.version, maxFrameBytes=value.max_frame_bytes)
     elif isinstance(value, PutAck):
@@ -92,7 +97,7 @@ class SharedVectors(unittest.TestCase):
         self.assertEqual({vector["value"]["op"] for vector in REPLIES}, set(REPLY_NAMES.values()))
         self.assertEqual(
             {vector["value"]["op"] for vector in REQUESTS},
-            {"HELLO", "PUT", "PUT_MANY", "GET_WAIT", "PING", "STATS", "CURSOR", "TOPICS", *TOPIC_REQUESTS},
+            {"HELLO", "PUT", "PUT_MANY", "GET_WAIT", "PING", "STATS", "CURSOR", "TOPICS", "FROM", *TOPIC_REQUESTS},
         )
 
     def test_requests_encode_to_the_vectors_bytes(self) -> None:

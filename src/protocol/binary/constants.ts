@@ -24,6 +24,7 @@ export const Op = {
   stats: 0x0a,
   cursor: 0x0b,
   topics: 0x0c,
+  from: 0x0d,
   ok: 0x80,
   welcome: 0x81,
   putAck: 0x82,
@@ -44,6 +45,10 @@ export const Flag = {
   fatal: 0x01,
   /** On MESSAGE and DELIVER: a u32 count of messages the reader missed follows the seq. */
   missed: 0x01,
+  /** On HELLO: every MESSAGE and DELIVER of this connection carries its message's put time. */
+  putTimes: 0x02,
+  /** On MESSAGE and DELIVER: an f64 put time (milliseconds since the epoch) follows the seq and the missed count. */
+  putTime: 0x02,
 } as const
 
 /** Longest cursor name, in UTF-8 bytes: a name is a key, kept per connection and in the store. */

@@ -56,6 +56,14 @@ export class BodyReader {
     return high * 2 ** 32 + this.u32()
   }
 
+  /** A big-endian IEEE 754 double. */
+  f64(): number {
+    this.#need(8)
+    const value = new DataView(this.frame.buffer, this.frame.byteOffset + this.#at, 8).getFloat64(0)
+    this.#at += 8
+    return value
+  }
+
   bytes(count: number): Uint8Array {
     this.#need(count)
     const view = this.frame.subarray(this.#at, this.#at + count)

@@ -72,6 +72,13 @@ export class FrameWriter {
     return this.u32(value >>> 0)
   }
 
+  f64(value: number): this {
+    this.#reserve(8)
+    this.#view.setFloat64(this.#length, value)
+    this.#length += 8
+    return this
+  }
+
   bytes(value: Uint8Array): this {
     this.#reserve(value.length)
     this.#bytes.set(value, this.#length)
@@ -132,9 +139,13 @@ export function writeMessage(
   missed: number | null,
   topic: string,
   payload: Uint8Array,
+  /** The put time, for a connection that asked for them in HELLO; null leaves it out. */
+  putAt: number | null = null,
 ): void {
-  if (missed === null || missed === 0) writer.begin(op, 0, requestId).u64(seq)
-  else writer.begin(op, Flag.missed, requestId).u64(seq).u32(Math.min(missed, 0xffffffff))
+  const hasMissed = missed !== null && missed !== 0
+  writer.begin(op, (hasMissed ? Flag.missed : 0) | (putAt === null ? 0 : Flag.putTime), requestId).u64(seq)
+  if (hasMissed) writer.u32(Math.min(missed, 0xffffffff))
+  if (putAt !== null) writer.f64(putAt)
   writer.topic(topic).bytes(payload).end()
 }
 

@@ -13,6 +13,8 @@ export type BinaryReply =
       readonly seq: number
       /** Messages before this one that retention removed unread (0 when the flag is absent). */
       readonly missed: number
+      /** When it was put (ms since the epoch), if the connection asked for put times; else null. */
+      readonly putAt: number | null
       readonly topic: string
       readonly payload: Uint8Array
     }
@@ -49,8 +51,9 @@ export function readReply(frame: Uint8Array): BinaryReply {
     case Op.deliver: {
       const seq = body.u64()
       const missed = (frame[5]! & Flag.missed) !== 0 ? body.u32() : 0
+      const putAt = (frame[5]! & Flag.putTime) !== 0 ? body.f64() : null
       const topic = body.topic()
-      return { op: opcode, requestId, seq, missed, topic, payload: body.rest() }
+      return { op: opcode, requestId, seq, missed, putAt, topic, payload: body.rest() }
     }
     case Op.pong:
     case Op.statsReply:

@@ -13,7 +13,14 @@ export interface PutEntry {
 }
 
 export type BinaryRequest =
-  | { readonly op: typeof Op.hello; readonly requestId: number; readonly version: number; readonly token: string | null }
+  | {
+      readonly op: typeof Op.hello
+      readonly requestId: number
+      readonly version: number
+      readonly token: string | null
+      /** MESSAGE and DELIVER frames should carry put times. */
+      readonly putTimes: boolean
+    }
   | { readonly op: typeof Op.put; readonly requestId: number; readonly ack: boolean; readonly topic: string; readonly payload: Uint8Array }
   | { readonly op: typeof Op.putMany; readonly requestId: number; readonly ack: boolean; readonly entries: readonly PutEntry[] }
   | {
@@ -35,6 +42,7 @@ export type BinaryRequest =
       readonly match: string | null
     }
   | { readonly op: typeof Op.cursor; readonly requestId: number; readonly name: string }
+  | { readonly op: typeof Op.from; readonly requestId: number; readonly seq: number }
 
 export interface RejectedFrame {
   readonly op: "rejected"
@@ -54,7 +62,7 @@ export function readRequest(frame: Uint8Array): BinaryRequest | RejectedFrame {
   const body = new BodyReader(frame, opcode)
   try {
     // An unknown opcode is reported as such whatever its flags, so a client can probe for it.
-    if (opcode === 0 || opcode > Op.topics) {
+    if (opcode === 0 || opcode > Op.from) {
       return {
         op: "rejected",
         requestId,
@@ -62,7 +70,7 @@ export function readRequest(frame: Uint8Array): BinaryRequest | RejectedFrame {
         fatal: false,
       }
     }
-    const allowedFlags = opcode === Op.put || opcode === Op.putMany ? Flag.ack : 0
+    const allowedFlags = opcode === Op.put || opcode === Op.putMany ? Flag.ack : opcode === Op.hello ? Flag.putTimes : 0
     if ((flags & ~allowedFlags) !== 0) throw badField(`flags ${hex(flags)} are not defined for opcode ${hex(opcode)}`)
     switch (opcode) {
       case Op.hello: {
@@ -73,7 +81,7 @@ export function readRequest(frame: Uint8Array): BinaryRequest | RejectedFrame {
         const version = body.u8()
         // An optional token follows: u16 length + UTF-8, as a topic is written.
         const token = body.remaining >= 2 ? body.topic() : null
-        return { op: Op.hello, requestId, version, token }
+        return { op: Op.hello, requestId, version, token, putTimes: (flags & Flag.putTimes) !== 0 }
       }
       case Op.put: {
         const topic = body.topicName()
@@ -118,6 +126,12 @@ export function readRequest(frame: Uint8Array): BinaryRequest | RejectedFrame {
         const match = body.remaining > 0 ? body.readName() : null
         body.end()
         return { op: Op.topics, requestId, limit, after, match }
+      }
+      case Op.from: {
+        const seq = body.u64()
+        body.end()
+        if (seq >= 2 ** 53) throw badField(`FROM seq ${seq} is not below 2^53`)
+        return { op: Op.from, requestId, seq }
       }
       default: {
         // Op.cursor: the only opcode not handled above
