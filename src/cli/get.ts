@@ -1,0 +1,110 @@
+/**
+ * `dsmq get TOPIC|PATTERN`: the newest stored message; with --from SEQ the messages after SEQ;
+ * with --cursor NAME the next ones for a named cursor (which moves as they are read). --wait
+ * waits for a message when there is none. Exit code 1 when nothing was found.
+ */
+import type { Client, Message } from "../client.ts"
+import { CommandLineError } from "../config/values.ts"
+import {
+  CLIENT_HELP,
+  CLIENT_OPTIONS,
+  CommandFailure,
+  connectTo,
+  describeFailure,
+  durationOption,
+  type Env,
+  ExitCode,
+  parseCommand,
+  targetOf,
+  wholeNumber,
+} from "./command-line.ts"
+import { formatMessage, type MessageFormat, outputFormatOf, Stdout } from "./output.ts"
+
+export const GET_HELP = `Usage: dsmq get TOPIC|PATTERN [options]
+
+Prints the newest message stored on TOPIC (or on any topic PATTERN matches, like lab/#), or
+with --from or --cursor the messages after a point. Exits 1 when there is none.
+
+  --from SEQ       the messages after sequence number SEQ (0: from the oldest kept)
+  --cursor NAME    the next messages of the named cursor NAME, which moves past them (a new
+                   name starts at the newest message)
+  -n, --count N    with --from or --cursor: at most N messages (default 1)
+  --wait S         when there is none yet, wait up to S seconds (500ms, 2m...) for one
+  -v, --verbose    print the topic, a space, then the message
+  --format F       raw (default: the payload as it is) or json: {"topic", "seq", "time",
+                   "text"} ("base64" instead of "text" when the payload is not UTF-8)
+
+${CLIENT_HELP}
+
+Examples:
+  dsmq get lab/temp
+  dsmq get 'lab/#' --from 0 -n 100 -v
+  dsmq get jobs --cursor worker-1 --wait 30s
+`
+
+/** The longest --wait: the protocol's longest GET_WAIT. */
+const MAX_WAIT_SECONDS = 3600
+
+export async function runGet(argv: readonly string[], env: Env): Promise<number> {
+  const { values, positionals } = parseCommand(argv, {
+    ...CLIENT_OPTIONS,
+    from: { type: "string" },
+    cursor: { type: "string" },
+    count: { type: "string", short: "n" },
+    wait: { type: "string" },
+    verbose: { type: "boolean", short: "v" },
+    format: { type: "string" },
+  })
+  if (values.help) {
+    process.stdout.write(GET_HELP)
+    return ExitCode.ok
+  }
+  const [topic, ...extra] = positionals
+  if (topic === undefined) throw new CommandLineError("get needs a TOPIC or PATTERN")
+  if (extra.length > 0) throw new CommandLineError(`get reads one TOPIC or PATTERN, got ${positionals.join(" ")}`)
+  if (values.from !== undefined && values.cursor !== undefined) throw new CommandLineError("give --from or --cursor, not both")
+  const fromSeq = values.from === undefined ? undefined : wholeNumber("--from", values.from, 0, 0)
+  const newestOnly = fromSeq === undefined && values.cursor === undefined
+  if (newestOnly && values.count !== undefined)
+    throw new CommandLineError("-n counts messages after --from or --cursor; without them get prints the newest one")
+  const count = wholeNumber("--count", values.count, 1, 1)
+  const waitMs = values.wait === undefined ? 0 : durationOption("--wait", values.wait, MAX_WAIT_SECONDS)
+  const how: MessageFormat = { format: outputFormatOf(values.format), verbose: values.verbose === true }
+  const target = targetOf(values, env)
+
+  await using client = await connectTo(target, {
+    // The newest stored message: read from the start, then GET_LATEST skips to the end.
+    ...(values.cursor !== undefined ? { cursor: values.cursor } : { from: fromSeq ?? 0 }),
+    putTimes: how.format === "json",
+  })
+  const stdout = new Stdout(() => process.exit(ExitCode.ok))
+  const deadline = performance.now() + waitMs
+  let printed = 0
+  try {
+    if (newestOnly) {
+      const message = (await client.getLatest(topic)) ?? (waitMs > 0 ? await client.getWait(topic, waitMs) : null)
+      if (message !== null) {
+        await stdout.write(formatMessage(message, how))
+        printed++
+      }
+    } else {
+      while (printed < count) {
+        const message = await nextMessage(client, topic, deadline)
+        if (message === null) break
+        await stdout.write(formatMessage(message, how))
+        printed++
+      }
+    }
+  } catch (error) {
+    throw new CommandFailure(describeFailure(error, target))
+  }
+  return printed > 0 ? ExitCode.ok : ExitCode.failed
+}
+
+/** The next message, waiting until `deadline` for one when there is none. */
+async function nextMessage(client: Client, topic: string, deadline: number): Promise<Message | null> {
+  const message = await client.get(topic)
+  if (message !== null) return message
+  const remaining = Math.floor(deadline - performance.now())
+  return remaining > 0 ? await client.getWait(topic, remaining) : null
+}

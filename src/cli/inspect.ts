@@ -1,0 +1,122 @@
+/** `dsmq topics [PATTERN]` and `dsmq stats`: what the server holds, as tables for people or JSON for scripts. */
+import type { TopicEntry } from "../broker/catalogue.ts"
+import { CommandLineError, humanBytes } from "../config/values.ts"
+import type { ServerStats } from "../server/stats.ts"
+import {
+  CLIENT_HELP,
+  CLIENT_OPTIONS,
+  CommandFailure,
+  connectTo,
+  describeFailure,
+  type Env,
+  ExitCode,
+  parseCommand,
+  targetOf,
+} from "./command-line.ts"
+import { table } from "./output.ts"
+
+export const TOPICS_HELP = `Usage: dsmq topics [PATTERN] [options]
+
+Lists the topics the server stores (those PATTERN matches, like lab/#), with their message
+counts, bytes, newest sequence number and put time, and subscribers.
+
+  --json           one JSON array of {"topic", "messages", "bytes", "firstSeq", "lastSeq",
+                   "lastPutAt", "subscribers"}
+
+${CLIENT_HELP}
+`
+
+export const STATS_HELP = `Usage: dsmq stats [options]
+
+Prints the server's counters: connections, messages put and delivered, what is stored,
+errors reported to clients.
+
+  --json           the counters as one JSON object (the binary STATS reply)
+
+${CLIENT_HELP}
+`
+
+/** Topics asked for per page: the protocol's largest page. */
+const PAGE = 10_000
+
+export async function runTopics(argv: readonly string[], env: Env): Promise<number> {
+  const { values, positionals } = parseCommand(argv, { ...CLIENT_OPTIONS, json: { type: "boolean" } })
+  if (values.help) {
+    process.stdout.write(TOPICS_HELP)
+    return ExitCode.ok
+  }
+  if (positionals.length > 1) throw new CommandLineError(`topics takes one PATTERN, got ${positionals.join(" ")}`)
+  const target = targetOf(values, env)
+  await using client = await connectTo(target)
+  const entries: TopicEntry[] = []
+  try {
+    let after: string | undefined = ""
+    while (after !== undefined) {
+      const page = await client.topics(positionals[0], { limit: PAGE, after })
+      entries.push(...page.topics)
+      after = page.next
+    }
+  } catch (error) {
+    throw new CommandFailure(describeFailure(error, target))
+  }
+  if (values.json) console.log(JSON.stringify(entries))
+  else if (entries.length === 0) console.log(positionals[0] === undefined ? "no topics" : `no topics match ${positionals[0]}`)
+  else {
+    const rows = entries.map((entry) => [
+      entry.topic,
+      entry.messages,
+      humanBytes(entry.bytes),
+      entry.lastSeq ?? "-",
+      entry.lastPutAt ?? "-",
+      entry.subscribers,
+    ])
+    console.log(table(["TOPIC", "MESSAGES", "BYTES", "LAST SEQ", "LAST PUT (UTC)", "SUBSCRIBERS"], rows))
+  }
+  return ExitCode.ok
+}
+
+export async function runStats(argv: readonly string[], env: Env): Promise<number> {
+  const { values, positionals } = parseCommand(argv, { ...CLIENT_OPTIONS, json: { type: "boolean" } })
+  if (values.help) {
+    process.stdout.write(STATS_HELP)
+    return ExitCode.ok
+  }
+  if (positionals.length > 0) throw new CommandLineError(`stats takes no arguments, got ${positionals.join(" ")}`)
+  const target = targetOf(values, env)
+  await using client = await connectTo(target)
+  let stats: ServerStats
+  try {
+    stats = (await client.stats()) as unknown as ServerStats
+  } catch (error) {
+    throw new CommandFailure(describeFailure(error, target))
+  }
+  console.log(values.json ? JSON.stringify(stats) : statsTable(stats))
+  return ExitCode.ok
+}
+
+/** The counters a person looks at, one per line. */
+export function statsTable(stats: ServerStats): string {
+  const protocols = Object.entries(stats.connectionsByProtocol)
+    .filter(([, count]) => count > 0)
+    .map(([protocol, count]) => `${protocol} ${count}`)
+  const errors = Object.entries(stats.errors)
+    .filter(([, count]) => count > 0)
+    .map(([code, count]) => `${code} ${count}`)
+  const latency = stats.deliveryLatency
+  const rows: [string, string | number][] = [
+    ["connections", protocols.length === 0 ? stats.connections : `${stats.connections} (${protocols.join(", ")})`],
+    ["subscribers", stats.subscribers],
+    ["messages put", `${stats.puts} (${humanBytes(stats.bytesPut)})`],
+    ["messages delivered", `${stats.deliveries} (${humanBytes(stats.bytesDelivered)})`],
+    ["mean time from put to delivery", latency.count === 0 ? "-" : `${((latency.sum / latency.count) * 1e6).toFixed(0)} µs`],
+    ["stored messages", `${stats.storedMessages} (${humanBytes(stats.storedBytes)})`],
+    ["topics", stats.topics],
+    ["last seq", stats.lastSeq],
+    ["dropped by retention", stats.droppedByRetention],
+    ["errors reported", errors.length === 0 ? 0 : errors.join(", ")],
+    ["queued requests", stats.queuedRequests],
+    ["most buffered by one connection", humanBytes(stats.maxConnectionBufferedBytes)],
+    ["server CPU time", `${(stats.cpuMicros / 1e6).toFixed(2)} s`],
+  ]
+  return table(["COUNTER", "VALUE"], rows)
+}
