@@ -33,6 +33,7 @@ import {
   type LoadResults,
   loadTableRows,
   type ScenarioResult,
+  scenarioLegend,
   TARGET_TABLE_HEADER,
   targetTableRows,
 } from "./load/results.ts"
@@ -49,10 +50,12 @@ async function main(): Promise<number> {
   console.log(
     `Load scenarios${options.quick ? " (quick)" : ""}: ${runs.length} runs, each against a fresh broker process (bun run src/server.ts --port 0 --http-port 0) on 127.0.0.1`,
   )
+  for (const line of scenarioLegend()) console.log(line)
   const results: ScenarioResult[] = []
-  for (const run of runs) {
-    const line = `  ${run.id}${run.external === null ? "" : ` @ ${run.external.host}:${run.external.port}`}`
-    process.stdout.write(line.padEnd(44))
+  for (const [index, run] of runs.entries()) {
+    // The progress line: which run, of how many, while it runs; its result ends the line.
+    const line = `  [${index + 1}/${runs.length}] ${run.id}${run.external === null ? "" : ` @ ${run.external.host}:${run.external.port}`}`
+    process.stdout.write(line.padEnd(52))
     const result = await execute(run, options, durations)
     results.push(result)
     if (result.error !== null) {
@@ -76,11 +79,13 @@ async function main(): Promise<number> {
   for (const line of LOAD_TABLE_NOTES) console.log(line)
 
   const targets = checkTargets(results)
-  printTable(
-    "Targets of issue 4 (this run; the issue asks for medians over repeated runs)",
-    [...TARGET_TABLE_HEADER],
-    targetTableRows(targets),
-  )
+  if (options.targets) {
+    printTable(
+      "Targets of issue 4 (this run; the issue asks for medians over repeated runs)",
+      [...TARGET_TABLE_HEADER],
+      targetTableRows(targets),
+    )
+  }
 
   // Every protocol has a driver: a cell that cannot run is a failed row with its error, none is "unavailable".
   const loadResults: LoadResults = { quick: options.quick, scenarios: results, unavailable: [], targets }

@@ -5,6 +5,7 @@
 
 import { readFileSync } from "node:fs"
 import { availableParallelism, loadavg, release, totalmem } from "node:os"
+import { basename, isAbsolute, relative, resolve } from "node:path"
 import type { GroupResults, ResultTable } from "./common.ts"
 import {
   floorOf,
@@ -15,6 +16,7 @@ import {
   type LoadResults,
   loadTableRows,
   rowLabel,
+  SCENARIO_DESCRIPTIONS,
   type ScenarioResult,
   TARGET_TABLE_HEADER,
   targetTableRows,
@@ -92,6 +94,8 @@ export interface SuiteRun {
   readonly seconds: number
   readonly command: string
   readonly quick: boolean
+  /** Whether the targets table goes in the report (--targets). */
+  readonly targets: boolean
   readonly machine: Machine
   readonly outcomes: readonly { readonly group: string; readonly status: string; readonly seconds: number }[]
   readonly groups: readonly GroupResults[]
@@ -118,6 +122,16 @@ function markdownTable(header: readonly string[], rows: readonly (readonly strin
 
 function tableSection(table: ResultTable): string {
   return `**${table.title}**\n\n${markdownTable(table.header, table.rows)}\n`
+}
+
+/** A command-line argument as the committed report shows it: a path outside `projectDir` by its file name alone. */
+export function withoutMachinePath(arg: string, projectDir: string): string {
+  const equals = arg.startsWith("--") ? arg.indexOf("=") : -1
+  if (equals > 0) return `${arg.slice(0, equals + 1)}${withoutMachinePath(arg.slice(equals + 1), projectDir)}`
+  if (!arg.includes("/")) return arg
+  const path = resolve(arg)
+  const inside = relative(projectDir, path)
+  return inside.startsWith("..") || isAbsolute(inside) ? basename(path) : inside
 }
 
 export function renderMarkdown(run: SuiteRun, chartFile: string | null): string {
@@ -172,6 +186,10 @@ export function renderMarkdown(run: SuiteRun, chartFile: string | null): string 
     )
     lines.push("")
     if (chartFile !== null) lines.push(`![Latency percentiles per scenario](${chartFile})\n`)
+    lines.push("What each scenario measures:")
+    lines.push("")
+    for (const [name, text] of Object.entries(SCENARIO_DESCRIPTIONS)) lines.push(`- **${name}**: ${text}`)
+    lines.push("")
     lines.push(markdownTable(LOAD_TABLE_HEADER, loadTableRows(load.scenarios)))
     lines.push("")
     for (const { cell, reason } of load.unavailable) lines.push(`- **${cell}**: ${reason}.`)
@@ -184,16 +202,18 @@ export function renderMarkdown(run: SuiteRun, chartFile: string | null): string 
     for (const result of noted) lines.push(`- ${rowLabel(result)}: ${result.notes.join("; ")}`)
     if (failed.length + noted.length > 0) lines.push("")
 
-    lines.push("## Targets (issue 4)")
-    lines.push("")
-    lines.push(
-      "This run only; the issue's targets are meant as medians over repeated runs, and this machine is noisy. `met` is this run's verdict.",
-    )
-    lines.push("")
-    lines.push(markdownTable(TARGET_TABLE_HEADER, targetTableRows(load.targets)))
-    lines.push("")
-    for (const check of load.targets) if (check.note !== "") lines.push(`- ${check.target}: ${check.note}`)
-    lines.push("")
+    if (run.targets) {
+      lines.push("## Targets (issue 4)")
+      lines.push("")
+      lines.push(
+        "This run only; the issue's targets are meant as medians over repeated runs, and this machine is noisy. `met` is this run's verdict.",
+      )
+      lines.push("")
+      lines.push(markdownTable(TARGET_TABLE_HEADER, targetTableRows(load.targets)))
+      lines.push("")
+      for (const check of load.targets) if (check.note !== "") lines.push(`- ${check.target}: ${check.note}`)
+      lines.push("")
+    }
     lines.push("### Scenario details")
     lines.push("")
     for (const result of load.scenarios) {

@@ -19,10 +19,11 @@ import {
   loadTableRows,
   parseLoopbackAddress,
   SCENARIOS,
+  scenarioLegend,
   TARGET_TABLE_HEADER,
   targetTableRows,
 } from "./load/results.ts"
-import { describeMachine, loadResultsOf, renderChart, renderMarkdown, type SuiteRun } from "./report.ts"
+import { describeMachine, loadResultsOf, renderChart, renderMarkdown, type SuiteRun, withoutMachinePath } from "./report.ts"
 
 const DEFAULT_TIMEOUT_SECONDS = 300
 const LOAD_NAMES = [...SCENARIOS, "floor"] as const
@@ -49,6 +50,8 @@ Options:
   --report FILE       where to write the Markdown report (the chart goes next to it, as
                       NAME-latency.svg). Default: bench/RESULTS.md for a full run (no --quick,
                       --only, --protocol or --filter), bench/out/report.md otherwise
+  --targets           also print (and report) the project's performance targets and whether
+                      this run met them
   --timeout SECS      time budget for the whole suite (default ${DEFAULT_TIMEOUT_SECONDS}); a group still
                       running when it is used up is stopped and counts as failed
   -h, --help          show this help
@@ -66,6 +69,7 @@ interface Options {
   readonly jsonFile: string | undefined
   readonly reportFile: string | undefined
   readonly timeoutSeconds: number
+  readonly targets: boolean
 }
 
 const SPECS = {
@@ -82,6 +86,7 @@ const SPECS = {
   json: { type: "string" },
   report: { type: "string" },
   timeout: { type: "number", min: 1, max: 86_400 },
+  targets: { type: "boolean" },
 } as const satisfies Record<string, OptionSpec>
 
 function parseOptions(argv: readonly string[]): Options {
@@ -95,6 +100,7 @@ function parseOptions(argv: readonly string[]): Options {
     jsonFile: given.json,
     reportFile: given.report,
     timeoutSeconds: given.timeout ?? DEFAULT_TIMEOUT_SECONDS,
+    targets: given.targets,
   }
 }
 
@@ -134,14 +140,21 @@ function selectGroups(options: Options): Group[] {
             ...scenarios.flatMap((scenario) => ["--only", scenario]),
             ...options.protocols.flatMap((protocol) => ["--protocol", protocol]),
             ...(options.against === undefined ? [] : ["--against", options.against]),
+            ...(options.targets ? ["--targets"] : []),
           ]
         : [],
   }))
 }
 
-/** The command as the user typed it, for the report. */
+/**
+ * The command as the user typed it, for the report, without this machine's paths: a file
+ * argument outside the project is shown by its name alone (the report is committed).
+ */
 function commandLine(): string {
-  const args = process.argv.slice(2).map((arg) => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", "'\\''")}'`))
+  const args = process.argv
+    .slice(2)
+    .map((arg) => withoutMachinePath(arg, projectDir))
+    .map((arg) => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", "'\\''")}'`))
   const base =
     process.env.npm_lifecycle_event === "bench"
       ? "bun run bench"
@@ -149,17 +162,19 @@ function commandLine(): string {
   return [base, ...args].join(" ")
 }
 
-function printSummary(groups: readonly GroupResults[]): void {
+function printSummary(groups: readonly GroupResults[], showTargets: boolean): void {
   console.log("\n━━━ summary: all results of this run ━━━")
   for (const group of groups) {
     if (group.group === "load") {
       const load = loadResultsOf({ groups } as unknown as SuiteRun)
       if (load === null) continue
+      console.log("\nLoad scenarios: what each measures")
+      for (const line of scenarioLegend()) console.log(line)
       printTable("Load scenarios (loopback; one fresh server process per row)", [...LOAD_TABLE_HEADER], loadTableRows(load.scenarios))
       for (const { cell, reason } of load.unavailable) console.log(`${cell}: ${reason}`)
       console.log()
       for (const line of LOAD_TABLE_NOTES) console.log(line)
-      printTable("Targets of issue 4 (this run)", [...TARGET_TABLE_HEADER], targetTableRows(load.targets))
+      if (showTargets) printTable("Targets of issue 4 (this run)", [...TARGET_TABLE_HEADER], targetTableRows(load.targets))
       continue
     }
     for (const table of group.tables) printTable(`[${group.group}] ${table.title}`, table.header, table.rows)
@@ -254,14 +269,23 @@ async function main(): Promise<number> {
   }
   const totalSeconds = (performance.now() - started) / 1000
 
-  printSummary(collected)
+  printSummary(collected, options.targets)
   console.log("\nbench: groups")
   for (const { group, status, seconds } of outcomes) {
     console.log(`  ${group.padEnd(24)} ${status.padEnd(9)} ${status === "not run" ? "" : `${seconds.toFixed(1)} s`}`)
   }
   console.log(`  total ${totalSeconds.toFixed(1)} s`)
 
-  const run: SuiteRun = { startedAt, seconds: totalSeconds, command, quick: options.quick, machine, outcomes, groups: collected }
+  const run: SuiteRun = {
+    startedAt,
+    seconds: totalSeconds,
+    command,
+    quick: options.quick,
+    targets: options.targets,
+    machine,
+    outcomes,
+    groups: collected,
+  }
   if (!interrupted && collected.length > 0) {
     mkdirSync(dirname(reportFile), { recursive: true })
     const chartName = `${basename(reportFile, ".md")}-latency.svg`

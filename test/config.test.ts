@@ -133,6 +133,19 @@ full-policy = "reject"
   })
 })
 
+test("the README's table and the example file document every key", () => {
+  const readme = readFileSync(join(import.meta.dir, "..", "README.md"), "utf8")
+  const example = readFileSync(EXAMPLE, "utf8")
+  for (const name of Object.keys(SETTINGS)) {
+    const variable = `DSMQ_${name.toUpperCase().replaceAll("-", "_")}`
+    expect({ name, inReadme: new RegExp(`^\\| \`${name}\` \\| \`--${name}[^\`]*\` \\| \`${variable}\` \\|`, "m").test(readme) }).toEqual({
+      name,
+      inReadme: true,
+    })
+    expect({ name, inExample: new RegExp(`^(# )?${name} = `, "m").test(example) }).toEqual({ name, inExample: true })
+  }
+})
+
 describe("--print-config", () => {
   test("says where each setting came from and redacts tokens", () => {
     const path = configFile(

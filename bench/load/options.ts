@@ -15,6 +15,7 @@ Options:
                           binary-push, websocket-json, websocket-binary-push
   --against HOST:PORT     also run the json-stream scenarios against another dsmq-compatible
                           server at HOST:PORT (loopback addresses only)
+  --targets               also print the project's performance targets and whether this run met them
   --server-cpu-prof DIR   run each spawned broker under bun --cpu-prof, writing a profile
                           (and its Markdown summary) per scenario into DIR
   -h, --help              show this help
@@ -29,6 +30,8 @@ export interface Options {
   readonly protocols: ReadonlySet<Protocol>
   readonly against: { readonly host: string; readonly port: number } | null
   readonly cpuProfileDir: string | null
+  /** Print the targets table (the project's own checks, not what a user needs). */
+  readonly targets: boolean
 }
 
 export const PROTOCOLS: readonly Protocol[] = LOAD_PROTOCOLS
@@ -39,6 +42,7 @@ const SPECS = {
   protocol: { type: "list", choices: PROTOCOLS },
   against: { type: "string", check: (text: string) => parseLoopbackAddress(text) },
   "server-cpu-prof": { type: "string" },
+  targets: { type: "boolean" },
 } as const satisfies Record<string, OptionSpec>
 
 /** Parses the command line (exits with the usage on a bad one); BENCH_QUICK=1 means --quick. */
@@ -50,6 +54,7 @@ export function parseOptions(argv: readonly string[]): Options {
     protocols: new Set(given.protocol ?? []),
     against: given.against === undefined ? null : parseLoopbackAddress(given.against),
     cpuProfileDir: given["server-cpu-prof"] ?? null,
+    targets: given.targets,
   }
 }
 

@@ -7,6 +7,20 @@ import type { LatencySummary } from "./tally.ts"
 
 export type ScenarioName = "rtt" | "khz" | "fanout" | "max"
 export const SCENARIOS: readonly ScenarioName[] = ["rtt", "khz", "fanout", "max"]
+
+/** What each scenario measures, in one line, for the tables people read. */
+export const SCENARIO_DESCRIPTIONS: Readonly<Record<ScenarioName | "floor", string>> = {
+  rtt: "1 writer, 1 reader, one message at a time: how long one message takes through the broker",
+  khz: "10 writers at 1 kHz each, 10 readers of every topic: latency under a steady lab-sized load",
+  fanout: "1 writer at 1 kHz, 100 readers: the cost of handing one message to many",
+  max: "1 writer as fast as it can, 1 reader: the most messages per second the broker takes",
+  floor: "echo/relay: a bare server that only moves bytes, the best any broker could do on this machine",
+}
+
+/** The description lines, each `name  what it measures`. */
+export function scenarioLegend(): string[] {
+  return Object.entries(SCENARIO_DESCRIPTIONS).map(([name, text]) => `  ${name.padEnd(7)} ${text}`)
+}
 /**
  * "echo" and "relay" are the floors: minimal servers that only move bytes (bench/load/echo-server.ts).
  * The websocket protocols go through the broker's HTTP port (ws://HOST:HTTP_PORT/): upstream 1.x

@@ -130,7 +130,7 @@ export const SETTINGS = {
     0,
     86_400,
     true,
-    "close TCP connections silent for this long, in whole seconds; 0: never (TCP keepalive still finds dead peers)",
+    "close TCP connections silent for this long (rounded up to whole seconds); 0: never (TCP keepalive still finds dead peers)",
   ),
   "auth-timeout": duration(
     "Limits",
