@@ -63,6 +63,7 @@ export async function runPut(argv: readonly string[], env: Env): Promise<number>
     }
     return ExitCode.ok
   }
+  if (process.stdin.isTTY) console.error("dsmq: reading messages from stdin, one per line (Ctrl-D to end)")
   return await putLines(client, target, topic, values.ack === true)
 }
 
