@@ -85,6 +85,26 @@ describe("dsmq serve, sub and put", () => {
   })
 })
 
+test("sub --reconnect notices a server that restarted without its messages and reads all the new one has", async () => {
+  const first = await serve()
+  const port = first.port
+  await using sub = new Running(["sub", "t", "--reconnect", ...on(port)])
+  await subscribers(first.httpPort, 1)
+  expect((await dsmq(["put", "t", ...on(port)], { input: "a\nb\nc\n" })).code).toBe(0)
+  expect(await sub.stdout.take(3)).toEqual(["a", "b", "c"])
+  first.process.kill("SIGKILL")
+  await first.process.exited
+  expect(await sub.stderr.next()).toContain("lost the connection")
+  // In memory: the new server numbers its messages from 1 again.
+  await using second = await serve(["--port", String(port)])
+  expect((await dsmq(["put", "t", "fresh", ...on(port)])).code).toBe(0)
+  expect(await sub.stdout.next()).toBe("fresh")
+  expect(sub.stderr.seen.concat(await sub.stderr.take(1)).join("\n")).toContain("restarted without its messages")
+  sub.process.kill("SIGINT")
+  expect(await sub.process.exited).toBe(0)
+  void second
+})
+
 describe("dsmq put", () => {
   test("stdin lines are one message each, in order; --ack prints their sequence numbers", async () => {
     await using server = await serve()
