@@ -59,6 +59,28 @@ export function parseCommand<T extends ParseArgsOptionsConfig>(argv: readonly st
   }
 }
 
+/**
+ * A client subcommand's command line: its own flags and the connection flags. With --help,
+ * prints `help` and returns null.
+ */
+export function readClientCommand<T extends ParseArgsOptionsConfig>(argv: readonly string[], options: T, help: string) {
+  const parsed = parseCommand(argv, { ...CLIENT_OPTIONS, ...options } as typeof CLIENT_OPTIONS & T)
+  if ((parsed.values as { help?: boolean }).help === true) {
+    process.stdout.write(help)
+    return null
+  }
+  return parsed
+}
+
+/** Runs requests on the server; any failure becomes one line that names it. */
+export async function asking<T>(target: Target, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work()
+  } catch (error) {
+    throw new CommandFailure(describeFailure(error, target))
+  }
+}
+
 /** A whole number flag, or `fallback` when not given. */
 export function wholeNumber(name: string, text: string | undefined, min: number, fallback: number): number {
   if (text === undefined) return fallback

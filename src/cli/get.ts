@@ -5,15 +5,13 @@
  */
 import { CommandLineError } from "../config/values.ts"
 import {
+  asking,
   CLIENT_HELP,
-  CLIENT_OPTIONS,
-  CommandFailure,
   connectTo,
-  describeFailure,
   durationOption,
   type Env,
   ExitCode,
-  parseCommand,
+  readClientCommand,
   targetOf,
   wholeNumber,
 } from "./command-line.ts"
@@ -47,19 +45,20 @@ const GET_WINDOW = 256
 const MAX_WAIT_SECONDS = 3600
 
 export async function runGet(argv: readonly string[], env: Env): Promise<number> {
-  const { values, positionals } = parseCommand(argv, {
-    ...CLIENT_OPTIONS,
-    from: { type: "string" },
-    cursor: { type: "string" },
-    count: { type: "string", short: "n" },
-    wait: { type: "string" },
-    verbose: { type: "boolean", short: "v" },
-    format: { type: "string" },
-  })
-  if (values.help) {
-    process.stdout.write(GET_HELP)
-    return ExitCode.ok
-  }
+  const command = readClientCommand(
+    argv,
+    {
+      from: { type: "string" },
+      cursor: { type: "string" },
+      count: { type: "string", short: "n" },
+      wait: { type: "string" },
+      verbose: { type: "boolean", short: "v" },
+      format: { type: "string" },
+    },
+    GET_HELP,
+  )
+  if (command === null) return ExitCode.ok
+  const { values, positionals } = command
   const [topic, ...extra] = positionals
   if (topic === undefined) throw new CommandLineError("get needs a TOPIC or PATTERN")
   if (extra.length > 0) throw new CommandLineError(`get reads one TOPIC or PATTERN, got ${positionals.join(" ")}`)
@@ -81,7 +80,7 @@ export async function runGet(argv: readonly string[], env: Env): Promise<number>
   const stdout = new Stdout(() => process.exit(ExitCode.ok))
   const deadline = performance.now() + waitMs
   let printed = 0
-  try {
+  await asking(target, async () => {
     if (newestOnly) {
       const message = (await client.getLatest(topic)) ?? (waitMs > 0 ? await client.getWait(topic, waitMs) : null)
       if (message !== null) {
@@ -110,8 +109,6 @@ export async function runGet(argv: readonly string[], env: Env): Promise<number>
         printed++
       }
     }
-  } catch (error) {
-    throw new CommandFailure(describeFailure(error, target))
-  }
+  })
   return printed > 0 ? ExitCode.ok : ExitCode.failed
 }

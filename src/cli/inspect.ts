@@ -2,17 +2,7 @@
 import type { TopicEntry } from "../broker/catalogue.ts"
 import { CommandLineError, humanBytes } from "../config/values.ts"
 import type { ServerStats } from "../server/stats.ts"
-import {
-  CLIENT_HELP,
-  CLIENT_OPTIONS,
-  CommandFailure,
-  connectTo,
-  describeFailure,
-  type Env,
-  ExitCode,
-  parseCommand,
-  targetOf,
-} from "./command-line.ts"
+import { asking, CLIENT_HELP, connectTo, type Env, ExitCode, readClientCommand, targetOf } from "./command-line.ts"
 import { table } from "./output.ts"
 
 export const TOPICS_HELP = `Usage: dsmq topics [PATTERN] [options]
@@ -40,25 +30,21 @@ ${CLIENT_HELP}
 const PAGE = 10_000
 
 export async function runTopics(argv: readonly string[], env: Env): Promise<number> {
-  const { values, positionals } = parseCommand(argv, { ...CLIENT_OPTIONS, json: { type: "boolean" } })
-  if (values.help) {
-    process.stdout.write(TOPICS_HELP)
-    return ExitCode.ok
-  }
+  const command = readClientCommand(argv, { json: { type: "boolean" } }, TOPICS_HELP)
+  if (command === null) return ExitCode.ok
+  const { values, positionals } = command
   if (positionals.length > 1) throw new CommandLineError(`topics takes one PATTERN, got ${positionals.join(" ")}`)
   const target = targetOf(values, env)
   await using client = await connectTo(target)
   const entries: TopicEntry[] = []
-  try {
+  await asking(target, async () => {
     let after: string | undefined = ""
     while (after !== undefined) {
       const page = await client.topics(positionals[0], { limit: PAGE, after })
       entries.push(...page.topics)
       after = page.next
     }
-  } catch (error) {
-    throw new CommandFailure(describeFailure(error, target))
-  }
+  })
   if (values.json) console.log(JSON.stringify(entries))
   else if (entries.length === 0) console.log(positionals[0] === undefined ? "no topics" : `no topics match ${positionals[0]}`)
   else {
@@ -76,20 +62,13 @@ export async function runTopics(argv: readonly string[], env: Env): Promise<numb
 }
 
 export async function runStats(argv: readonly string[], env: Env): Promise<number> {
-  const { values, positionals } = parseCommand(argv, { ...CLIENT_OPTIONS, json: { type: "boolean" } })
-  if (values.help) {
-    process.stdout.write(STATS_HELP)
-    return ExitCode.ok
-  }
+  const command = readClientCommand(argv, { json: { type: "boolean" } }, STATS_HELP)
+  if (command === null) return ExitCode.ok
+  const { values, positionals } = command
   if (positionals.length > 0) throw new CommandLineError(`stats takes no arguments, got ${positionals.join(" ")}`)
   const target = targetOf(values, env)
   await using client = await connectTo(target)
-  let stats: ServerStats
-  try {
-    stats = (await client.stats()) as unknown as ServerStats
-  } catch (error) {
-    throw new CommandFailure(describeFailure(error, target))
-  }
+  const stats = (await asking(target, () => client.stats())) as unknown as ServerStats
   console.log(values.json ? JSON.stringify(stats) : statsTable(stats))
   return ExitCode.ok
 }

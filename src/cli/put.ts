@@ -8,14 +8,14 @@ import { readFileSync } from "node:fs"
 import { type Client, ConnectionClosedError, type PutResult } from "../client.ts"
 import { CommandLineError } from "../config/values.ts"
 import {
+  asking,
   CLIENT_HELP,
-  CLIENT_OPTIONS,
   CommandFailure,
   connectTo,
   describeFailure,
   type Env,
   ExitCode,
-  parseCommand,
+  readClientCommand,
   type Target,
   targetOf,
 } from "./command-line.ts"
@@ -42,11 +42,9 @@ const MAX_UNACKNOWLEDGED_FRAMES = 64
 const FRAME_OVERHEAD = 10 + 4
 
 export async function runPut(argv: readonly string[], env: Env): Promise<number> {
-  const { values, positionals } = parseCommand(argv, { ...CLIENT_OPTIONS, file: { type: "string", short: "f" }, ack: { type: "boolean" } })
-  if (values.help) {
-    process.stdout.write(PUT_HELP)
-    return ExitCode.ok
-  }
+  const command = readClientCommand(argv, { file: { type: "string", short: "f" }, ack: { type: "boolean" } }, PUT_HELP)
+  if (command === null) return ExitCode.ok
+  const { values, positionals } = command
   const [topic, message, ...extra] = positionals
   if (topic === undefined) throw new CommandLineError("put needs a TOPIC")
   if (extra.length > 0) throw new CommandLineError(`put takes one MESSAGE; quote it if it has spaces (got ${positionals.length - 1} words)`)
@@ -55,12 +53,8 @@ export async function runPut(argv: readonly string[], env: Env): Promise<number>
   const payload = values.file === undefined ? message : await readPayloadFile(values.file)
   await using client = await connectTo(target)
   if (payload !== undefined) {
-    try {
-      const seq = await client.putAck(topic, payload)
-      if (values.ack) console.log(seq)
-    } catch (error) {
-      throw new CommandFailure(describeFailure(error, target))
-    }
+    const seq = await asking(target, () => client.putAck(topic, payload))
+    if (values.ack) console.log(seq)
     return ExitCode.ok
   }
   if (process.stdin.isTTY) console.error("dsmq: reading messages from stdin, one per line (Ctrl-D to end)")

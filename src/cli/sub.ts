@@ -15,13 +15,12 @@ import { type Client, ConnectionClosedError, DsmqError, type Subscription } from
 import { CommandLineError } from "../config/values.ts"
 import {
   CLIENT_HELP,
-  CLIENT_OPTIONS,
   CommandFailure,
   connectTo,
   describeFailure,
   type Env,
   ExitCode,
-  parseCommand,
+  readClientCommand,
   type Target,
   targetOf,
   wholeNumber,
@@ -67,18 +66,19 @@ interface Feed {
 }
 
 export async function runSub(argv: readonly string[], env: Env): Promise<number> {
-  const { values, positionals } = parseCommand(argv, {
-    ...CLIENT_OPTIONS,
-    verbose: { type: "boolean", short: "v" },
-    format: { type: "string" },
-    count: { type: "string", short: "C" },
-    reconnect: { type: "boolean" },
-    cursor: { type: "string" },
-  })
-  if (values.help) {
-    process.stdout.write(SUB_HELP)
-    return ExitCode.ok
-  }
+  const command = readClientCommand(
+    argv,
+    {
+      verbose: { type: "boolean", short: "v" },
+      format: { type: "string" },
+      count: { type: "string", short: "C" },
+      reconnect: { type: "boolean" },
+      cursor: { type: "string" },
+    },
+    SUB_HELP,
+  )
+  if (command === null) return ExitCode.ok
+  const { values, positionals } = command
   if (positionals.length === 0) throw new CommandLineError("sub needs at least one PATTERN")
   const how: MessageFormat = { format: outputFormatOf(values.format), verbose: values.verbose === true }
   const limit = values.count === undefined ? Number.POSITIVE_INFINITY : wholeNumber("--count", values.count, 1, 1)
