@@ -74,7 +74,8 @@ describe("dsmq serve, sub and put", () => {
     await first.process.exited
     expect(await sub.stderr.next()).toBe(`dsmq: lost the connection to 127.0.0.1:${port}; reconnecting (Ctrl-C to stop)`)
     // Back on the same port; what is put before sub is back is read from the store.
-    await using second = await serve(["--db", db, "--port", String(port)].slice(0))
+    // --http-port 0: the default, the TCP port + 1, may be taken by now.
+    await using second = await serve(["--db", db, "--port", String(port), "--http-port", "0"])
     expect((await dsmq(["put", "lab/y", "three", ...on(second.port)])).code).toBe(0)
     expect(await sub.stdout.next()).toBe("three")
     expect((await dsmq(["put", "lab/x", "four", ...on(second.port)])).code).toBe(0)
@@ -96,7 +97,7 @@ test("sub --reconnect notices a server that restarted without its messages and r
   await first.process.exited
   expect(await sub.stderr.next()).toContain("lost the connection")
   // In memory: the new server numbers its messages from 1 again.
-  await using second = await serve(["--port", String(port)])
+  await using second = await serve(["--port", String(port), "--http-port", "0"])
   expect((await dsmq(["put", "t", "fresh", ...on(port)])).code).toBe(0)
   expect(await sub.stdout.next()).toBe("fresh")
   expect(sub.stderr.seen.concat(await sub.stderr.take(1)).join("\n")).toContain("restarted without its messages")
