@@ -121,6 +121,7 @@ function toServerOptions(
       maxOutboundBytes: values["max-outbound-bytes"]!,
       maxSubscriptions: values["max-subscriptions"]!,
       maxPendingWaits: values["max-pending-waits"]!,
+      maxCursors: values["max-cursors"]!,
       authTimeoutSeconds: values["auth-timeout"]! / 1000,
     },
     auth: tokens(values, given, file, env),

@@ -5,7 +5,7 @@
  */
 import type { Server, TCPSocketListener } from "bun"
 import { type AuthConfig, Authenticator } from "./auth/auth.ts"
-import { Broker } from "./broker/broker.ts"
+import { Broker, DEFAULT_MAX_CURSORS } from "./broker/broker.ts"
 import { DEFAULT_RETENTION, type RetentionConfig } from "./broker/retention.ts"
 import {
   DEFAULT_AUTH_TIMEOUT_SECONDS,
@@ -63,6 +63,8 @@ export interface ServerLimits {
   readonly maxOutboundBytes: number
   readonly maxSubscriptions: number
   readonly maxPendingWaits: number
+  /** Topics one connection (or one HTTP read) may keep a read position for. */
+  readonly maxCursors: number
   /** Seconds a connection has to authenticate (with tokens) or to finish a started first frame; 0: no limit. */
   readonly authTimeoutSeconds: number
 }
@@ -72,6 +74,7 @@ export const DEFAULT_LIMITS: ServerLimits = {
   maxOutboundBytes: MAX_OUTBOUND_BYTES,
   maxSubscriptions: 1024,
   maxPendingWaits: 1024,
+  maxCursors: DEFAULT_MAX_CURSORS,
   authTimeoutSeconds: DEFAULT_AUTH_TIMEOUT_SECONDS,
 }
 
@@ -112,7 +115,8 @@ export interface StopProgress {
 
 export function startServer(options: ServerOptions): RunningServer {
   const store = openStore(options)
-  const broker = new Broker(store, options.retention ?? DEFAULT_RETENTION)
+  const maxCursors = options.limits?.maxCursors ?? DEFAULT_LIMITS.maxCursors
+  const broker = new Broker(store, options.retention ?? DEFAULT_RETENTION, maxCursors)
   const auth = new Authenticator(options.auth ?? null)
   const errors = new ErrorCounts()
   const countError = errors.count.bind(errors)

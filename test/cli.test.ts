@@ -138,6 +138,7 @@ describe("parseArguments", () => {
           maxOutboundBytes: 4 * 1024 * 1024,
           maxSubscriptions: 1024,
           maxPendingWaits: 1024,
+          maxCursors: 100_000,
           authTimeoutSeconds: 10,
         },
         auth: null,

@@ -73,6 +73,9 @@ export class BrokerCounters {
   }
 }
 
+/** --max-cursors' default: topics one reader may keep a cursor for. */
+export const DEFAULT_MAX_CURSORS = 100_000
+
 /** How often expired messages are looked for. */
 const SWEEP_INTERVAL_MS = 1000
 /** Patterns whose matching topics are remembered between reads (re-listed when a topic is created). */
@@ -98,20 +101,24 @@ export class Broker {
   readonly #named = new Map<string, Reader>()
   readonly #timers: Timer[] = []
 
-  constructor(store: Store, retention: RetentionConfig = DEFAULT_RETENTION) {
+  /** The most topic cursors one reader may hold (--max-cursors). */
+  readonly maxCursors: number
+
+  constructor(store: Store, retention: RetentionConfig = DEFAULT_RETENTION, maxCursors = DEFAULT_MAX_CURSORS) {
     this.store = store
+    this.maxCursors = maxCursors
     this.retention = new Retention(retention, store, (topic, dropped) => this.#beforeDrop(topic, dropped))
     if (this.retention.hasAgeLimits) this.#timers.push(setInterval(() => this.#sweep(), SWEEP_INTERVAL_MS).unref())
   }
 
   /** A reader of everything put from now on. */
   openReader(): Reader {
-    return this.#register(new Reader(this, this.store.lastSeq, null))
+    return this.#register(new Reader(this, this.store.lastSeq, null, this.maxCursors))
   }
 
   /** A reader whose cursors start after `seq` (stateless HTTP reads, resumed SSE streams). */
   openReaderAt(seq: number): Reader {
-    return this.#register(new Reader(this, seq, null))
+    return this.#register(new Reader(this, seq, null, this.maxCursors))
   }
 
   /**
@@ -122,7 +129,7 @@ export class Broker {
     refuseIf(patternCharacterInCursorName(name))
     if (this.#named.has(name))
       throw new BrokerError(BrokerErrorCode.cursorBusy, `cursor ${JSON.stringify(name)} is in use by another connection`)
-    const reader = new Reader(this, this.store.namedReaderStart(name), name)
+    const reader = new Reader(this, this.store.namedReaderStart(name), name, this.maxCursors)
     for (const cursor of this.store.namedCursors(name)) reader.restoreCursor(cursor.topic, cursor.seq, cursor.ordinal)
     this.#named.set(name, reader)
     return this.#register(reader)
@@ -131,6 +138,13 @@ export class Broker {
   /** Open readers: one per connection, plus named, FROM and HTTP readers while they are in use. */
   get readerCount(): number {
     return this.#readers.size
+  }
+
+  /** Cursor entries held by every open reader. */
+  get cursorCount(): number {
+    let count = 0
+    for (const reader of this.#readers) count += reader.cursorCount
+    return count
   }
 
   /** @internal Called by Reader.close. */
@@ -292,7 +306,7 @@ export class Broker {
       for (const waiter of waiting) {
         clearTimeout(waiter.timer)
         waiter.reader.forgetWaiter(waiter)
-        waiter.callback(waiter.reader.get(topic))
+        waiter.callback(readOrNothing(() => waiter.reader.get(topic)))
       }
     }
     if (this.#patternSubscribers.size > 0) {
@@ -302,9 +316,22 @@ export class Broker {
       // A copy: answering removes the waiter, and its reader may wait on the pattern again.
       for (const waiter of [...this.#patternWaiters.match(topic)]) {
         this.cancelWait(waiter, false)
-        waiter.callback(waiter.reader.get(waiter.topic, waiter.readable))
+        waiter.callback(readOrNothing(() => waiter.reader.get(waiter.topic, waiter.readable)))
       }
     }
+  }
+}
+
+/**
+ * A waiting reader's answer. A read refused for lack of cursor room (another read took the
+ * room the wait was checked against) answers "nothing" rather than failing the put.
+ */
+function readOrNothing(read: () => Delivery | null): Delivery | null {
+  try {
+    return read()
+  } catch (error) {
+    if (error instanceof BrokerError && error.code === BrokerErrorCode.tooManyCursors) return null
+    throw error
   }
 }
 

@@ -13,6 +13,8 @@ export const BrokerErrorCode = {
   cursorBusy: "cursor_busy",
   /** An argument the broker cannot accept, such as a topic name it does not allow. */
   invalidArgument: "invalid_argument",
+  /** A read would give its reader one more topic cursor than it may hold (--max-cursors). */
+  tooManyCursors: "too_many_cursors",
 } as const
 export type BrokerErrorCode = (typeof BrokerErrorCode)[keyof typeof BrokerErrorCode]
 

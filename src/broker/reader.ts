@@ -3,10 +3,16 @@
  * store's newest sequence when the reader was opened, or at a named cursor's saved place.
  * Reads of exact topics and of patterns, waits, and exact missed counts when retention
  * removed messages before the reader got them.
+ *
+ * A topic costs a cursor entry only once the reader has read something of it (or retention
+ * removed messages it had not read): until then its cursor is the reader's start, which
+ * needs no entry. So reads of topics that do not exist hold nothing, and the entries a reader
+ * may hold are bounded (--max-cursors): a read that needs one more is refused.
  */
 import type { DroppedMessage, StoredMessage, TopicState } from "../store/store.ts"
 import { isPattern } from "../topic/pattern.ts"
 import type { Broker, Delivery, TopicFilter, WaitCallback, Waiter } from "./broker.ts"
+import { BrokerError, BrokerErrorCode } from "./errors.ts"
 
 /** Where a reader is in one topic: the last message read (seq, and ordinal when known). */
 interface Cursor {
@@ -27,10 +33,19 @@ export class Reader {
   /** Named readers write each cursor move to the store, so they resume exactly. */
   readonly name: string | null
 
-  constructor(broker: Broker, startSeq: number, name: string | null) {
+  /** The most cursor entries this reader may hold. */
+  readonly #maxCursors: number
+
+  constructor(broker: Broker, startSeq: number, name: string | null, maxCursors: number) {
     this.#broker = broker
     this.#startSeq = startSeq
     this.name = name
+    this.#maxCursors = maxCursors
+  }
+
+  /** Cursor entries held: topics read (or passed by retention) since the reader opened. */
+  get cursorCount(): number {
+    return this.#cursors.size
   }
 
   /** The oldest unread message of `topic`, or, for a pattern, of the (readable) topics it matches. */
@@ -52,6 +67,8 @@ export class Reader {
   getWait(topic: string, timeoutMs: number, callback: WaitCallback, readable?: TopicFilter): Delivery | null {
     if (this.#waiters.has(topic)) throw new Error(`reader is already waiting on ${JSON.stringify(topic)}`)
     const message = this.get(topic, readable)
+    // The answer will need an entry: refuse now rather than when the put comes.
+    if (message === null && (isPattern(topic) || !this.#cursors.has(topic))) this.#needRoom(topic)
     if (message === null) this.#waiters.set(topic, this.#broker.addWaiter(this, topic, timeoutMs, callback, readable))
     return message
   }
@@ -86,6 +103,8 @@ export class Reader {
     if (cursor !== undefined && cursor.ordinal !== UNKNOWN_ORDINAL) return
     const start = cursor?.seq ?? this.#startSeq
     if (start >= dropped[dropped.length - 1]!.seq) return
+    // No room for the note: the reader will be told its missed count is unknown instead.
+    if (cursor === undefined && this.#cursors.size >= this.#maxCursors) return
     let ordinal = dropped[0]!.ordinal - 1
     for (const message of dropped) {
       if (message.seq > start) break
@@ -114,6 +133,7 @@ export class Reader {
       this.#caughtUp(topic)
       return null
     }
+    if (!this.#cursors.has(topic)) this.#needRoom(topic)
     const missed = this.#missedBefore(topic, message)
     this.markRead(topic, message.seq, message.ordinal, message.payload.length, message.putAt)
     return { ...message, missed, topic }
@@ -180,11 +200,34 @@ export class Reader {
    * reader is not open then (an HTTP named cursor between requests).
    */
   #caughtUp(topic: string): void {
-    // A topic that does not exist yet has had no message: ordinal 0.
-    const lastOrdinal = this.#broker.store.topic(topic)?.lastOrdinal ?? 0
+    const state = this.#broker.store.topic(topic)
     const cursor = this.#cursors.get(topic)
+    if (cursor === undefined) {
+      // A topic that does not exist needs no entry (and a read must not create its row). Nor, for
+      // an open reader, does one with nothing after the start: retention tells it what it drops.
+      // A named reader is away between uses (HTTP ?cursor=), so it notes where it caught up.
+      if (state === undefined) return
+      const untouched = state.lastSeq <= this.#startSeq && state.droppedThroughSeq <= this.#startSeq
+      if (untouched && this.name === null) return
+    }
+    const lastOrdinal = state?.lastOrdinal ?? 0
     if (cursor !== undefined && cursor.ordinal === lastOrdinal) return
+    if (cursor === undefined && this.#cursors.size >= this.#maxCursors) return
     this.#setCursor(topic, this.#broker.store.lastSeq, lastOrdinal)
+  }
+
+  /** Whether a message of `topic` can be marked read (a push): it has an entry, or there is room for one. */
+  hasRoomFor(topic: string): boolean {
+    return this.#cursors.has(topic) || this.#cursors.size < this.#maxCursors
+  }
+
+  /** Refuses a read that would need one more entry than the reader may hold. */
+  #needRoom(topic: string): void {
+    if (this.#cursors.size < this.#maxCursors) return
+    throw new BrokerError(
+      BrokerErrorCode.tooManyCursors,
+      `reading ${JSON.stringify(topic)} would keep cursors for more than ${this.#maxCursors} topics on this connection (--max-cursors)`,
+    )
   }
 
   #setCursor(topic: string, seq: number, ordinal: number): void {

@@ -4,6 +4,7 @@
  * default and its help line. The command line, the environment and the file (sources.ts) all
  * go through this table, so a setting accepts the same values wherever it is given.
  */
+import { DEFAULT_MAX_CURSORS } from "../broker/broker.ts"
 import { DEFAULT_RETENTION } from "../broker/retention.ts"
 import {
   formatDuration,
@@ -125,6 +126,11 @@ export const SETTINGS = {
   ),
   "max-subscriptions": count("Limits", 1024, "subscriptions per connection"),
   "max-pending-waits": count("Limits", 1024, "GET_WAITs pending per binary connection"),
+  "max-cursors": count(
+    "Limits",
+    DEFAULT_MAX_CURSORS,
+    "topics one connection (or HTTP read) may keep a read position for; past it, reads of more topics get too_many_cursors",
+  ),
   "idle-timeout": duration(
     "Limits",
     0,

@@ -113,7 +113,13 @@ const ERROR_NAMES = {
 } as const
 
 /** Statuses for the broker's own refusals; the body's code is the wire name the other protocols use. */
-const STATUS_BY_ERROR: Record<BrokerErrorCode, number> = { topic_full: 507, store_full: 507, cursor_busy: 409, invalid_argument: 400 }
+const STATUS_BY_ERROR: Record<BrokerErrorCode, number> = {
+  topic_full: 507,
+  store_full: 507,
+  cursor_busy: 409,
+  invalid_argument: 400,
+  too_many_cursors: 429,
+}
 
 async function route(request: Request, url: URL, server: Server<unknown>, context: HttpContext): Promise<Response> {
   const segments = url.pathname.split("/").slice(1)

@@ -27,6 +27,7 @@ export function formatMetrics(stats: ServerStats): string {
   single("dsmq_stored_messages", "gauge", "Messages in the store.", stats.storedMessages)
   single("dsmq_stored_bytes", "gauge", "Payload bytes of the messages in the store.", stats.storedBytes)
   single("dsmq_topics", "gauge", "Topics in the store.", stats.topics)
+  single("dsmq_cursors", "gauge", "Topic cursors held by open readers (each at most --max-cursors).", stats.cursors)
   single(
     "dsmq_messages_dropped_total",
     "counter",

@@ -7,6 +7,8 @@
  * of a pattern, or of several names, sends one JSON object per event that names the topic.
  */
 import type { Broker, Delivery, Reader, Subscriber, TopicFilter } from "../broker/broker.ts"
+import { BrokerError } from "../broker/errors.ts"
+import { ERROR_NAME_BY_BROKER_CODE } from "../protocol/errors.ts"
 import { isPattern } from "../topic/pattern.ts"
 
 /** A comment line now and then keeps proxies from closing an idle stream and finds dead peers. */
@@ -44,6 +46,30 @@ export function eventStream(
   let cancelled = false
   let end: (() => void) | null = null
 
+  /** One pull's worth of events: up to MESSAGES_PER_PULL unread messages, or, after waiting, one (or a keepalive). */
+  const produce = async (controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> => {
+    if (cancelled) return
+    let text = ""
+    for (let i = 0; i < MESSAGES_PER_PULL; i++) {
+      const message = next()
+      if (message === null) break
+      text += format(message)
+    }
+    if (text === "") {
+      // Nothing unread: wait for a put on the topic, or send a keepalive.
+      const { promise, resolve } = Promise.withResolvers<void>()
+      wake = resolve
+      timer = setTimeout(resolve, KEEPALIVE_MS)
+      await promise
+      clearTimeout(timer)
+      wake = null
+      if (cancelled) return
+      const message = next()
+      text = message === null ? ": keepalive\n\n" : format(message)
+    }
+    controller.enqueue(encoder.encode(text))
+  }
+
   return new ReadableStream<Uint8Array>({
     start(controller) {
       for (const name of names) broker.subscribe(name, subscriber)
@@ -66,26 +92,15 @@ export function eventStream(
       controller.enqueue(encoder.encode(`: stream of ${names.map((name) => JSON.stringify(name)).join(", ")} after ${afterSeq}\n\n`))
     },
     async pull(controller) {
-      if (cancelled) return
-      let text = ""
-      for (let i = 0; i < MESSAGES_PER_PULL; i++) {
-        const message = next()
-        if (message === null) break
-        text += format(message)
+      try {
+        await produce(controller)
+      } catch (error) {
+        // A read past --max-cursors ends the stream with an error event that says why.
+        if (!(error instanceof BrokerError)) throw error
+        const data = JSON.stringify({ code: ERROR_NAME_BY_BROKER_CODE[error.code], text: error.message })
+        controller.enqueue(encoder.encode(`event: error\ndata: ${data}\n\n`))
+        end?.()
       }
-      if (text === "") {
-        // Nothing unread: wait for a put on the topic, or send a keepalive.
-        const { promise, resolve } = Promise.withResolvers<void>()
-        wake = resolve
-        timer = setTimeout(resolve, KEEPALIVE_MS)
-        await promise
-        clearTimeout(timer)
-        wake = null
-        if (cancelled) return
-        const message = next()
-        text = message === null ? ": keepalive\n\n" : format(message)
-      }
-      controller.enqueue(encoder.encode(text))
     },
     cancel() {
       if (end !== null) shutdown.removeEventListener("abort", end)

@@ -33,6 +33,8 @@ export const ErrorCode = {
   forbidden: 13,
   /** A per-connection limit (subscriptions, pending waits) or the server's connection limit. */
   limit_exceeded: 14,
+  /** A read of one more topic than the connection may keep cursors for (--max-cursors). */
+  too_many_cursors: 15,
 } as const
 
 export type ErrorName = keyof typeof ErrorCode
@@ -57,6 +59,7 @@ export const ERROR_NAME_BY_BROKER_CODE = {
   store_full: "store_full",
   cursor_busy: "cursor_busy",
   invalid_argument: "bad_field",
+  too_many_cursors: "too_many_cursors",
 } as const satisfies Record<BrokerErrorCode, ErrorName>
 
 /** A broker refusal in the form every wire protocol reports; the text is the broker's. */

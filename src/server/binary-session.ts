@@ -111,10 +111,16 @@ export class BinarySession implements Session<BinaryItem> {
         const access = this.#mayRead(requestId, request.topic)
         if (access === null) return
         this.#readStarted = true
-        if (request.op === Op.get) this.#writeMessage(requestId, this.#reader.get(request.topic, access.readable))
-        else if (request.op === Op.getLatest) this.#writeMessage(requestId, this.#reader.getLatest(request.topic, access.readable))
-        else if (request.op === Op.getWait) this.#getWait(requestId, request.topic, request.timeoutMs, access.readable)
-        else this.#subscribe(requestId, request.topic, access.readable)
+        try {
+          if (request.op === Op.get) this.#writeMessage(requestId, this.#reader.get(request.topic, access.readable))
+          else if (request.op === Op.getLatest) this.#writeMessage(requestId, this.#reader.getLatest(request.topic, access.readable))
+          else if (request.op === Op.getWait) this.#getWait(requestId, request.topic, request.timeoutMs, access.readable)
+          else this.#subscribe(requestId, request.topic, access.readable)
+        } catch (error) {
+          // A read past --max-cursors: this request is refused, the connection goes on.
+          if (!(error instanceof BrokerError)) throw error
+          this.#reportError(requestId, protocolErrorOf(error))
+        }
         return
       }
       case Op.cursor:
@@ -163,6 +169,10 @@ export class BinarySession implements Session<BinaryItem> {
       this.#lagging.add(subscription)
       return
     }
+    if (!this.#reader.hasRoomFor(topic)) {
+      this.#endSubscription(subscription, topic)
+      return
+    }
     writeMessage(this.#writer, Op.deliver, 0, seq, 0, topic, payload, this.#putTimes ? putAt : null)
     this.#reader.markRead(topic, seq, ordinal, payload.length, putAt)
     this.#host.wake()
@@ -172,7 +182,14 @@ export class BinarySession implements Session<BinaryItem> {
     const stopAt = this.#writer.length + budget
     for (const subscription of this.#lagging) {
       while (this.#writer.length < stopAt) {
-        const message = this.#reader.get(subscription.topic, subscription.readable)
+        let message: Delivery | null
+        try {
+          message = this.#reader.get(subscription.topic, subscription.readable)
+        } catch (error) {
+          if (!(error instanceof BrokerError)) throw error
+          this.#endSubscription(subscription, subscription.topic)
+          break
+        }
         if (message === null) {
           // Nothing left in the store: from here on, each put is pushed as it happens.
           subscription.live = true
@@ -331,6 +348,18 @@ export class BinarySession implements Session<BinaryItem> {
       this.#lagging.add(subscription)
     }
     this.#writer.begin(Op.ok, 0, requestId).end()
+  }
+
+  /**
+   * A subscription whose next message is of one topic more than the connection may keep a
+   * cursor for: it ends, with an ERROR (request id 0) that names it, rather than growing.
+   */
+  #endSubscription(subscription: Subscription, topic: string): void {
+    this.#drop(subscription)
+    const limit = this.#host.broker.maxCursors
+    const text = `subscription ${JSON.stringify(subscription.topic)} ended: a message of ${JSON.stringify(topic)} would keep cursors for more than ${limit} topics on this connection (--max-cursors)`
+    this.#reportError(0, new ProtocolError("too_many_cursors", text))
+    this.#host.wake()
   }
 
   #drop(subscription: Subscription): void {

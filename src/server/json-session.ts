@@ -5,7 +5,7 @@
  * let a client match them otherwise.
  */
 import type { Principal } from "../auth/auth.ts"
-import type { Delivery, Reader } from "../broker/broker.ts"
+import type { Delivery, Reader, TopicFilter } from "../broker/broker.ts"
 import { BrokerError } from "../broker/errors.ts"
 import type { Output } from "../net/transport.ts"
 import { WireProtocol } from "../protocol/detect.ts"
@@ -83,7 +83,6 @@ export class JsonSession implements Session<JsonItem> {
   }
 
   run(request: JsonItem): void {
-    const reader = this.#reader
     if (request.action === "rejected") {
       this.#reject(request.error, request.expectsReply)
       return
@@ -119,21 +118,16 @@ export class JsonSession implements Session<JsonItem> {
         return
       }
       case "get":
-        this.#replyWith(reader.get(request.topic, access!.readable), request.topic)
-        return
       case "get_latest":
-        this.#replyWith(reader.getLatest(request.topic, access!.readable), request.topic)
-        return
-      case "get_wait": {
-        if (this.#stopping) {
-          this.#replyWith(reader.get(request.topic, access!.readable), request.topic)
-          return
+      case "get_wait":
+        try {
+          this.#read(request.action, request.topic, request.action === "get_wait" ? request.timeoutMs : 0, access!.readable)
+        } catch (error) {
+          // A read past --max-cursors: answered with the error, the connection goes on.
+          if (!(error instanceof BrokerError)) throw error
+          this.#reject(protocolErrorOf(error), true)
         }
-        const message = reader.getWait(request.topic, request.timeoutMs, this.#answerWait, access!.readable)
-        if (message !== null) this.#replyWith(message, request.topic)
-        else this.#waitingFor = request.topic
         return
-      }
       case "shutdown":
         if (this.#host.allowShutdown) {
           this.#host.log("shutdown requested by a client")
@@ -142,6 +136,17 @@ export class JsonSession implements Session<JsonItem> {
           this.#reject(new ProtocolError("shutdown_refused", "shutdown is disabled; start the server with --allow-shutdown"), false)
         }
         return
+    }
+  }
+
+  #read(action: "get" | "get_latest" | "get_wait", topic: string, timeoutMs: number, readable: TopicFilter | undefined): void {
+    const reader = this.#reader
+    if (action === "get_latest") this.#replyWith(reader.getLatest(topic, readable), topic)
+    else if (action === "get" || this.#stopping) this.#replyWith(reader.get(topic, readable), topic)
+    else {
+      const message = reader.getWait(topic, timeoutMs, this.#answerWait, readable)
+      if (message !== null) this.#replyWith(message, topic)
+      else this.#waitingFor = topic
     }
   }
 

@@ -21,6 +21,8 @@ export interface ServerStats {
   readonly droppedByRetention: number
   readonly lastSeq: number
   readonly topics: number
+  /** Topic cursor entries all open readers hold (each at most --max-cursors). */
+  readonly cursors: number
   /** Errors reported to clients, by code name. */
   readonly errors: Readonly<Record<ErrorName, number>>
   /** Seconds from put to delivery: bucket upper bounds and cumulative counts (the last is +Inf). */
@@ -82,6 +84,7 @@ export function collectStats(broker: Broker, errors: ErrorCounts, connections: I
     droppedByRetention: broker.retention.droppedCount,
     lastSeq: store.lastSeq,
     topics: store.topicCount,
+    cursors: broker.cursorCount,
     errors: errors.snapshot(),
     deliveryLatency: { bounds: latency.bounds, cumulative: latency.cumulative(), sum: latency.sum, count: latency.count },
     maxConnectionBufferedBytes,

@@ -328,22 +328,10 @@ describe("docs/PROTOCOL.md tables and limits", () => {
       name: match[2]!,
       fatal: match[3] === "yes",
     }))
+    // Every code but the JSON protocols' own, so a code added to the code is added here too.
+    const jsonOnly: ErrorName[] = ["bad_json", "not_an_object", "shutdown_refused"]
     expect(rows.map((row) => [row.code, row.name])).toEqual(
-      (
-        [
-          "malformed_frame",
-          "too_large",
-          "unknown_action",
-          "bad_field",
-          "unsupported_version",
-          "topic_full",
-          "store_full",
-          "cursor_busy",
-          "unauthorized",
-          "forbidden",
-          "limit_exceeded",
-        ] as ErrorName[]
-      ).map((name) => [ErrorCode[name], name]),
+      (Object.keys(ErrorCode) as ErrorName[]).filter((name) => !jsonOnly.includes(name)).map((name) => [ErrorCode[name], name]),
     )
     expect(rows.filter((row) => row.fatal).map((row) => row.name)).toEqual([
       "malformed_frame",

@@ -16,6 +16,7 @@ describe("broker refusals on the wire", () => {
       ["store_full", "store_full", 10],
       ["cursor_busy", "cursor_busy", 11],
       ["invalid_argument", "bad_field", 6],
+      ["too_many_cursors", "too_many_cursors", 15],
     ])
   })
 

@@ -531,6 +531,8 @@ test("STATS returns a JSON object whose counters match the traffic", async () =>
     storedMessages: 4,
     lastSeq: 4,
     topics: 2,
+    // The client's on t and s, the subscriber's on s; the JSON get of the absent "sync" holds none.
+    cursors: 3,
     queuedRequests: 0,
     // "one" + "two" + "three" + "four"; delivered: "three", "two", and the pushes "one", "two".
     bytesPut: 15,

@@ -76,6 +76,7 @@ test("limits have defaults and flags", () => {
     maxOutboundBytes: 4 * 1024 * 1024,
     maxSubscriptions: 1024,
     maxPendingWaits: 1024,
+    maxCursors: 100_000,
     authTimeoutSeconds: 10,
   })
   expect(

@@ -110,13 +110,26 @@ describe("HTTP", () => {
     expect(full.status).toBe(507)
     expect(((await full.json()) as { error: { code: string } }).error.code).toBe("topic_full")
 
-    expect((await fetch(`${base}/t?cursor=web`)).status).toBe(204) // the cursor starts now
+    expect((await fetch(`${base}/t`, { method: "POST", body: "m0" })).status).toBe(201)
+    expect((await fetch(`${base}/t?cursor=web`)).status).toBe(204) // the cursor starts now, after m0
     for (let i = 1; i <= 10; i++) await fetch(`${base}/t`, { method: "POST", body: `m${i}` })
     const next = await fetch(`${base}/t?cursor=web`)
-    expect([next.headers.get("DSMQ-Seq"), next.headers.get("DSMQ-Missed"), await next.text()]).toEqual(["9", "7", "m8"])
+    expect([next.headers.get("DSMQ-Seq"), next.headers.get("DSMQ-Missed"), await next.text()]).toEqual(["10", "7", "m8"])
     const after = await fetch(`${base}/t?cursor=web`)
     expect([after.headers.get("DSMQ-Missed"), await after.text()]).toEqual([null, "m9"])
     expect((await fetch(`${base}/t?cursor=web&after=3`)).status).toBe(400)
+  })
+
+  test("a named cursor that read a topic before it existed created nothing, and cannot tell what it missed", async () => {
+    using server = startTestServer({ retention: retention({ maxMessages: 3 }) })
+    const base = `http://127.0.0.1:${server.httpPort}/topics`
+    expect((await fetch(`${base}/later?cursor=early`)).status).toBe(204)
+    // The read stored no topic: the catalogue is empty.
+    expect(await (await fetch(`http://127.0.0.1:${server.httpPort}/topics`)).json()).toEqual({ topics: [] })
+    for (let i = 1; i <= 10; i++) await fetch(`${base}/later`, { method: "POST", body: `m${i}` })
+    const next = await fetch(`${base}/later?cursor=early`)
+    // Retention passed the cursor while no one used it, and the topic has no row from before: unknown.
+    expect([next.headers.get("DSMQ-Missed"), await next.text()]).toEqual([null, "m8"])
   })
 
   test("an event stream announces missed messages before the next event", async () => {
