@@ -7,7 +7,7 @@
 import { type AuthConfig, AuthError, authConfigOf } from "./auth/auth.ts"
 import type { RetentionRule } from "./broker/retention.ts"
 import { readAuth, readPem, readRetentionRules, retentionRulesOf, TOML_RULE_KEYS } from "./config/files.ts"
-import { SETTINGS, type SettingName, type SettingValues, settingsHelp, type Valued } from "./config/settings.ts"
+import { DEFAULT_MAX_BUFFERED_BYTES, SETTINGS, type SettingName, type SettingValues, settingsHelp, type Valued } from "./config/settings.ts"
 import {
   type ConfigFile,
   type Given,
@@ -122,6 +122,8 @@ function toServerOptions(
       maxSubscriptions: values["max-subscriptions"]!,
       maxPendingWaits: values["max-pending-waits"]!,
       maxCursors: values["max-cursors"]!,
+      // Tied to the store's cap: what clients make the server hold is bounded like what it stores.
+      maxBufferedBytes: values["max-buffered-bytes"] ?? values["max-memory"] ?? DEFAULT_MAX_BUFFERED_BYTES,
       authTimeoutSeconds: values["auth-timeout"]! / 1000,
     },
     auth: tokens(values, given, file, env),

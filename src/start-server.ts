@@ -10,6 +10,7 @@ import { DEFAULT_RETENTION, type RetentionConfig } from "./broker/retention.ts"
 import {
   DEFAULT_AUTH_TIMEOUT_SECONDS,
   DEFAULT_HOST,
+  DEFAULT_MAX_BUFFERED_BYTES,
   DEFAULT_MAX_MESSAGE_BYTES,
   DEFAULT_PORT,
   DEFAULT_SHUTDOWN_TIMEOUT_MS,
@@ -17,6 +18,7 @@ import {
 } from "./config/settings.ts"
 import { serveHttp, type WebSocketData } from "./http/http-server.ts"
 import { RelayPeers } from "./net/http-relay.ts"
+import { BufferBudget } from "./server/buffer-budget.ts"
 import type { ConnectionContext } from "./server/connection-context.ts"
 import { ConnectionRegistry, type SocketData } from "./server/connection-registry.ts"
 import type { ConnectionLimits } from "./server/session.ts"
@@ -65,6 +67,8 @@ export interface ServerLimits {
   readonly maxPendingWaits: number
   /** Topics one connection (or one HTTP read) may keep a read position for. */
   readonly maxCursors: number
+  /** Bytes held for all clients together (src/server/buffer-budget.ts). */
+  readonly maxBufferedBytes: number
   /** Seconds a connection has to authenticate (with tokens) or to finish a started first frame; 0: no limit. */
   readonly authTimeoutSeconds: number
 }
@@ -75,6 +79,7 @@ export const DEFAULT_LIMITS: ServerLimits = {
   maxSubscriptions: 1024,
   maxPendingWaits: 1024,
   maxCursors: DEFAULT_MAX_CURSORS,
+  maxBufferedBytes: DEFAULT_MAX_BUFFERED_BYTES,
   authTimeoutSeconds: DEFAULT_AUTH_TIMEOUT_SECONDS,
 }
 
@@ -137,7 +142,8 @@ export function startServer(options: ServerOptions): RunningServer {
   const relayPeers = new RelayPeers()
   let running = true
 
-  const stats = (): ServerStats => collectStats(broker, errors, registry.snapshot())
+  const budget = new BufferBudget(serverLimits.maxBufferedBytes)
+  const stats = (): ServerStats => collectStats(broker, errors, registry.snapshot(), budget)
 
   const shutdown = new AbortController()
   let finish: (() => void) | null = null
@@ -181,6 +187,7 @@ export function startServer(options: ServerOptions): RunningServer {
 
   const context: Omit<ConnectionContext, "httpRelay"> = {
     broker,
+    budget,
     limits,
     allowShutdown: options.allowShutdown,
     auth,

@@ -139,6 +139,7 @@ describe("parseArguments", () => {
           maxSubscriptions: 1024,
           maxPendingWaits: 1024,
           maxCursors: 100_000,
+          maxBufferedBytes: 256 * 1024 * 1024,
           authTimeoutSeconds: 10,
         },
         auth: null,

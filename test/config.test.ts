@@ -63,7 +63,7 @@ max-age = "10m"
 
   test("every option has an environment variable named after its flag", () => {
     // One value each kind can take, so that a variable the reader skipped would show.
-    const samples: Record<string, string> = { host: "::1", sync: "full", "full-policy": "reject" }
+    const samples: Record<string, string> = { host: "::1", sync: "full", "full-policy": "reject", "max-buffered-bytes": "64MiB" }
     for (const [name, setting] of Object.entries(SETTINGS)) {
       if (setting.kind === "switch" || ("isPath" in setting && setting.isPath)) continue
       const variable = `DSMQ_${name.toUpperCase().replaceAll("-", "_")}`

@@ -75,12 +75,13 @@ const file = (section: Section, help: string): Valued<string> =>
 const count = (section: Section, defaultValue: number, help: string): Valued<number> =>
   valued(section, "N", String(defaultValue), help, (text, label) => parseInteger(label, text, 1, 1_000_000))
 
-/** A size of at least `min` bytes; never "none". */
-const boundedSize = (section: Section, defaultBytes: number, min: number, help: string): Valued<number> =>
-  valued(section, "SIZE", formatSize(defaultBytes), help, (text, label) => {
+/** A size from `min` to `max` bytes (2 GiB unless told); never "none". */
+const boundedSize = (section: Section, defaultBytes: number | undefined, min: number, help: string, max = 2 ** 31 - 1): Valued<number> =>
+  valued(section, "SIZE", defaultBytes === undefined ? undefined : formatSize(defaultBytes), help, (text, label) => {
     const size = text === "none" ? Number.NaN : parseSize(label, text)!
-    if (!(size >= min && size <= 2 ** 31 - 1)) {
-      throw new UsageError(`${label} must be a size from ${formatSize(min)} to 2GiB (like 64KiB or 1MiB); got ${JSON.stringify(text)}`)
+    if (!(size >= min && size <= max)) {
+      const range = `${formatSize(min)} to ${formatSize(max === 2 ** 31 - 1 ? 2 ** 31 : max)}`
+      throw new UsageError(`${label} must be a size from ${range} (like 64KiB or 1MiB); got ${JSON.stringify(text)}`)
     }
     return size
   })
@@ -97,6 +98,8 @@ export const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
 export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 5000
 /** --auth-timeout's default, in seconds. */
 export const DEFAULT_AUTH_TIMEOUT_SECONDS = 10
+/** --max-buffered-bytes' default, when --max-memory is not given either: the store's default cap. */
+export const DEFAULT_MAX_BUFFERED_BYTES = 256 * 1024 * 1024
 /** Output waiting for one slow reader before its requests stop running: a few large replies. */
 export const MAX_OUTBOUND_BYTES = 4 * 1024 * 1024
 const retention = DEFAULT_RETENTION.defaults
@@ -123,6 +126,13 @@ export const SETTINGS = {
     MAX_OUTBOUND_BYTES,
     64 * 1024,
     "replies waiting for one slow client before its requests stop running",
+  ),
+  "max-buffered-bytes": boundedSize(
+    "Limits",
+    undefined,
+    1024 * 1024,
+    "bytes held for all clients together (input, queued requests, unsent replies); past it the connections holding the most pause and new ones are refused (default: as --max-memory, 256MiB)",
+    2 ** 50,
   ),
   "max-subscriptions": count("Limits", 1024, "subscriptions per connection"),
   "max-pending-waits": count("Limits", 1024, "GET_WAITs pending per binary connection"),

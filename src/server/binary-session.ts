@@ -164,7 +164,7 @@ export class BinarySession implements Session<BinaryItem> {
   push(subscription: Subscription, topic: string, seq: number, ordinal: number, payload: Uint8Array, putAt: number): void {
     // Already sent through another subscription that matches the same topic (`lab/a` and `lab/#`).
     if (this.#reader.cursor(topic) >= seq) return
-    if (this.#host.outboundBytes() >= this.#host.limits.maxOutboundBytes) {
+    if (this.#host.outboundBytes() >= this.#host.limits.maxOutboundBytes || !this.#host.mayPush()) {
       subscription.live = false
       this.#lagging.add(subscription)
       return

@@ -50,11 +50,16 @@ export class ConnectionRegistry {
     return this.#connections.size === 0 && this.#handedOver.size === 0
   }
 
-  /** False (counted and logged) when one more connection would pass the limit. */
+  /** False (counted and logged) when one more connection would pass the limit, or the buffered-bytes budget is spent. */
   admit(remote: string | undefined): boolean {
-    if (this.#connections.size < this.#maxConnections) return true
+    const budget = this.#context.budget
+    const full = this.#connections.size >= this.#maxConnections
+    if (!full && budget.admits) return true
     this.#context.countError("limit_exceeded" satisfies ErrorName)
-    this.#context.log(`refusing a connection from ${remote ?? "an unknown address"}: at the limit of ${this.#maxConnections} connections`)
+    const why = full
+      ? `at the limit of ${this.#maxConnections} connections`
+      : `the clients hold ${budget.totalBytes} bytes, past --max-buffered-bytes ${budget.maxBytes}`
+    this.#context.log(`refusing a connection from ${remote ?? "an unknown address"}: ${why}`)
     return false
   }
 

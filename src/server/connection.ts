@@ -62,6 +62,7 @@ export class Connection implements FrameSink {
       {
         producedBytes: () => this.#session?.pendingBytes ?? 0,
         outboundBytes: () => this.#outboundBytes(),
+        bufferedBytes: () => this.bufferedBytes,
         isHolding: () => this.#session?.holding ?? false,
         isDecoding: () => this.#lifecycle.decodes,
         decode: (slice) => this.#decoder!.push(slice),
@@ -70,6 +71,7 @@ export class Connection implements FrameSink {
         pump: () => this.#pump(),
       },
       context.limits.maxOutboundBytes,
+      context.budget,
     )
   }
 
@@ -129,8 +131,7 @@ export class Connection implements FrameSink {
 
   /** A TCP half-close: run all it sent, then end; waits are answered at once (a FIN cannot be told from a client that left). */
   onEnd(): void {
-    if (!this.#lifecycle.moveTo(Lifecycle.inputEnded)) return
-    this.#shutDownSession()
+    if (this.#lifecycle.moveTo(Lifecycle.inputEnded)) this.#shutDownSession()
   }
 
   onDrain(): void {
@@ -164,11 +165,9 @@ export class Connection implements FrameSink {
 
   /** Waits answered with "nothing", subscriptions dropped; the connection ends once the replies are out. */
   #shutDownSession(): void {
+    this.#session?.shutdown()
     if (this.#session === null) this.#end()
-    else {
-      this.#session.shutdown()
-      this.#pump()
-    }
+    else this.#pump()
   }
 
   // FrameSink: called by the decoder, synchronously, for each complete frame.
@@ -201,6 +200,7 @@ export class Connection implements FrameSink {
     this.protocol = protocol
     const host = sessionHost(this.#context, this.#transport.remoteAddress, this.#authenticated, {
       outboundBytes: () => this.#outboundBytes(),
+      mayPush: () => !this.#flow.budgetPaused,
       handshakeDone: () => this.#handshake.authenticated(),
       wake: () => this.#flow.wake(),
       closeAfterReplies: (error) => this.#closeAfterReplies(error),

@@ -12,6 +12,7 @@
  * (`Paced`), so it is tested with a fake one.
  */
 import type { ProtocolError } from "../protocol/errors.ts"
+import { type BudgetHolder, type BufferBudget, PAUSED_OUTPUT_BYTES } from "./buffer-budget.ts"
 
 /**
  * Requests one connection may run before it lets the event loop serve others. Bun hands over
@@ -66,6 +67,8 @@ export interface Paced {
   producedBytes(): number
   /** Output not taken by the peer yet: produced, or queued in the transport, in bytes. */
   outboundBytes(): number
+  /** Everything the connection holds for its client (input, queued requests, output), for the server-wide budget. */
+  bufferedBytes(): number
   /** True while a request holds back the ones behind it (a JSON get_wait). */
   isHolding(): boolean
   /** False once the connection decodes nothing more (it is closing or stopping). */
@@ -83,9 +86,13 @@ export class StreamFailure {
   constructor(readonly error: ProtocolError) {}
 }
 
-export class FlowControl {
+export class FlowControl implements BudgetHolder {
   readonly #peer: Paced
   readonly #maxOutboundBytes: number
+  /** The server-wide budget this connection reports to; null: none (tests of one connection). */
+  readonly #budget: BufferBudget | null
+  /** Paused by the budget: no reading, no pushes, and requests only while output is small. */
+  #budgetPaused = false
   readonly #nextTurn: (task: () => void) => void
   /**
    * Received bytes not yet decoded because requests were backing up (see FEED_SLICE_BYTES),
@@ -117,10 +124,28 @@ export class FlowControl {
   requestsArriveWhole = false
 
   /** `nextTurn` runs a task in a later turn of the event loop (a test may run it by hand). */
-  constructor(peer: Paced, maxOutboundBytes: number, nextTurn: (task: () => void) => void = setImmediate) {
+  constructor(
+    peer: Paced,
+    maxOutboundBytes: number,
+    budget: BufferBudget | null = null,
+    nextTurn: (task: () => void) => void = setImmediate,
+  ) {
     this.#peer = peer
     this.#maxOutboundBytes = maxOutboundBytes
+    this.#budget = budget
     this.#nextTurn = nextTurn
+  }
+
+  /** Whether the server-wide budget has paused this connection (its pushes then wait in the store). */
+  get budgetPaused(): boolean {
+    return this.#budgetPaused
+  }
+
+  budgetPause(paused: boolean): void {
+    this.#budgetPaused = paused
+    this.#updatePause()
+    // Resumed: run what waited, and catch subscriptions up.
+    if (!paused) this.wake()
   }
 
   /** Decoded requests waiting to run. */
@@ -173,6 +198,7 @@ export class FlowControl {
 
   /** The connection is gone: forget everything held. */
   clear(): void {
+    this.#budget?.forget(this)
     this.dropUnfed()
     this.#inbox = []
     this.#inboxSizes = []
@@ -182,7 +208,8 @@ export class FlowControl {
 
   /** Whether a request may run now: turn budget left, nothing holding, and the client keeping up. */
   mayRun(): boolean {
-    return this.hasTurnBudget() && !this.#peer.isHolding() && this.#peer.outboundBytes() < this.#maxOutboundBytes
+    const maxOutbound = this.#budgetPaused ? PAUSED_OUTPUT_BYTES : this.#maxOutboundBytes
+    return this.hasTurnBudget() && !this.#peer.isHolding() && this.#peer.outboundBytes() < maxOutbound
   }
 
   /** Whether a request just decoded may run at once, ahead of nothing. */
@@ -223,6 +250,7 @@ export class FlowControl {
 
   /** Bytes a subscriber's backlog may produce now, or null when this turn's output is spent. */
   backlogBudget(): number | null {
+    if (this.#budgetPaused) return null
     const turnRoom = TURN_OUTPUT_BYTES - this.#sentThisTurn - this.#peer.producedBytes()
     if (turnRoom <= 0) return null
     return Math.min(this.#maxOutboundBytes - this.#peer.outboundBytes(), turnRoom)
@@ -248,9 +276,11 @@ export class FlowControl {
   /**
    * Something happened outside the connection's own handlers (a wait answered, a push): pump
    * once, in a microtask, right after the handler that caused it, so the pushes one chunk of
-   * puts causes go out together, in one write per subscriber.
+   * puts causes go out together, in one write per subscriber. What it produced is reported to
+   * the budget at once, so one writer's turn of pushes cannot carry many subscribers past it.
    */
   wake(): void {
+    this.#budget?.report(this, this.#peer.bufferedBytes())
     if (this.#woken) return
     this.#woken = true
     queueMicrotask(() => {
@@ -267,13 +297,14 @@ export class FlowControl {
       this.#inboxHead = 0
     }
     this.#updatePause()
+    this.#budget?.report(this, this.#peer.bufferedBytes())
   }
 
   /** Pauses reading while bytes are kept undecoded (behind a get_wait: only past HELD_READ_BYTES) or for a yielded turn. */
   #updatePause(): void {
     const inboxFull = this.requestsArriveWhole && (this.queuedRequests >= PAUSE_AT_QUEUED || this.#inboxBytes >= MAX_QUEUED_BYTES)
     const keeping = this.#unfed.length > 0 && (!this.#peer.isHolding() || this.#unfedBytes >= HELD_READ_BYTES)
-    const shouldPause = this.#yieldingRead || inboxFull || keeping
+    const shouldPause = this.#yieldingRead || inboxFull || keeping || this.#budgetPaused
     if (shouldPause === this.#paused) return
     this.#paused = shouldPause
     if (shouldPause) this.#peer.pauseReading()

@@ -32,6 +32,8 @@ export interface SessionHost {
   readonly remoteAddress: string
   /** Reply bytes waiting for this connection's socket, produced or not yet sent. */
   outboundBytes(): number
+  /** False while the server-wide budget pauses this connection: pushes wait in the store. */
+  mayPush(): boolean
   /** Something happened outside this connection's own handlers (a wait answered, a push): send it soon. */
   wake(): void
   /** The client authenticated (or needs not): its first-frame limit and deadline end. */
@@ -71,6 +73,7 @@ export interface Session<Request> {
 /** What a connection lends its session: output accounting, waking, closing, and reading no more. */
 export interface ConnectionHooks {
   outboundBytes(): number
+  mayPush(): boolean
   handshakeDone(): void
   wake(): void
   closeAfterReplies(error: ProtocolError): void
@@ -80,7 +83,10 @@ export interface ConnectionHooks {
 
 /** The SessionHost of one connection: the server's context, the client's identity, the connection's hooks. */
 export function sessionHost(
-  context: Omit<SessionHost, "remoteAddress" | "authenticated" | "outboundBytes" | "handshakeDone" | "wake" | "closeAfterReplies">,
+  context: Omit<
+    SessionHost,
+    "remoteAddress" | "authenticated" | "outboundBytes" | "mayPush" | "handshakeDone" | "wake" | "closeAfterReplies"
+  >,
   remoteAddress: string,
   authenticated: Principal | null,
   hooks: ConnectionHooks,
@@ -90,6 +96,7 @@ export function sessionHost(
     remoteAddress,
     authenticated,
     outboundBytes: hooks.outboundBytes,
+    mayPush: hooks.mayPush,
     handshakeDone: hooks.handshakeDone,
     wake: hooks.wake,
     closeAfterReplies: hooks.closeAfterReplies,

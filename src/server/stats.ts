@@ -4,6 +4,7 @@
  */
 import type { Broker } from "../broker/broker.ts"
 import { ErrorCode, type ErrorName } from "../protocol/errors.ts"
+import type { BufferBudget } from "./buffer-budget.ts"
 
 export interface ServerStats {
   readonly connections: number
@@ -32,6 +33,10 @@ export interface ServerStats {
     readonly sum: number
     readonly count: number
   }
+  /** Bytes held for all clients (the server-wide budget's figure), the budget, and the connections it pauses. */
+  readonly bufferedBytes: number
+  readonly maxBufferedBytes: number
+  readonly budgetPausedConnections: number
   /** The most bytes any one connection holds right now (unfinished request + unsent output). */
   readonly maxConnectionBufferedBytes: number
   readonly queuedRequests: number
@@ -57,7 +62,12 @@ export class ErrorCounts {
   }
 }
 
-export function collectStats(broker: Broker, errors: ErrorCounts, connections: Iterable<ConnectionSnapshot>): ServerStats {
+export function collectStats(
+  broker: Broker,
+  errors: ErrorCounts,
+  connections: Iterable<ConnectionSnapshot>,
+  budget: BufferBudget,
+): ServerStats {
   let count = 0
   let maxConnectionBufferedBytes = 0
   let queuedRequests = 0
@@ -87,6 +97,9 @@ export function collectStats(broker: Broker, errors: ErrorCounts, connections: I
     cursors: broker.cursorCount,
     errors: errors.snapshot(),
     deliveryLatency: { bounds: latency.bounds, cumulative: latency.cumulative(), sum: latency.sum, count: latency.count },
+    bufferedBytes: budget.totalBytes,
+    maxBufferedBytes: budget.maxBytes,
+    budgetPausedConnections: budget.pausedCount,
     maxConnectionBufferedBytes,
     queuedRequests,
     cpuMicros: cpu.user + cpu.system,

@@ -545,6 +545,9 @@ test("STATS returns a JSON object whose counters match the traffic", async () =>
     errors: Object.fromEntries(Object.keys(ErrorCode).map((name) => [name, 0])),
     deliveryLatency: { bounds: expect.any(Array), cumulative: expect.any(Array), sum: expect.any(Number), count: 4 },
     maxConnectionBufferedBytes: expect.any(Number),
+    bufferedBytes: expect.any(Number),
+    maxBufferedBytes: 256 * 1024 * 1024,
+    budgetPausedConnections: 0,
     cpuMicros: expect.any(Number),
   })
   expect(server.stats()).toMatchObject(counters)

@@ -2,8 +2,10 @@
  * FlowControl on its own, with a fake connection and no sockets: what runs, what is decoded,
  * what is kept, and when reading pauses, as the budgets and caps say.
  */
+
 import { describe, expect, test } from "bun:test"
 import { ProtocolError } from "../../src/protocol/errors.ts"
+import type { BufferBudget } from "../../src/server/buffer-budget.ts"
 import {
   FEED_SLICE_BYTES,
   FlowControl,
@@ -36,8 +38,12 @@ class FakeConnection implements Paced {
   paused = false
   pumps = 0
 
-  constructor() {
-    this.flow = new FlowControl(this, MAX_OUTBOUND, (task) => this.laterTurns.push(task))
+  constructor(budget: BufferBudget | null = null) {
+    this.flow = new FlowControl(this, MAX_OUTBOUND, budget, (task) => this.laterTurns.push(task))
+  }
+
+  bufferedBytes(): number {
+    return this.flow.heldBytes + this.outboundBytes()
   }
 
   producedBytes(): number {

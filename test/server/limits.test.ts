@@ -77,6 +77,7 @@ test("limits have defaults and flags", () => {
     maxSubscriptions: 1024,
     maxPendingWaits: 1024,
     maxCursors: 100_000,
+    maxBufferedBytes: 256 * 1024 * 1024,
     authTimeoutSeconds: 10,
   })
   expect(

@@ -1,0 +1,87 @@
+/**
+ * The server-wide budget for bytes held for clients (--max-buffered-bytes): undecoded input,
+ * decoded requests not run yet, decoder tails and output the clients have not taken, over all
+ * connections. Each connection's own limits bound it alone; this bounds their sum.
+ *
+ * Every connection reports what it holds after each of its turns. Past the budget, the
+ * connections holding the most are paused, largest first, until those still running hold at
+ * most half of it: a paused connection reads nothing, gets no pushes (its subscriptions catch
+ * up from the store later) and runs requests only while its output is small, so it can only
+ * shrink, as its client reads. New connections are refused while the budget is exceeded. Once
+ * the total is back under three quarters of the budget, every paused connection resumes.
+ *
+ * Connections report at the end of each turn and after each push, so the total passes the
+ * budget by at most one connection's turn of output (TURN_OUTPUT_BYTES and one frame).
+ */
+
+/** A connection, as the budget sees it. */
+export interface BudgetHolder {
+  /** Pause or resume this holder (see the module comment for what pausing means). */
+  budgetPause(paused: boolean): void
+}
+
+/** Output a paused connection may still produce by running requests (puts produce none). */
+export const PAUSED_OUTPUT_BYTES = 64 * 1024
+
+export class BufferBudget {
+  readonly maxBytes: number
+  readonly #held = new Map<BudgetHolder, number>()
+  readonly #paused = new Set<BudgetHolder>()
+  #totalBytes = 0
+  #pausedBytes = 0
+
+  constructor(maxBytes: number) {
+    this.maxBytes = maxBytes
+  }
+
+  /** Bytes held for all clients. */
+  get totalBytes(): number {
+    return this.#totalBytes
+  }
+
+  get pausedCount(): number {
+    return this.#paused.size
+  }
+
+  /** Whether a new connection may open: not while the budget is exceeded. */
+  get admits(): boolean {
+    return this.#totalBytes <= this.maxBytes
+  }
+
+  /** What `holder` holds now; 0 once it is gone (see `forget`). */
+  report(holder: BudgetHolder, bytes: number): void {
+    const before = this.#held.get(holder) ?? 0
+    if (bytes === before) return
+    if (bytes === 0) this.#held.delete(holder)
+    else this.#held.set(holder, bytes)
+    this.#totalBytes += bytes - before
+    if (this.#paused.has(holder)) this.#pausedBytes += bytes - before
+    if (this.#totalBytes > this.maxBytes && this.#totalBytes - this.#pausedBytes > this.maxBytes / 2) this.#pauseBiggest()
+    else if (this.#paused.size > 0 && this.#totalBytes <= (this.maxBytes * 3) / 4) this.#resumeAll()
+  }
+
+  /** The holder closed: what it held is freed. */
+  forget(holder: BudgetHolder): void {
+    // report() takes its bytes off the totals, paused ones included.
+    this.report(holder, 0)
+    this.#paused.delete(holder)
+  }
+
+  /** Pauses running holders, largest first, until the running ones hold at most half the budget. */
+  #pauseBiggest(): void {
+    const running = [...this.#held].filter(([holder]) => !this.#paused.has(holder)).sort((a, b) => b[1] - a[1])
+    for (const [holder, bytes] of running) {
+      if (this.#totalBytes - this.#pausedBytes <= this.maxBytes / 2) break
+      this.#paused.add(holder)
+      this.#pausedBytes += bytes
+      holder.budgetPause(true)
+    }
+  }
+
+  #resumeAll(): void {
+    const paused = [...this.#paused]
+    this.#paused.clear()
+    this.#pausedBytes = 0
+    for (const holder of paused) holder.budgetPause(false)
+  }
+}

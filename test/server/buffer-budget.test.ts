@@ -1,0 +1,152 @@
+/**
+ * The server-wide budget for bytes held for clients (--max-buffered-bytes): the biggest holders
+ * are paused, new connections refused, and everything resumes, with nothing lost, once the
+ * clients read again.
+ */
+import { describe, expect, test } from "bun:test"
+import { Op } from "../../src/protocol/binary/constants.ts"
+import type { BinaryReply } from "../../src/protocol/binary/reply.ts"
+import { type BudgetHolder, BufferBudget } from "../../src/server/buffer-budget.ts"
+import { TURN_OUTPUT_BYTES } from "../../src/server/flow-control.ts"
+import { BinaryClient } from "../binary-client.ts"
+import { req } from "../binary-frames.ts"
+import { eventually, request, startTestServer, TestClient } from "../helpers.ts"
+
+class FakeHolder implements BudgetHolder {
+  paused = false
+  budgetPause(paused: boolean): void {
+    this.paused = paused
+  }
+}
+
+describe("BufferBudget", () => {
+  test("under the budget nothing is paused and connections are admitted", () => {
+    const budget = new BufferBudget(1000)
+    const [a, b] = [new FakeHolder(), new FakeHolder()]
+    budget.report(a, 600)
+    budget.report(b, 400)
+    expect(budget.totalBytes).toBe(1000)
+    expect(budget.admits).toBe(true)
+    expect([a.paused, b.paused]).toEqual([false, false])
+  })
+
+  test("past the budget the biggest holders are paused until the running ones hold half of it", () => {
+    const budget = new BufferBudget(1000)
+    const [small, middle, big] = [new FakeHolder(), new FakeHolder(), new FakeHolder()]
+    budget.report(small, 100)
+    budget.report(middle, 300)
+    budget.report(big, 500)
+    expect(budget.pausedCount).toBe(0)
+    budget.report(big, 700) // 1,100 in all: pausing big leaves 400 running, within half
+    expect([small.paused, middle.paused, big.paused]).toEqual([false, false, true])
+    expect(budget.admits).toBe(false)
+    budget.report(middle, 450) // 1,250: running 550 is past half, so middle goes too
+    expect([small.paused, middle.paused, big.paused]).toEqual([false, true, true])
+    expect(budget.pausedCount).toBe(2)
+  })
+
+  test("every paused holder resumes once the total is back under three quarters", () => {
+    const budget = new BufferBudget(1000)
+    const [reader, other] = [new FakeHolder(), new FakeHolder()]
+    budget.report(other, 100)
+    budget.report(reader, 1000)
+    expect(reader.paused).toBe(true)
+    budget.report(reader, 700) // 800 in all: under the budget, over three quarters
+    expect(reader.paused).toBe(true)
+    expect(budget.admits).toBe(true)
+    budget.report(reader, 600) // 700 in all
+    expect(reader.paused).toBe(false)
+    expect(budget.pausedCount).toBe(0)
+  })
+
+  test("a holder that closes frees what it held, paused or not", () => {
+    const budget = new BufferBudget(1000)
+    const [gone, other] = [new FakeHolder(), new FakeHolder()]
+    budget.report(other, 200)
+    budget.report(gone, 1200)
+    expect(gone.paused).toBe(true)
+    budget.forget(gone)
+    expect(budget.totalBytes).toBe(200)
+    expect(budget.pausedCount).toBe(0)
+    expect(budget.admits).toBe(true)
+    budget.report(other, 0)
+    expect(budget.totalBytes).toBe(0)
+  })
+})
+
+const MiB = 1024 * 1024
+const MESSAGE_BYTES = 600 * 1024
+// Enough replies per reader to fill the kernel's loopback buffers and then the server's queues.
+const GETS = 60
+const bigMessage = (i: number): string => `${i}:`.padEnd(MESSAGE_BYTES, "x")
+/** The budget is passed by at most one connection's turn of output, and one frame more. */
+const overshootBound = (largestFrame: number): number => MiB + TURN_OUTPUT_BYTES + largestFrame
+
+test("readers holding most of the budget are paused, new connections are refused, and all resume with nothing lost", async () => {
+  const logged: string[] = []
+  using server = startTestServer({ limits: { maxBufferedBytes: MiB }, log: (line) => logged.push(line) })
+  await using writer = await TestClient.connect(server.port)
+  await using good = await TestClient.connect(server.port)
+  const readers = await Promise.all([0, 1, 2].map(() => TestClient.connect(server.port)))
+  for (let i = 0; i < GETS; i++) writer.send(request({ action: "put", topic: "big", message: bigMessage(i) }))
+  await writer.ask({ action: "get", topic: "sync" })
+
+  for (const reader of readers) {
+    reader.pauseReading()
+    reader.sendRequests(Array(GETS).fill({ action: "get", topic: "big" }))
+  }
+  await eventually(() => server.stats().budgetPausedConnections >= 1, "the budget to pause the biggest readers", 5_000_000)
+  const paused = server.stats()
+  expect(paused.bufferedBytes).toBeGreaterThan(MiB)
+  expect(paused.maxBufferedBytes).toBe(MiB)
+  // Paused readers read nothing and run nothing more, so the total stops growing.
+  expect(paused.bufferedBytes).toBeLessThan(overshootBound(MESSAGE_BYTES))
+
+  // A client connected before is served; a new one is refused with a logged reason.
+  good.send(request({ action: "put", topic: "alive", message: "still here" }))
+  expect(await good.ask({ action: "get", topic: "alive" })).toMatchObject({ message: "still here" })
+  const refused = await TestClient.connect(server.port)
+  await refused.closed
+  expect(server.stats().errors.limit_exceeded).toBeGreaterThanOrEqual(1)
+  expect(logged.some((line) => line.includes("past --max-buffered-bytes"))).toBe(true)
+  const metrics = await (await fetch(`http://127.0.0.1:${server.httpPort}/metrics`)).text()
+  expect(metrics).toContain(`dsmq_budget_paused_connections ${server.stats().budgetPausedConnections}`)
+  expect(metrics).toContain(`dsmq_buffered_bytes_limit ${MiB}`)
+  expect(server.stats().bufferedBytes).toBeLessThan(overshootBound(MESSAGE_BYTES))
+
+  // The readers read again: they resume, get every reply in order, and the server admits again.
+  for (const reader of readers) reader.resumeReading()
+  for (const reader of readers) {
+    const replies = await reader.waitForReplies(GETS)
+    const wrong = replies.filter((reply, i) => reply.message !== bigMessage(i) || reply.seq !== i + 1)
+    expect(wrong).toEqual([])
+    await reader[Symbol.asyncDispose]()
+  }
+  expect(server.stats().budgetPausedConnections).toBe(0)
+  await using later = await TestClient.connect(server.port)
+  later.send(request({ action: "put", topic: "alive", message: "admitted again" }))
+  expect(await later.ask({ action: "get", topic: "alive" })).toMatchObject({ message: "admitted again" })
+}, 60_000)
+
+const COUNT = 2000
+const message = (i: number): string => `${i}:`.padEnd(16 * 1024, "x")
+
+test("a subscriber paused by the budget catches up from the store: every message, in order, none missed", async () => {
+  using server = startTestServer({ limits: { maxBufferedBytes: MiB } })
+  await using subscriber = await BinaryClient.connect(server.port)
+  await subscriber.call(req.subscribe(1, "feed"))
+  subscriber.pause()
+  await using writer = await TestClient.connect(server.port)
+  writer.sendRequests(Array.from({ length: COUNT }, (_, i) => ({ action: "put", topic: "feed", message: message(i) })))
+  await writer.ask({ action: "get", topic: "sync" })
+  await eventually(() => server.stats().budgetPausedConnections === 1, "the budget to pause the subscriber")
+  expect(server.stats().bufferedBytes).toBeLessThan(MiB + 17 * 1024)
+
+  subscriber.resume()
+  await subscriber.waitUntil(() => subscriber.frames.filter((frame) => frame.op === Op.deliver).length >= COUNT, `${COUNT} deliveries`)
+  const deliveries = subscriber.frames.filter((frame) => frame.op === Op.deliver) as Extract<BinaryReply, { seq: number; missed: number }>[]
+  expect(deliveries.map((frame) => frame.seq)).toEqual(Array.from({ length: COUNT }, (_, i) => i + 1))
+  expect(deliveries.every((frame) => frame.missed === 0)).toBe(true)
+  expect(new TextDecoder().decode(deliveries[COUNT - 1]!.payload)).toBe(message(COUNT - 1))
+  expect(server.stats().budgetPausedConnections).toBe(0)
+}, 60_000)
