@@ -110,7 +110,7 @@ function check({ store, broker, lookupTopics, lookupCursors, config }: Fixture):
       throw new Error(`look-up ${i} (${topic} after ${cursor}) does not find a message`)
     }
     if (oldest.payload.length !== PAYLOAD_BYTES) throw new Error("wrong payload size")
-    if (new Reader(broker, cursor, null, broker.maxCursors).get(topic)?.seq !== oldest.seq)
+    if (new Reader(broker, cursor, null, broker.maxCursors, false).get(topic)?.seq !== oldest.seq)
       throw new Error("Reader.get disagrees with oldestAfter")
   }
   if (broker.openReader().get(lookupTopics[0]!) !== null) throw new Error("a new reader sees an old message")
@@ -171,7 +171,7 @@ group("Reader.get through a Broker: cursor look-up + oldestAfter + cursor update
         yield withParam(
           () => {
             const j = i++ & MASK
-            return { reader: new Reader(broker, lookupCursors[j]!, null, broker.maxCursors), topic: lookupTopics[j]! }
+            return { reader: new Reader(broker, lookupCursors[j]!, null, broker.maxCursors, false), topic: lookupTopics[j]! }
           },
           ({ reader, topic }) => do_not_optimize(reader.get(topic)),
         )

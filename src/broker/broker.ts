@@ -12,7 +12,14 @@
  * - retention may remove messages a reader has not read; the next message it gets says how
  *   many it missed.
  */
-import { type DroppedMessage, preciseNow, type Store, type StoredMessage, type TopicState } from "../store/store.ts"
+import {
+  type DroppedMessage,
+  NAMED_READER_OVERHEAD_BYTES,
+  preciseNow,
+  type Store,
+  type StoredMessage,
+  type TopicState,
+} from "../store/store.ts"
 import { BoundedCache } from "../topic/bounded-cache.ts"
 import { compilePattern, isPattern } from "../topic/pattern.ts"
 import { SubjectIndex } from "../topic/subject-index.ts"
@@ -21,6 +28,7 @@ import { BrokerError, BrokerErrorCode } from "./errors.ts"
 import { Histogram, LATENCY_BUCKETS_SECONDS } from "./histogram.ts"
 import { Reader } from "./reader.ts"
 import { DEFAULT_RETENTION, Retention, type RetentionConfig } from "./retention.ts"
+import { TopicReclaimer } from "./topic-reclaimer.ts"
 
 export { Reader }
 
@@ -85,14 +93,16 @@ export class Broker {
   readonly store: Store
   readonly retention: Retention
   readonly counters = new BrokerCounters()
+  /** Takes away topics retention emptied, once no reader keeps a place in them. */
+  readonly reclaimer: TopicReclaimer
   /** Readers blocked in getWait, by topic. */
   readonly #waiters = new Map<string, Set<Waiter>>()
   readonly #subscribers = new Map<string, Set<Subscriber>>()
   /** Subscribers and waiters on patterns: a put finds the matching ones in the subject index, not by trying each. */
   readonly #patternSubscribers = new SubjectIndex<Subscriber>()
   readonly #patternWaiters = new SubjectIndex<Waiter>()
-  /** The topics each recently read pattern matches, and how many topics existed when they were listed. */
-  readonly #matching = new BoundedCache<string, { readonly topicCount: number; readonly topics: readonly TopicState[] }>(
+  /** The topics each recently read pattern matches, and the store's topic generation when they were listed. */
+  readonly #matching = new BoundedCache<string, { readonly generation: number; readonly topics: readonly TopicState[] }>(
     MAX_CACHED_PATTERNS,
   )
   /** Open readers: retention tells them what it removes before they read it. */
@@ -107,18 +117,22 @@ export class Broker {
   constructor(store: Store, retention: RetentionConfig = DEFAULT_RETENTION, maxCursors = DEFAULT_MAX_CURSORS) {
     this.store = store
     this.maxCursors = maxCursors
-    this.retention = new Retention(retention, store, (topic, dropped) => this.#beforeDrop(topic, dropped))
+    this.reclaimer = new TopicReclaimer(store)
+    this.retention = new Retention(retention, store, {
+      beforeDrop: (topic, dropped) => this.#beforeDrop(topic, dropped),
+      emptied: (topic) => this.reclaimer.emptied(topic),
+    })
     if (this.retention.hasAgeLimits) this.#timers.push(setInterval(() => this.#sweep(), SWEEP_INTERVAL_MS).unref())
   }
 
   /** A reader of everything put from now on. */
   openReader(): Reader {
-    return this.#register(new Reader(this, this.store.lastSeq, null, this.maxCursors))
+    return this.#register(new Reader(this, this.store.lastSeq, null, this.maxCursors, true))
   }
 
   /** A reader whose cursors start after `seq` (stateless HTTP reads, resumed SSE streams). */
   openReaderAt(seq: number): Reader {
-    return this.#register(new Reader(this, seq, null, this.maxCursors))
+    return this.#register(new Reader(this, seq, null, this.maxCursors, false))
   }
 
   /**
@@ -129,7 +143,8 @@ export class Broker {
     refuseIf(patternCharacterInCursorName(name))
     if (this.#named.has(name))
       throw new BrokerError(BrokerErrorCode.cursorBusy, `cursor ${JSON.stringify(name)} is in use by another connection`)
-    const reader = new Reader(this, this.store.namedReaderStart(name), name, this.maxCursors)
+    const start = this.store.namedReaderStart(name) ?? this.#createNamedReader(name)
+    const reader = new Reader(this, start, name, this.maxCursors, false)
     for (const cursor of this.store.namedCursors(name)) reader.restoreCursor(cursor.topic, cursor.seq, cursor.ordinal)
     this.#named.set(name, reader)
     return this.#register(reader)
@@ -149,8 +164,9 @@ export class Broker {
 
   /** @internal Called by Reader.close. */
   forgetReader(reader: Reader): void {
-    this.#readers.delete(reader)
+    if (!this.#readers.delete(reader)) return
     if (reader.name !== null && this.#named.get(reader.name) === reader) this.#named.delete(reader.name)
+    this.reclaimer.placesReleased(reader.heldTopics())
   }
 
   put(topic: string, payload: Uint8Array): number {
@@ -233,14 +249,14 @@ export class Broker {
     for (const reader of this.#readers) reader.releaseWaits()
   }
 
-  /** The topics `pattern` matches, in the order they were created (listed again once a topic is added). */
+  /** The topics `pattern` matches, in the order they were created (listed again once a topic is added or reclaimed). */
   matchingTopics(pattern: string): readonly TopicState[] {
-    const topicCount = this.store.topicCount
+    const generation = this.store.topicGeneration
     const cached = this.#matching.get(pattern)
-    if (cached !== undefined && cached.topicCount === topicCount) return cached.topics
+    if (cached !== undefined && cached.generation === generation) return cached.topics
     const matches = compilePattern(pattern)
     const topics = [...this.store.topics()].filter((topic) => matches(topic.name))
-    this.#matching.set(pattern, { topicCount, topics })
+    this.#matching.set(pattern, { generation, topics })
     return topics
   }
 
@@ -279,6 +295,12 @@ export class Broker {
       if (waiting?.delete(waiter) && waiting.size === 0) this.#waiters.delete(waiter.topic)
     }
     if (answer) waiter.callback(null)
+  }
+
+  /** A new named reader is a record the store keeps for good: it must fit the store's cap. */
+  #createNamedReader(name: string): number {
+    this.retention.admitRecord(NAMED_READER_OVERHEAD_BYTES + Buffer.byteLength(name), `a new named cursor ${JSON.stringify(name)}`)
+    return this.store.createNamedReader(name)
   }
 
   #register(reader: Reader): Reader {

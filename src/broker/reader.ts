@@ -35,12 +35,24 @@ export class Reader {
 
   /** The most cursor entries this reader may hold. */
   readonly #maxCursors: number
+  /**
+   * Told of every removal since its start, so no topic it has not read can have been reclaimed
+   * behind its back. False for readers that start at an older place (a named cursor, an HTTP
+   * read after a sequence number), and once a removal could not be noted (no room for an entry).
+   */
+  #toldOfEveryRemoval: boolean
 
-  constructor(broker: Broker, startSeq: number, name: string | null, maxCursors: number) {
+  constructor(broker: Broker, startSeq: number, name: string | null, maxCursors: number, openSinceStart: boolean) {
     this.#broker = broker
     this.#startSeq = startSeq
     this.name = name
     this.#maxCursors = maxCursors
+    this.#toldOfEveryRemoval = openSinceStart
+  }
+
+  /** Topics this reader keeps a place in (which are not reclaimed while it is open). */
+  heldTopics(): IterableIterator<string> {
+    return this.#cursors.keys()
   }
 
   /** Cursor entries held: topics read (or passed by retention) since the reader opened. */
@@ -90,6 +102,7 @@ export class Reader {
 
   /** @internal A named reader's saved position. */
   restoreCursor(topic: string, seq: number, ordinal: number): void {
+    if (!this.#cursors.has(topic)) this.#broker.reclaimer.placeTaken(topic)
     this.#cursors.set(topic, { seq, ordinal })
   }
 
@@ -104,13 +117,16 @@ export class Reader {
     const start = cursor?.seq ?? this.#startSeq
     if (start >= dropped[dropped.length - 1]!.seq) return
     // No room for the note: the reader will be told its missed count is unknown instead.
-    if (cursor === undefined && this.#cursors.size >= this.#maxCursors) return
+    if (cursor === undefined && this.#cursors.size >= this.#maxCursors) {
+      this.#toldOfEveryRemoval = false
+      return
+    }
     let ordinal = dropped[0]!.ordinal - 1
     for (const message of dropped) {
       if (message.seq > start) break
       ordinal = message.ordinal
     }
-    this.#cursors.set(topic.name, { seq: start, ordinal })
+    this.#setCursor(topic.name, start, ordinal)
   }
 
   forgetWaiter(waiter: Waiter): void {
@@ -187,7 +203,16 @@ export class Reader {
     const state = this.#broker.store.topic(topic)!
     const cursor = this.#cursors.get(topic)
     const cursorSeq = cursor?.seq ?? this.#startSeq
-    if (state.droppedThroughSeq <= cursorSeq) return 0
+    if (state.droppedThroughSeq <= cursorSeq) {
+      // A reader that was away may have missed a whole earlier life of the topic, reclaimed
+      // meanwhile: unknown, unless the topic is older than the reader's place or nothing was reclaimed since.
+      const mayHaveMissedEarlierLife =
+        cursor === undefined &&
+        !this.#toldOfEveryRemoval &&
+        state.createdAfterSeq > cursorSeq &&
+        this.#broker.store.reclaimedThroughSeq > cursorSeq
+      return mayHaveMissedEarlierLife ? null : 0
+    }
     // Unknown only for a start cursor that retention passed while this reader was not open
     // (an HTTP read after an old sequence, a named reader away while its topic expired).
     const ordinal = cursor?.ordinal ?? UNKNOWN_ORDINAL
@@ -232,11 +257,13 @@ export class Reader {
 
   #setCursor(topic: string, seq: number, ordinal: number): void {
     const cursor = this.#cursors.get(topic)
-    if (cursor === undefined) this.#cursors.set(topic, { seq, ordinal })
-    else {
+    if (cursor === undefined) {
+      this.#cursors.set(topic, { seq, ordinal })
+      this.#broker.reclaimer.placeTaken(topic)
+    } else {
       cursor.seq = seq
       cursor.ordinal = ordinal
     }
-    if (this.name !== null) this.#broker.store.saveNamedCursor(this.name, topic, seq, ordinal)
+    if (this.name !== null) this.#broker.store.saveNamedCursor(this.name, topic, seq, ordinal, cursor === undefined)
   }
 }

@@ -4,7 +4,7 @@
  * a timer removes expired messages in small batches, so no sweep ever stalls the event loop.
  * Messages always leave from the old end of a topic.
  */
-import type { DroppedMessage, Store, TopicState } from "../store/store.ts"
+import { type DroppedMessage, type Store, type TopicState, topicOverheadBytes } from "../store/store.ts"
 import { BoundedCache } from "../topic/bounded-cache.ts"
 import { PatternError } from "../topic/pattern.ts"
 import { SubjectIndex } from "../topic/subject-index.ts"
@@ -68,6 +68,14 @@ const SWEEP_TOPICS_PER_STEP = 256
  */
 export const MAX_CACHED_TOPIC_LIMITS = 65_536
 
+/** What the broker is told of removals. */
+export interface RetentionHooks {
+  /** Before `dropped` (the oldest messages of `topic`) go: readers count what they lose. */
+  beforeDrop(topic: TopicState, dropped: readonly DroppedMessage[]): void
+  /** `topic` has no messages left. */
+  emptied(topic: TopicState): void
+}
+
 export class RetentionError extends Error {
   override readonly name = "RetentionError"
 }
@@ -75,7 +83,7 @@ export class RetentionError extends Error {
 export class Retention {
   readonly config: RetentionConfig
   readonly #store: Store
-  readonly #onDrop: (topic: TopicState, dropped: readonly DroppedMessage[]) => void
+  readonly #hooks: RetentionHooks
   readonly #limitsByTopic = new BoundedCache<string, RetentionLimits>(MAX_CACHED_TOPIC_LIMITS)
   /** Each rule's limits, the defaults filled in, in the rules' order. */
   readonly #ruleLimits: readonly RetentionLimits[]
@@ -85,10 +93,10 @@ export class Retention {
   droppedCount = 0
 
   /** Throws RetentionError when a rule's pattern is not a pattern. */
-  constructor(config: RetentionConfig, store: Store, onDrop: (topic: TopicState, dropped: readonly DroppedMessage[]) => void) {
+  constructor(config: RetentionConfig, store: Store, hooks: RetentionHooks) {
     this.config = config
     this.#store = store
-    this.#onDrop = onDrop
+    this.#hooks = hooks
     this.#ruleLimits = config.rules.map((rule) => ({ ...config.defaults, ...rule.limits }))
     config.rules.forEach((rule, position) => {
       try {
@@ -205,8 +213,8 @@ export class Retention {
   #admitToStore(topicName: string, limits: RetentionLimits, count: number, bytes: number): void {
     const cap = this.config.maxStoreBytes
     if (cap === null) return
-    const used = this.#store.payloadBytes + this.#store.messageCount * STORED_MESSAGE_OVERHEAD
-    let toFree = used + bytes + count * STORED_MESSAGE_OVERHEAD - cap
+    const newTopic = this.#store.topic(topicName) === undefined ? topicOverheadBytes(topicName) : 0
+    let toFree = this.usedStoreBytes + bytes + count * STORED_MESSAGE_OVERHEAD + newTopic - cap
     if (toFree <= 0) return
     toFree += Math.floor(cap / 256) // slack, as for topics
     if (limits.policy === "reject") {
@@ -242,11 +250,27 @@ export class Retention {
     for (const [topic, dropped] of plan) this.#drop(topic, dropped)
   }
 
+  /** What the store's cap counts: payloads, each message's overhead, and what topics and named cursors take. */
+  get usedStoreBytes(): number {
+    return this.#store.payloadBytes + this.#store.messageCount * STORED_MESSAGE_OVERHEAD + this.#store.overheadBytes
+  }
+
+  /**
+   * Refuses (store_full) a record that is not a message, `bytes` long, when it would pass the
+   * store's cap: messages are never dropped to make room for one.
+   */
+  admitRecord(bytes: number, what: string): void {
+    const cap = this.config.maxStoreBytes
+    if (cap === null || this.usedStoreBytes + bytes <= cap) return
+    throw new BrokerError(BrokerErrorCode.storeFull, `the store is at its cap of ${cap} bytes: no room for ${what}`)
+  }
+
   #drop(topic: TopicState, dropped: readonly DroppedMessage[]): void {
     if (dropped.length === 0) return
     // Readers are told first, while what they lose can still be counted.
-    this.#onDrop(topic, dropped)
+    this.#hooks.beforeDrop(topic, dropped)
     this.#store.dropOldest(topic, dropped)
     this.droppedCount += dropped.length
+    if (topic.count === 0) this.#hooks.emptied(topic)
   }
 }

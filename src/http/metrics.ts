@@ -27,6 +27,18 @@ export function formatMetrics(stats: ServerStats): string {
   single("dsmq_stored_messages", "gauge", "Messages in the store.", stats.storedMessages)
   single("dsmq_stored_bytes", "gauge", "Payload bytes of the messages in the store.", stats.storedBytes)
   single("dsmq_topics", "gauge", "Topics in the store.", stats.topics)
+  single(
+    "dsmq_topics_reclaimed_total",
+    "counter",
+    "Topics removed once retention emptied them and no cursor kept them.",
+    stats.topicsReclaimed,
+  )
+  single(
+    "dsmq_store_used_bytes",
+    "gauge",
+    "What the store's cap counts: payloads, per-message overhead, topics, named cursors.",
+    stats.storeUsedBytes,
+  )
   single("dsmq_buffered_bytes", "gauge", "Bytes held for all clients: input, queued requests, unsent replies.", stats.bufferedBytes)
   single("dsmq_buffered_bytes_limit", "gauge", "The server-wide budget for them (--max-buffered-bytes).", stats.maxBufferedBytes)
   single("dsmq_budget_paused_connections", "gauge", "Connections paused because the budget is spent.", stats.budgetPausedConnections)

@@ -22,6 +22,10 @@ export interface ServerStats {
   readonly droppedByRetention: number
   readonly lastSeq: number
   readonly topics: number
+  /** Topics retention emptied and the server then removed (src/broker/topic-reclaimer.ts). */
+  readonly topicsReclaimed: number
+  /** What the store's cap (--max-memory) counts: payloads, per-message overhead, topics and named cursors. */
+  readonly storeUsedBytes: number
   /** Topic cursor entries all open readers hold (each at most --max-cursors). */
   readonly cursors: number
   /** Errors reported to clients, by code name. */
@@ -94,6 +98,8 @@ export function collectStats(
     droppedByRetention: broker.retention.droppedCount,
     lastSeq: store.lastSeq,
     topics: store.topicCount,
+    topicsReclaimed: broker.reclaimer.reclaimedCount,
+    storeUsedBytes: broker.retention.usedStoreBytes,
     cursors: broker.cursorCount,
     errors: errors.snapshot(),
     deliveryLatency: { bounds: latency.bounds, cumulative: latency.cumulative(), sum: latency.sum, count: latency.count },

@@ -11,6 +11,11 @@
  *
  * Messages are only ever removed from the old end of a topic (`dropOldest`), so what a topic
  * has lost is always a prefix: `droppedThroughSeq` / `droppedOrdinal` describe it exactly.
+ *
+ * A topic left with no messages and no named cursors is reclaimed (`reclaim`): its row and
+ * its state go, and a later put starts it anew. `reclaimedThroughSeq` remembers how far such
+ * topics reached, so a reader that was away can be told it may have missed a whole earlier
+ * life of a topic. What topics and named cursors cost counts toward `overheadBytes`.
  */
 import { Database, type Statement } from "bun:sqlite"
 
@@ -37,7 +42,21 @@ export interface TopicState {
   /** The newest message removed by retention (0 when none), and its ordinal. */
   droppedThroughSeq: number
   droppedOrdinal: number
+  /**
+   * The store's last sequence number when this topic was created (for a topic loaded from a
+   * file, a conservative guess: just before its oldest message kept). Nothing of this topic's
+   * current life is older.
+   */
+  createdAfterSeq: number
 }
+
+/**
+ * What a topic, a named reader and a named cursor cost beyond their names, in SQLite and in the
+ * maps that mirror it (measured with bench/bounds.ts), counted against the store's cap.
+ */
+export const TOPIC_OVERHEAD_BYTES = 200
+export const NAMED_READER_OVERHEAD_BYTES = 100
+export const NAMED_CURSOR_OVERHEAD_BYTES = 60
 
 /** A message as retention sees it: enough to decide whether to drop it and to count it. */
 export interface DroppedMessage {
@@ -96,6 +115,8 @@ const SCHEMA = `
     ordinal  INTEGER NOT NULL,
     PRIMARY KEY (reader, topic_id)
   ) WITHOUT ROWID;
+  -- Whether any named cursor keeps an emptied topic from being reclaimed: one seek.
+  CREATE INDEX IF NOT EXISTS named_cursors_by_topic ON named_cursors (topic_id);
 `
 
 const SELECT_MESSAGE = "SELECT seq, ordinal, payload, put_at AS putAt FROM messages"
@@ -114,6 +135,12 @@ export class Store {
   #lastSeq: number
   #messageCount = 0
   #bytes = 0
+  #reclaimedThroughSeq: number
+  #open = true
+  /** What topics, named readers and named cursors cost (see TOPIC_OVERHEAD_BYTES). */
+  #overheadBytes = 0
+  /** Changes whenever a topic is created or reclaimed, for caches of topic lists. */
+  #topicGeneration = 0
   readonly #insertTopic: Statement<{ id: number }, [string]>
   readonly #insertMessage: Statement<unknown, [number, number, number, number, Uint8Array]>
   readonly #insertMany: (entries: readonly { topic: string; payload: Uint8Array }[], putAt: number) => void
@@ -130,6 +157,10 @@ export class Store {
   readonly #insertReader: Statement<unknown, [string, number]>
   readonly #readerCursors: Statement<{ topic_id: number; seq: number; ordinal: number }, [string]>
   readonly #saveCursor: Statement<unknown, [string, number, number, number]>
+  readonly #topicHasNamedCursor: Statement<{ found: number }, [number]>
+  readonly #deleteTopic: Statement<unknown, [number]>
+  readonly #recordReclaimed: Statement<unknown, [number]>
+  readonly #reclaimTransaction: (topic: TopicState) => void
   readonly #statements: Statement[]
 
   constructor(options: StoreOptions = {}) {
@@ -157,14 +188,16 @@ export class Store {
         bytes: 0,
         droppedThroughSeq: row.dropped_through_seq,
         droppedOrdinal: row.dropped_ordinal,
+        createdAfterSeq: row.dropped_through_seq,
       })
     }
     for (const row of db
-      .query<{ topic_id: number; count: number; bytes: number; last: number; last_seq: number }, []>(
-        "SELECT topic_id, count(*) AS count, sum(length(payload)) AS bytes, max(ordinal) AS last, max(seq) AS last_seq FROM messages GROUP BY topic_id",
+      .query<{ topic_id: number; count: number; bytes: number; last: number; last_seq: number; first_seq: number }, []>(
+        "SELECT topic_id, count(*) AS count, sum(length(payload)) AS bytes, max(ordinal) AS last, max(seq) AS last_seq, min(seq) AS first_seq FROM messages GROUP BY topic_id",
       )
       .all()) {
       const topic = this.#topicsById.get(row.topic_id)!
+      topic.createdAfterSeq = row.first_seq - 1
       topic.count = row.count
       topic.bytes = row.bytes
       topic.lastOrdinal = Math.max(topic.lastOrdinal, row.last)
@@ -175,6 +208,13 @@ export class Store {
     const maxSeq = db.query<{ last: number | null }, []>("SELECT max(seq) AS last FROM messages").get()?.last ?? 0
     const recorded = db.query<{ value: number }, []>("SELECT value FROM meta WHERE key = 'last_seq'").get()?.value ?? 0
     this.#lastSeq = Math.max(maxSeq, recorded)
+    this.#reclaimedThroughSeq =
+      db.query<{ value: number }, []>("SELECT value FROM meta WHERE key = 'reclaimed_through_seq'").get()?.value ?? 0
+    for (const row of db.query<{ name: string }, []>("SELECT name FROM named_readers").all()) {
+      this.#overheadBytes += NAMED_READER_OVERHEAD_BYTES + byteLength(row.name)
+    }
+    const cursorRows = db.query<{ rows: number }, []>("SELECT count(*) AS rows FROM named_cursors").get()?.rows ?? 0
+    this.#overheadBytes += cursorRows * NAMED_CURSOR_OVERHEAD_BYTES
 
     this.#insertTopic = db.prepare("INSERT INTO topics (name) VALUES (?) RETURNING id")
     this.#insertMessage = db.prepare("INSERT INTO messages (seq, topic_id, ordinal, put_at, payload) VALUES (?, ?, ?, ?, ?)")
@@ -211,6 +251,13 @@ export class Store {
     this.#insertReader = db.prepare("INSERT INTO named_readers (name, start_seq) VALUES (?, ?)")
     this.#readerCursors = db.prepare("SELECT topic_id, seq, ordinal FROM named_cursors WHERE reader = ?")
     this.#saveCursor = db.prepare("INSERT OR REPLACE INTO named_cursors (reader, topic_id, seq, ordinal) VALUES (?, ?, ?, ?)")
+    this.#topicHasNamedCursor = db.prepare("SELECT 1 AS found FROM named_cursors WHERE topic_id = +? LIMIT 1")
+    this.#deleteTopic = db.prepare("DELETE FROM topics WHERE id = ?")
+    this.#recordReclaimed = db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('reclaimed_through_seq', ?)")
+    this.#reclaimTransaction = db.transaction((topic: TopicState) => {
+      this.#deleteTopic.run(topic.id)
+      this.#recordReclaimed.run(Math.max(this.#reclaimedThroughSeq, topic.lastSeq))
+    })
     this.#statements = [
       this.#insertTopic,
       this.#insertMessage,
@@ -226,6 +273,9 @@ export class Store {
       this.#insertReader,
       this.#readerCursors,
       this.#saveCursor,
+      this.#topicHasNamedCursor,
+      this.#deleteTopic,
+      this.#recordReclaimed,
     ]
   }
 
@@ -269,10 +319,7 @@ export class Store {
         topic.lastOrdinal = ordinal
         topic.lastSeq = seq
       }
-      for (const name of [...this.#topics.keys()].slice(knownTopics)) {
-        this.#topicsById.delete(this.#topics.get(name)!.id)
-        this.#topics.delete(name)
-      }
+      for (const name of [...this.#topics.keys()].slice(knownTopics)) this.#forgetTopic(this.#topics.get(name)!)
       throw error
     }
     for (const entry of entries) {
@@ -340,11 +387,15 @@ export class Store {
     this.#bytes -= bytes
   }
 
-  /** Where a named reader started, creating it (starting now) if it is new. */
-  namedReaderStart(name: string): number {
-    const row = this.#readerStart.get(name)
-    if (row !== null) return row.start_seq
+  /** Where a named reader started, or null when there is none of that name. */
+  namedReaderStart(name: string): number | null {
+    return this.#readerStart.get(name)?.start_seq ?? null
+  }
+
+  /** Records a new named reader, starting now; returns its start. */
+  createNamedReader(name: string): number {
     this.#insertReader.run(name, this.#lastSeq)
+    this.#overheadBytes += NAMED_READER_OVERHEAD_BYTES + byteLength(name)
     return this.#lastSeq
   }
 
@@ -355,8 +406,41 @@ export class Store {
     })
   }
 
-  saveNamedCursor(name: string, topic: string, seq: number, ordinal: number): void {
-    this.#saveCursor.run(name, this.#topicFor(topic).id, seq, ordinal)
+  /** Saves a named reader's place in an existing topic; `isNew`: the reader had no row for it. */
+  saveNamedCursor(name: string, topic: string, seq: number, ordinal: number, isNew: boolean): void {
+    const state = this.#topics.get(topic)
+    // Readers keep no place in topics that do not exist, so this does not happen; if it did, a read must not create a topic.
+    if (state === undefined) return
+    this.#saveCursor.run(name, state.id, seq, ordinal)
+    if (isNew) this.#overheadBytes += NAMED_CURSOR_OVERHEAD_BYTES
+  }
+
+  /** Whether some named cursor keeps a place in `topic` (so it is not reclaimed while empty). */
+  hasNamedCursor(topic: TopicState): boolean {
+    return this.#topicHasNamedCursor.get(topic.id) !== null
+  }
+
+  /** Removes a topic that holds no messages, in memory and in the database; a later put starts it anew. */
+  reclaim(topic: TopicState): void {
+    if (topic.count !== 0 || this.#topics.get(topic.name) !== topic) throw new Error(`topic ${topic.name} cannot be reclaimed`)
+    this.#reclaimTransaction(topic)
+    this.#reclaimedThroughSeq = Math.max(this.#reclaimedThroughSeq, topic.lastSeq)
+    this.#forgetTopic(topic)
+  }
+
+  /** The newest message any reclaimed topic had (0 when none was reclaimed). */
+  get reclaimedThroughSeq(): number {
+    return this.#reclaimedThroughSeq
+  }
+
+  /** Changes whenever a topic is created or reclaimed. */
+  get topicGeneration(): number {
+    return this.#topicGeneration
+  }
+
+  /** What topics, named readers and named cursors take, beyond the messages. */
+  get overheadBytes(): number {
+    return this.#overheadBytes
   }
 
   get messageCount(): number {
@@ -372,7 +456,13 @@ export class Store {
     return this.#topics.size
   }
 
+  /** False once closed: nothing may be asked of it then. */
+  get isOpen(): boolean {
+    return this.#open
+  }
+
   close(): void {
+    this.#open = false
     for (const statement of this.#statements) statement.finalize()
     if (this.path !== ":memory:") this.#db.run("PRAGMA wal_checkpoint(TRUNCATE)")
     this.#db.close()
@@ -382,7 +472,17 @@ export class Store {
     let topic = this.#topics.get(name)
     if (topic === undefined) {
       const id = this.#insertTopic.get(name)!.id
-      topic = { id, name, lastOrdinal: 0, lastSeq: 0, count: 0, bytes: 0, droppedThroughSeq: 0, droppedOrdinal: 0 }
+      topic = {
+        id,
+        name,
+        lastOrdinal: 0,
+        lastSeq: 0,
+        count: 0,
+        bytes: 0,
+        droppedThroughSeq: 0,
+        droppedOrdinal: 0,
+        createdAfterSeq: this.#lastSeq,
+      }
       this.#addTopic(topic)
     }
     return topic
@@ -391,5 +491,18 @@ export class Store {
   #addTopic(topic: TopicState): void {
     this.#topics.set(topic.name, topic)
     this.#topicsById.set(topic.id, topic)
+    this.#overheadBytes += topicOverheadBytes(topic.name)
+    this.#topicGeneration++
+  }
+
+  #forgetTopic(topic: TopicState): void {
+    this.#topics.delete(topic.name)
+    this.#topicsById.delete(topic.id)
+    this.#overheadBytes -= topicOverheadBytes(topic.name)
+    this.#topicGeneration++
   }
 }
+
+const byteLength = (text: string): number => Buffer.byteLength(text, "utf8")
+/** What a topic of this name costs the store, beyond its messages. */
+export const topicOverheadBytes = (name: string): number => TOPIC_OVERHEAD_BYTES + byteLength(name)

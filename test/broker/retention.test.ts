@@ -11,7 +11,7 @@ import {
   RetentionError,
   type RetentionLimits,
 } from "../../src/broker/retention.ts"
-import { preciseNow, Store } from "../../src/store/store.ts"
+import { preciseNow, Store, topicOverheadBytes } from "../../src/store/store.ts"
 
 const bytes = (text: string) => new TextEncoder().encode(text)
 const text = (payload: Uint8Array) => new TextDecoder().decode(payload)
@@ -177,9 +177,11 @@ describe("the store-wide cap", () => {
   })
 
   test("a reject topic is refused with store_full; its messages are never dropped for others", () => {
-    using broker = openBroker({ maxStoreBytes: 1000, rules: [{ pattern: "keep", limits: { policy: "reject" } }] })
+    // Room for 1,000 bytes of messages, beside what the two topics themselves take.
+    const maxStoreBytes = 1000 + topicOverheadBytes("keep") + topicOverheadBytes("drop")
+    using broker = openBroker({ maxStoreBytes, rules: [{ pattern: "keep", limits: { policy: "reject" } }] })
     for (let i = 0; i < 4; i++) broker.put("keep", bytes("k".repeat(100)))
-    expect(refusal(() => broker.put("keep", bytes("k".repeat(200))))).toBe("store_full")
+    expect(refusal(() => broker.put("keep", bytes("k".repeat(400))))).toBe("store_full")
     for (let i = 0; i < 20; i++) broker.put("drop", bytes("d"))
     expect(broker.store.topic("keep")!.count).toBe(4)
     expect(refusal(() => broker.put("drop", bytes("d".repeat(300))))).toBe("store_full")

@@ -531,6 +531,9 @@ test("STATS returns a JSON object whose counters match the traffic", async () =>
     storedMessages: 4,
     lastSeq: 4,
     topics: 2,
+    topicsReclaimed: 0,
+    // Payloads, 100 bytes a message, and topics "t" and "s" (200 bytes and their names).
+    storeUsedBytes: 15 + 4 * 100 + 2 * 201,
     // The client's on t and s, the subscriber's on s; the JSON get of the absent "sync" holds none.
     cursors: 3,
     queuedRequests: 0,

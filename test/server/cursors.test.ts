@@ -3,7 +3,11 @@
  * create no row, on any protocol; the entries a connection holds are bounded by --max-cursors,
  * past which a read is refused with too_many_cursors and the connection goes on.
  */
+import { Database } from "bun:sqlite"
 import { describe, expect, test } from "bun:test"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { connect, DsmqError } from "../../src/client.ts"
 import { Op } from "../../src/protocol/binary/constants.ts"
 import { ErrorCode } from "../../src/protocol/errors.ts"
@@ -25,6 +29,43 @@ describe("reads of topics that do not exist", () => {
     }
     expect(server.stats().cursors).toBe(0)
     expect(server.stats().topics).toBe(0)
+  })
+
+  test("a read-only token's reads of absent topics, on every protocol, create no row in a --db file", async () => {
+    const directory = mkdtempSync(join(tmpdir(), "dsmq-cursors-"))
+    const db = join(directory, "broker.db")
+    try {
+      {
+        using server = startTestServer({
+          db,
+          auth: { tokens: [{ name: "reader", token: "0123456789abcdef-read", read: ["#"], write: [] }], anonymousLegacy: null },
+        })
+        await using binary = await BinaryClient.connect(server.port, { token: "0123456789abcdef-read" })
+        const replies = await Promise.all([
+          binary.call(req.get(1, "absent/get")),
+          binary.call(req.getLatest(2, "absent/latest")),
+          binary.call(req.getWait(3, "absent/wait", 0)),
+          binary.call(req.get(4, "absent/#")),
+          binary.call(req.subscribe(5, "absent/sub")),
+          binary.call(req.subscribe(6, "absent/+/sub")),
+        ])
+        expect(replies.map((reply) => reply.op)).toEqual([Op.empty, Op.empty, Op.empty, Op.empty, Op.ok, Op.ok])
+        await using json = await TestClient.connect(server.port)
+        json.send(request({ action: "auth", token: "0123456789abcdef-read" }))
+        expect(await json.ask({ action: "get", topic: "absent/json" })).toMatchObject({ message: "" })
+        const headers = { Authorization: "Bearer 0123456789abcdef-read" }
+        const http = await fetch(`http://127.0.0.1:${server.httpPort}/topics/absent%2Fhttp?cursor=reader-1`, { headers })
+        expect(http.status).toBe(204)
+        expect(server.stats().topics).toBe(0)
+      }
+      const file = new Database(db, { readonly: true })
+      const rows = (table: string) => file.query<{ rows: number }, []>(`SELECT count(*) AS rows FROM ${table}`).get()!.rows
+      // The named cursor itself is kept (it is what the client asked for, counted against the cap); it holds no place.
+      expect([rows("topics"), rows("messages"), rows("named_cursors"), rows("named_readers")]).toEqual([0, 0, 0, 1])
+      file.close()
+    } finally {
+      rmSync(directory, { recursive: true, force: true })
+    }
   })
 
   test("JSON get, get_latest and a named HTTP cursor on absent topics create no row either", async () => {

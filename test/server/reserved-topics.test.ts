@@ -178,7 +178,7 @@ describe("a --db file that already holds such topics", () => {
       // Written as an older server would have: through the store, which checks no names.
       const store = new Store({ path: db })
       // A named cursor from before the messages: it has them all to read.
-      store.namedReaderStart("reader")
+      store.createNamedReader("reader")
       store.put("a/#", new TextEncoder().encode("old hash"))
       store.put("a/+/b", new TextEncoder().encode("old plus"))
       store.close()
