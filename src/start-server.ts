@@ -18,7 +18,7 @@ import {
 } from "./config/settings.ts"
 import { serveHttp, type WebSocketData } from "./http/http-server.ts"
 import { RelayPeers } from "./net/http-relay.ts"
-import { BufferBudget } from "./server/buffer-budget.ts"
+import { BufferBudget, MAX_PAUSE_MS } from "./server/buffer-budget.ts"
 import type { ConnectionContext } from "./server/connection-context.ts"
 import { ConnectionRegistry, type SocketData } from "./server/connection-registry.ts"
 import type { ConnectionLimits } from "./server/session.ts"
@@ -69,6 +69,8 @@ export interface ServerLimits {
   readonly maxCursors: number
   /** Bytes held for all clients together (src/server/buffer-budget.ts). */
   readonly maxBufferedBytes: number
+  /** How long the budget lets a paused connection go without shrinking before it closes it (no flag: tests shorten it). */
+  readonly budgetPauseMs: number
   /** Seconds a connection has to authenticate (with tokens) or to finish a started first frame; 0: no limit. */
   readonly authTimeoutSeconds: number
 }
@@ -80,6 +82,7 @@ export const DEFAULT_LIMITS: ServerLimits = {
   maxPendingWaits: 1024,
   maxCursors: DEFAULT_MAX_CURSORS,
   maxBufferedBytes: DEFAULT_MAX_BUFFERED_BYTES,
+  budgetPauseMs: MAX_PAUSE_MS,
   authTimeoutSeconds: DEFAULT_AUTH_TIMEOUT_SECONDS,
 }
 
@@ -142,7 +145,7 @@ export function startServer(options: ServerOptions): RunningServer {
   const relayPeers = new RelayPeers()
   let running = true
 
-  const budget = new BufferBudget(serverLimits.maxBufferedBytes)
+  const budget = new BufferBudget(serverLimits.maxBufferedBytes, serverLimits.budgetPauseMs)
   const stats = (): ServerStats => collectStats(broker, errors, registry.snapshot(), budget)
 
   const shutdown = new AbortController()
@@ -171,6 +174,7 @@ export function startServer(options: ServerOptions): RunningServer {
       tcp?.stop(true)
       void http?.stop(true)
       void internalHttp?.stop(true)
+      budget.close()
       broker.close()
       store.close()
       resolveStopped()
@@ -214,7 +218,7 @@ export function startServer(options: ServerOptions): RunningServer {
       },
       registry,
     )
-    const api = { auth, broker, maxMessageBytes: options.maxMessageBytes, stats, countError, shutdown: shutdown.signal }
+    const api = { auth, broker, maxMessageBytes: options.maxMessageBytes, budget, stats, countError, shutdown: shutdown.signal }
     const httpOptions = { maxMessageBytes: options.maxMessageBytes, log }
     // Plain HTTP: a TLS client's bytes reach it already decrypted by the TCP port.
     internalHttp = serveHttp({ ...httpOptions, host: "127.0.0.1", port: 0, relayPeers }, registry, api)

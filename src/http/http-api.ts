@@ -29,17 +29,21 @@ import { BrokerError, type BrokerErrorCode } from "../broker/errors.ts"
 import { MAX_CURSOR_NAME_BYTES } from "../protocol/binary/constants.ts"
 import { ERROR_NAME_BY_BROKER_CODE, type ErrorName } from "../protocol/errors.ts"
 import { MAX_WAIT_MS } from "../protocol/limits.ts"
+import type { BufferBudget } from "../server/buffer-budget.ts"
 import { readAccess } from "../server/read-access.ts"
 import type { ServerStats } from "../server/stats.ts"
 import { isPattern, patternProblem } from "../topic/pattern.ts"
 import { topicProblem } from "../topic/topic-name.ts"
 import { formatMetrics, METRICS_CONTENT_TYPE } from "./metrics.ts"
+import { BodyStalledError, discardBody, readBody } from "./request-body.ts"
 import { eventStream } from "./sse.ts"
 
 export interface HttpContext {
   readonly auth: Authenticator
   readonly broker: Broker
   readonly maxMessageBytes: number
+  /** The server-wide budget request bodies are read within. */
+  readonly budget: BufferBudget
   stats(): ServerStats
   countError(name: ErrorName): void
   /** Aborted when the server stops: event streams end. */
@@ -189,7 +193,16 @@ async function put(request: Request, topic: string, context: HttpContext): Promi
     await discardBody(request)
     throw tooLarge(declared, context.maxMessageBytes)
   }
-  const body = await readBody(request, context.maxMessageBytes)
+  if (!context.budget.admits) {
+    await discardBody(request)
+    throw new HttpError(503, "limit_exceeded", `the clients hold ${context.budget.totalBytes} bytes, past --max-buffered-bytes`, {
+      "Retry-After": "1",
+    })
+  }
+  const body = await readBody(request, context.maxMessageBytes, context.budget).catch((error: unknown) => {
+    if (error instanceof BodyStalledError) throw new HttpError(503, "limit_exceeded", error.message, { "Retry-After": "1" })
+    throw error
+  })
   if (body === null) throw tooLarge(null, context.maxMessageBytes)
   const seq = context.broker.put(topic, body)
   return json(201, { topic, seq })
@@ -329,29 +342,6 @@ function tooLarge(bytes: number | null, max: number): HttpError {
 }
 
 /** The body, or null once it passes `max` bytes (the rest is read and discarded). Chunked bodies have no length to check first. */
-async function readBody(request: Request, max: number): Promise<Uint8Array | null> {
-  if (request.body === null) return new Uint8Array()
-  const chunks: Uint8Array[] = []
-  let length = 0
-  for await (const chunk of request.body) {
-    length += chunk.length
-    if (length > max) {
-      chunks.length = 0
-      continue
-    }
-    chunks.push(chunk)
-  }
-  return length > max ? null : Buffer.concat(chunks)
-}
-
-/** Reads what the client sends and keeps none of it, so that it can read the answer. */
-async function discardBody(request: Request): Promise<void> {
-  if (request.body === null) return
-  for await (const _chunk of request.body) {
-    // Bounded by MAX_DISCARDED_BODY_BYTES: Bun closes a connection whose body goes past it.
-  }
-}
-
 export function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {
   return new Response(JSON.stringify(body), {
     status,

@@ -48,4 +48,9 @@ export class TcpTransport implements Transport {
   discard(): void {
     this.#outbound.discard()
   }
+
+  terminate(): void {
+    this.#outbound.discard()
+    this.#socket.terminate()
+  }
 }

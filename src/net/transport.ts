@@ -32,4 +32,6 @@ export interface Transport {
   end(cause?: EndCause): void
   /** The connection is gone: drop what is queued. */
   discard(): void
+  /** Closes now, dropping what is queued (a client that does not read its replies). */
+  terminate(cause: EndCause): void
 }

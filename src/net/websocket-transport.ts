@@ -60,6 +60,13 @@ export class WebSocketTransport implements Transport {
   }
 
   discard(): void {}
+
+  terminate(cause: EndCause): void {
+    // A close frame would wait behind the output the client is not reading.
+    this.#closing = true
+    if (cause.kind === "refused") this.#socket.terminate()
+    else this.end(cause)
+  }
 }
 
 function truncateUtf8(text: string, maxBytes: number): string {

@@ -12,26 +12,46 @@
  *
  * Connections report at the end of each turn and after each push, so the total passes the
  * budget by at most one connection's turn of output (TURN_OUTPUT_BYTES and one frame).
+ *
+ * A paused connection that holds as much as ever after MAX_PAUSE_MS (a client that never
+ * reads, or never finishes a frame) is closed with limit_exceeded: otherwise a few clients that
+ * never read could keep the server refusing everyone else for good.
  */
 
 /** A connection, as the budget sees it. */
 export interface BudgetHolder {
   /** Pause or resume this holder (see the module comment for what pausing means). */
   budgetPause(paused: boolean): void
+  /** Paused for MAX_PAUSE_MS without shrinking: close (the budget has already forgotten it). */
+  budgetStalled(): void
 }
+
+/** How long a paused holder may go without shrinking before it is closed. */
+export const MAX_PAUSE_MS = 30_000
 
 /** Output a paused connection may still produce by running requests (puts produce none). */
 export const PAUSED_OUTPUT_BYTES = 64 * 1024
 
 export class BufferBudget {
   readonly maxBytes: number
+  readonly #maxPauseMs: number
   readonly #held = new Map<BudgetHolder, number>()
-  readonly #paused = new Set<BudgetHolder>()
+  /** Paused holders: since when they have not shrunk, and what they held then. */
+  readonly #paused = new Map<BudgetHolder, { since: number; bytes: number }>()
   #totalBytes = 0
   #pausedBytes = 0
+  /** Looks for stalled holders while any is paused. */
+  #stallCheck: Timer | null = null
+  /** Holders closed because they stalled, since the server started. */
+  stalledCount = 0
 
-  constructor(maxBytes: number) {
+  readonly #clock: () => number
+
+  /** `clock` gives milliseconds (a test may pass its own, and call `closeStalled` itself). */
+  constructor(maxBytes: number, maxPauseMs = MAX_PAUSE_MS, clock: () => number = () => performance.now()) {
     this.maxBytes = maxBytes
+    this.#maxPauseMs = maxPauseMs
+    this.#clock = clock
   }
 
   /** Bytes held for all clients. */
@@ -65,23 +85,54 @@ export class BufferBudget {
     // report() takes its bytes off the totals, paused ones included.
     this.report(holder, 0)
     this.#paused.delete(holder)
+    if (this.#paused.size === 0) this.#stopStallCheck()
+  }
+
+  /** The server stopped. */
+  close(): void {
+    this.#stopStallCheck()
   }
 
   /** Pauses running holders, largest first, until the running ones hold at most half the budget. */
   #pauseBiggest(): void {
     const running = [...this.#held].filter(([holder]) => !this.#paused.has(holder)).sort((a, b) => b[1] - a[1])
+    const now = this.#clock()
     for (const [holder, bytes] of running) {
       if (this.#totalBytes - this.#pausedBytes <= this.maxBytes / 2) break
-      this.#paused.add(holder)
+      this.#paused.set(holder, { since: now, bytes })
       this.#pausedBytes += bytes
       holder.budgetPause(true)
     }
+    this.#stallCheck ??= setInterval(() => this.closeStalled(), Math.max(10, this.#maxPauseMs / 4))
+    this.#stallCheck.unref()
   }
 
   #resumeAll(): void {
-    const paused = [...this.#paused]
+    const paused = [...this.#paused.keys()]
     this.#paused.clear()
     this.#pausedBytes = 0
+    this.#stopStallCheck()
     for (const holder of paused) holder.budgetPause(false)
+  }
+
+  /** Closes paused holders that have not shrunk for MAX_PAUSE_MS; those that shrank start their time again. Runs on a timer. */
+  closeStalled(): void {
+    const now = this.#clock()
+    const stalled: BudgetHolder[] = []
+    for (const [holder, pause] of this.#paused) {
+      const bytes = this.#held.get(holder) ?? 0
+      if (bytes < pause.bytes) this.#paused.set(holder, { since: now, bytes })
+      else if (now - pause.since >= this.#maxPauseMs) stalled.push(holder)
+    }
+    for (const holder of stalled) {
+      this.forget(holder)
+      this.stalledCount++
+      holder.budgetStalled()
+    }
+  }
+
+  #stopStallCheck(): void {
+    if (this.#stallCheck !== null) clearInterval(this.#stallCheck)
+    this.#stallCheck = null
   }
 }

@@ -38,10 +38,8 @@ export class Connection implements FrameSink {
   relay: HttpRelay | null = null
   /** First bytes of a connection whose protocol is not decided yet. */
   readonly #undecided = new ByteBuffer()
-  /** Why the server ends this connection, for transports that can say (WebSocket). */
-  #endCause: EndCause = { kind: "done" }
-  /** When the client last sent something, or the server last sent it something (Date.now()). */
-  lastActivityMs = Date.now()
+  #endCause: EndCause = { kind: "done" } // why the server ends it, for transports that can say (WebSocket)
+  lastActivityMs = Date.now() // when the client last sent something, or was sent something
 
   constructor(transport: Transport, context: ConnectionContext, authenticated: Principal | null = null) {
     this.#transport = transport
@@ -69,6 +67,7 @@ export class Connection implements FrameSink {
         pauseReading: () => this.#transport.pause(),
         resumeReading: () => this.#transport.resume(),
         pump: () => this.#pump(),
+        budgetStalled: () => this.#budgetStalled(),
       },
       context.limits.maxOutboundBytes,
       context.budget,
@@ -116,13 +115,15 @@ export class Connection implements FrameSink {
     this.#pump()
   }
 
-  /** One WebSocket message; the first decides the protocol: text is upstream 1.x JSON, binary carries binary frames. */
+  /** One WebSocket message; the first decides the protocol: text is upstream 1.x JSON (a message is a request), binary carries binary frames. */
   onMessage(message: string | Uint8Array): void {
     if (!this.#lifecycle.reads) return
     if (this.#session === null) this.#start(typeof message === "string" ? WireProtocol.webSocketJson : WireProtocol.webSocketBinary)
     if (typeof message === "string") {
+      const max = this.#handshake.frameLimit
       if (this.#decoder !== null) this.fail(new ProtocolError("malformed_frame", "a text message on a WebSocket that sends binary frames"))
-      else this.#acceptJsonMessage(message)
+      else if (message.length <= max || Buffer.byteLength(message) <= max) this.frame(message)
+      else this.fail(new ProtocolError("too_large", `request is larger than the maximum of ${max} bytes`))
     } else if (this.#decoder === null) {
       this.fail(new ProtocolError("malformed_frame", "a binary message on a WebSocket that sends JSON text"))
     } else this.#flow.receive(message)
@@ -187,13 +188,6 @@ export class Connection implements FrameSink {
     // After the replies to requests that arrived before the bad bytes.
     if (!this.#flow.hasQueued && !this.#session!.holding) this.#session!.failStream(error)
     else this.#flow.holdFailure(error)
-  }
-
-  /** A WebSocket text message is one request: no decoder, the message is the frame. */
-  #acceptJsonMessage(text: string): void {
-    const max = this.#handshake.frameLimit
-    if (text.length <= max || Buffer.byteLength(text) <= max) this.frame(text)
-    else this.fail(new ProtocolError("too_large", `request is larger than the maximum of ${max} bytes`))
   }
 
   #start(protocol: WireProtocol): void {
@@ -266,6 +260,12 @@ export class Connection implements FrameSink {
     this.#stopReading({ kind: "refused", reason })
     this.#context.countError(error.errorName)
     this.#context.log(`closing connection from ${this.#transport.remoteAddress}: ${reason}`)
+  }
+
+  /** Paused by the budget and not shrinking: closed now, since its output may never be read. */
+  #budgetStalled(): void {
+    this.#closeAfterReplies(new ProtocolError("limit_exceeded", `held ${this.bufferedBytes} bytes, unread, past --max-buffered-bytes`))
+    if (this.#lifecycle.moveTo(Lifecycle.ended)) this.#transport.terminate(this.#endCause)
   }
 
   #stopReading(cause: EndCause): void {

@@ -69,6 +69,8 @@ export interface Paced {
   outboundBytes(): number
   /** Everything the connection holds for its client (input, queued requests, output), for the server-wide budget. */
   bufferedBytes(): number
+  /** The budget paused this connection and it did not shrink for MAX_PAUSE_MS: close it now. */
+  budgetStalled(): void
   /** True while a request holds back the ones behind it (a JSON get_wait). */
   isHolding(): boolean
   /** False once the connection decodes nothing more (it is closing or stopping). */
@@ -139,6 +141,10 @@ export class FlowControl implements BudgetHolder {
   /** Whether the server-wide budget has paused this connection (its pushes then wait in the store). */
   get budgetPaused(): boolean {
     return this.#budgetPaused
+  }
+
+  budgetStalled(): void {
+    this.#peer.budgetStalled()
   }
 
   budgetPause(paused: boolean): void {

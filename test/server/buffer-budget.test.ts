@@ -6,7 +6,7 @@
 import { describe, expect, test } from "bun:test"
 import { Op } from "../../src/protocol/binary/constants.ts"
 import type { BinaryReply } from "../../src/protocol/binary/reply.ts"
-import { type BudgetHolder, BufferBudget } from "../../src/server/buffer-budget.ts"
+import { type BudgetHolder, BufferBudget, MAX_PAUSE_MS } from "../../src/server/buffer-budget.ts"
 import { TURN_OUTPUT_BYTES } from "../../src/server/flow-control.ts"
 import { BinaryClient } from "../binary-client.ts"
 import { req } from "../binary-frames.ts"
@@ -14,8 +14,12 @@ import { eventually, request, startTestServer, TestClient } from "../helpers.ts"
 
 class FakeHolder implements BudgetHolder {
   paused = false
+  stalled = false
   budgetPause(paused: boolean): void {
     this.paused = paused
+  }
+  budgetStalled(): void {
+    this.stalled = true
   }
 }
 
@@ -57,6 +61,30 @@ describe("BufferBudget", () => {
     budget.report(reader, 600) // 700 in all
     expect(reader.paused).toBe(false)
     expect(budget.pausedCount).toBe(0)
+  })
+
+  test("a paused holder that does not shrink for MAX_PAUSE_MS is closed; one that shrinks starts its time again", () => {
+    let now = 0
+    const budget = new BufferBudget(1000, MAX_PAUSE_MS, () => now)
+    const [stuck, slow, other] = [new FakeHolder(), new FakeHolder(), new FakeHolder()]
+    budget.report(other, 200)
+    budget.report(stuck, 800)
+    budget.report(slow, 700)
+    expect([stuck.paused, slow.paused, other.paused]).toEqual([true, true, false])
+    now = MAX_PAUSE_MS / 2
+    budget.report(slow, 650) // it reads, slowly
+    budget.closeStalled()
+    now = MAX_PAUSE_MS
+    budget.closeStalled()
+    expect([stuck.stalled, slow.stalled]).toEqual([true, false])
+    // Forgotten when closed: what it held is free, and the rest resumes.
+    expect(budget.totalBytes).toBe(850)
+    expect(budget.pausedCount).toBe(1)
+    now = MAX_PAUSE_MS * 2
+    budget.closeStalled()
+    expect(slow.stalled).toBe(true)
+    expect([budget.totalBytes, budget.pausedCount, budget.admits]).toEqual([200, 0, true])
+    budget.close()
   })
 
   test("a holder that closes frees what it held, paused or not", () => {
@@ -149,4 +177,57 @@ test("a subscriber paused by the budget catches up from the store: every message
   expect(deliveries.every((frame) => frame.missed === 0)).toBe(true)
   expect(new TextDecoder().decode(deliveries[COUNT - 1]!.payload)).toBe(message(COUNT - 1))
   expect(server.stats().budgetPausedConnections).toBe(0)
+}, 60_000)
+
+test("readers paused by the budget that never read are closed after the pause limit; the server admits again", async () => {
+  const logged: string[] = []
+  using server = startTestServer({ limits: { maxBufferedBytes: MiB, budgetPauseMs: 100 }, log: (line) => logged.push(line) })
+  await using writer = await TestClient.connect(server.port)
+  await using good = await TestClient.connect(server.port)
+  const readers = await Promise.all([0, 1, 2].map(() => TestClient.connect(server.port)))
+  for (let i = 0; i < GETS; i++) writer.send(request({ action: "put", topic: "big", message: bigMessage(i) }))
+  await writer.ask({ action: "get", topic: "sync" })
+  for (const reader of readers) {
+    reader.pauseReading()
+    reader.sendRequests(Array(GETS).fill({ action: "get", topic: "big" }))
+  }
+  await eventually(() => server.stats().budgetPausedConnections >= 1, "the budget to pause the readers", 5_000_000)
+  const paused = server.stats().budgetPausedConnections
+  // Nothing is read: after the pause limit each paused reader is closed, and the budget frees what it held.
+  await eventually(() => server.stats().connections === 5 - paused, "the stalled readers to be closed", 5_000_000)
+  expect(server.stats().budgetPausedConnections).toBe(0)
+  expect(server.stats().errors.limit_exceeded).toBe(paused)
+  expect(logged.filter((line) => line.includes("unread, past --max-buffered-bytes"))).toHaveLength(paused)
+  good.send(request({ action: "put", topic: "alive", message: "still here" }))
+  expect(await good.ask({ action: "get", topic: "alive" })).toMatchObject({ message: "still here" })
+  await using later = await TestClient.connect(server.port)
+  later.send(request({ action: "put", topic: "alive", message: "admitted" }))
+  expect(await later.ask({ action: "get", topic: "alive" })).toMatchObject({ message: "admitted" })
+  for (const reader of readers) reader.terminate()
+}, 60_000)
+
+/** Sends an HTTP POST's head and `sent` bytes of a `declared`-byte body, and no more. */
+async function partialPost(port: number, declared: number, sent: number): Promise<TestClient> {
+  const client = await TestClient.connect(port)
+  client.send(`POST /topics/uploads HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${declared}\r\n\r\n`)
+  client.send(new Uint8Array(sent).fill(120))
+  return client
+}
+
+test("HTTP bodies count toward the budget: past it new bodies get 503, and bodies stalled past the pause limit get 503 too", async () => {
+  using server = startTestServer({ limits: { maxBufferedBytes: MiB, budgetPauseMs: 200 } })
+  const url = `http://127.0.0.1:${server.httpPort}/topics/uploads`
+  const uploads = [await partialPost(server.httpPort!, 900 * 1024, 800 * 1024), await partialPost(server.httpPort!, 900 * 1024, 800 * 1024)]
+  await eventually(() => server.stats().bufferedBytes > MiB, "the two bodies to be held", 5_000_000)
+  const refused = await fetch(url, { method: "POST", body: "small" })
+  expect(refused.status).toBe(503)
+  expect(await refused.json()).toMatchObject({ error: { code: "limit_exceeded" } })
+  // Neither client sends the rest: both are answered 503 once their pause outlasts the limit.
+  for (const upload of uploads) {
+    await upload.waitUntil(() => upload.received.toString().startsWith("HTTP/1.1 503"), "a 503 for the stalled body")
+    upload.terminate()
+  }
+  await eventually(() => server.stats().bufferedBytes === 0, "the stalled bodies to be forgotten", 5_000_000)
+  const accepted = await fetch(url, { method: "POST", body: "after" })
+  expect(accepted.status).toBe(201)
 }, 60_000)

@@ -36,6 +36,7 @@ class FakeConnection implements Paced {
   holding = false
   decoding = true
   paused = false
+  stalled = false
   pumps = 0
 
   constructor(budget: BufferBudget | null = null) {
@@ -73,6 +74,9 @@ class FakeConnection implements Paced {
   }
   pauseReading(): void {
     this.paused = true
+  }
+  budgetStalled(): void {
+    this.stalled = true
   }
   resumeReading(): void {
     this.paused = false

@@ -78,6 +78,7 @@ test("limits have defaults and flags", () => {
     maxPendingWaits: 1024,
     maxCursors: 100_000,
     maxBufferedBytes: 256 * 1024 * 1024,
+    budgetPauseMs: 30_000,
     authTimeoutSeconds: 10,
   })
   expect(
