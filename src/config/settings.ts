@@ -179,8 +179,12 @@ export const SETTINGS = {
     "with --db: normal survives a crash of the server process, full also a power loss (slower puts)",
     (text, label) => oneOf(label, text, ["normal", "full"] as const),
   ),
-  "max-memory": valued("Retention", "SIZE", formatSize(DEFAULT_RETENTION.maxStoreBytes), "cap on all stored messages", (text, label) =>
-    parseSize(label, text),
+  "max-memory": valued(
+    "Retention",
+    "SIZE",
+    formatSize(DEFAULT_RETENTION.maxStoreBytes),
+    "cap on the store: messages, topics and named cursors",
+    (text, label) => parseSize(label, text),
   ),
   "max-messages": valued("Retention", "N", String(retention.maxMessages ?? "none"), "messages kept per topic", (text, label) =>
     parseCount(label, text),

@@ -3,15 +3,21 @@
  * decoded requests not run yet, decoder tails and output the clients have not taken, over all
  * connections. Each connection's own limits bound it alone; this bounds their sum.
  *
- * Every connection reports what it holds after each of its turns. Past the budget, the
- * connections holding the most are paused, largest first, until those still running hold at
- * most half of it: a paused connection reads nothing, gets no pushes (its subscriptions catch
- * up from the store later) and runs requests only while its output is small, so it can only
- * shrink, as its client reads. New connections are refused while the budget is exceeded. Once
- * the total is back under three quarters of the budget, every paused connection resumes.
+ * Every connection reports what it holds after each of its turns and after each push. Past
+ * the budget:
+ * - the connections holding the most are paused, largest first, until those still running
+ *   hold at most half of it;
+ * - so is any other whose bytes waiting on its client (replies it has not taken, the
+ *   unfinished frame it is sending) grow past SMALL_HOLDER_BYTES (requests waiting to run do
+ *   not count: the server drains those by itself);
+ * - new connections are refused.
+ * A paused connection reads nothing, gets no pushes (its subscriptions catch up from the store
+ * later) and runs requests only while its output is small, so it can only shrink, as its client
+ * reads; once it holds less than SMALL_HOLDER_BYTES it runs again. Once the total is back under
+ * three quarters of the budget, every paused connection resumes.
  *
- * Connections report at the end of each turn and after each push, so the total passes the
- * budget by at most one connection's turn of output (TURN_OUTPUT_BYTES and one frame).
+ * So the total passes the budget by at most SMALL_HOLDER_BYTES per connection, plus what one
+ * connection received or produced in its last turn (a read, or TURN_OUTPUT_BYTES and a frame).
  *
  * A paused connection that holds as much as ever after MAX_PAUSE_MS (a client that never
  * reads, or never finishes a frame) is closed with limit_exceeded: otherwise a few clients that
@@ -31,11 +37,14 @@ export const MAX_PAUSE_MS = 30_000
 
 /** Output a paused connection may still produce by running requests (puts produce none). */
 export const PAUSED_OUTPUT_BYTES = 64 * 1024
+/** Past the budget, a connection holding less than this may still grow: a client that reads its replies holds about this much. */
+export const SMALL_HOLDER_BYTES = 64 * 1024
 
 export class BufferBudget {
   readonly maxBytes: number
   readonly #maxPauseMs: number
   readonly #held = new Map<BudgetHolder, number>()
+  readonly #waitingOnClient = new Map<BudgetHolder, number>()
   /** Paused holders: since when they have not shrunk, and what they held then. */
   readonly #paused = new Map<BudgetHolder, { since: number; bytes: number }>()
   #totalBytes = 0
@@ -68,15 +77,26 @@ export class BufferBudget {
     return this.#totalBytes <= this.maxBytes
   }
 
-  /** What `holder` holds now; 0 once it is gone (see `forget`). */
-  report(holder: BudgetHolder, bytes: number): void {
+  /**
+   * What `holder` holds now (0 once it is gone, see `forget`), and how much of it waits on its
+   * client (`waitingOnClient`: unsent replies, an unfinished frame) rather than on the server
+   * running what it received, which the server drains by itself.
+   */
+  report(holder: BudgetHolder, bytes: number, waitingOnClient = bytes): void {
     const before = this.#held.get(holder) ?? 0
+    const waitedBefore = this.#waitingOnClient.get(holder) ?? 0
+    if (waitingOnClient === 0) this.#waitingOnClient.delete(holder)
+    else this.#waitingOnClient.set(holder, waitingOnClient)
     if (bytes === before) return
     if (bytes === 0) this.#held.delete(holder)
     else this.#held.set(holder, bytes)
     this.#totalBytes += bytes - before
-    if (this.#paused.has(holder)) this.#pausedBytes += bytes - before
-    if (this.#totalBytes > this.maxBytes && this.#totalBytes - this.#pausedBytes > this.maxBytes / 2) this.#pauseBiggest()
+    if (this.#paused.has(holder)) {
+      this.#pausedBytes += bytes - before
+      // Its client read what it held: it is a small holder again, and runs.
+      if (bytes < SMALL_HOLDER_BYTES) this.#resume(holder)
+    }
+    if (this.#totalBytes > this.maxBytes) this.#overBudget(holder, waitingOnClient > waitedBefore ? waitingOnClient : 0)
     else if (this.#paused.size > 0 && this.#totalBytes <= (this.maxBytes * 3) / 4) this.#resumeAll()
   }
 
@@ -93,18 +113,36 @@ export class BufferBudget {
     this.#stopStallCheck()
   }
 
+  /** Past the budget: the biggest holders pause, and `holder` too if what waits on its client grew past a small holder's size. */
+  #overBudget(holder: BudgetHolder, grownWaitingOnClient: number): void {
+    if (this.#totalBytes - this.#pausedBytes > this.maxBytes / 2) this.#pauseBiggest()
+    if (grownWaitingOnClient >= SMALL_HOLDER_BYTES && !this.#paused.has(holder))
+      this.#pause(holder, this.#held.get(holder) ?? 0, this.#clock())
+  }
+
   /** Pauses running holders, largest first, until the running ones hold at most half the budget. */
   #pauseBiggest(): void {
     const running = [...this.#held].filter(([holder]) => !this.#paused.has(holder)).sort((a, b) => b[1] - a[1])
     const now = this.#clock()
     for (const [holder, bytes] of running) {
       if (this.#totalBytes - this.#pausedBytes <= this.maxBytes / 2) break
-      this.#paused.set(holder, { since: now, bytes })
-      this.#pausedBytes += bytes
-      holder.budgetPause(true)
+      this.#pause(holder, bytes, now)
     }
+  }
+
+  #pause(holder: BudgetHolder, bytes: number, now: number): void {
+    this.#paused.set(holder, { since: now, bytes })
+    this.#pausedBytes += bytes
+    holder.budgetPause(true)
     this.#stallCheck ??= setInterval(() => this.closeStalled(), Math.max(10, this.#maxPauseMs / 4))
     this.#stallCheck.unref()
+  }
+
+  #resume(holder: BudgetHolder): void {
+    this.#pausedBytes -= this.#held.get(holder) ?? 0
+    this.#paused.delete(holder)
+    if (this.#paused.size === 0) this.#stopStallCheck()
+    holder.budgetPause(false)
   }
 
   #resumeAll(): void {

@@ -286,7 +286,7 @@ export class FlowControl implements BudgetHolder {
    * the budget at once, so one writer's turn of pushes cannot carry many subscribers past it.
    */
   wake(): void {
-    this.#budget?.report(this, this.#peer.bufferedBytes())
+    this.#reportToBudget()
     if (this.#woken) return
     this.#woken = true
     queueMicrotask(() => {
@@ -303,7 +303,14 @@ export class FlowControl implements BudgetHolder {
       this.#inboxHead = 0
     }
     this.#updatePause()
-    this.#budget?.report(this, this.#peer.bufferedBytes())
+    this.#reportToBudget()
+  }
+
+  /** What the connection holds; all but the requests waiting to run wait on the client (output, an unfinished frame). */
+  #reportToBudget(): void {
+    if (this.#budget === null) return
+    const bytes = this.#peer.bufferedBytes()
+    this.#budget.report(this, bytes, bytes - this.heldBytes)
   }
 
   /** Pauses reading while bytes are kept undecoded (behind a get_wait: only past HELD_READ_BYTES) or for a yielded turn. */

@@ -23,78 +23,103 @@ class FakeHolder implements BudgetHolder {
   }
 }
 
+// Holders of a few hundred KiB: above SMALL_HOLDER_BYTES, so they stay paused until they shrink below it.
+const K = 1024
+
 describe("BufferBudget", () => {
   test("under the budget nothing is paused and connections are admitted", () => {
-    const budget = new BufferBudget(1000)
+    const budget = new BufferBudget(1000 * K)
     const [a, b] = [new FakeHolder(), new FakeHolder()]
-    budget.report(a, 600)
-    budget.report(b, 400)
-    expect(budget.totalBytes).toBe(1000)
+    budget.report(a, 600 * K)
+    budget.report(b, 400 * K)
+    expect(budget.totalBytes).toBe(1000 * K)
     expect(budget.admits).toBe(true)
     expect([a.paused, b.paused]).toEqual([false, false])
   })
 
   test("past the budget the biggest holders are paused until the running ones hold half of it", () => {
-    const budget = new BufferBudget(1000)
+    const budget = new BufferBudget(1000 * K)
     const [small, middle, big] = [new FakeHolder(), new FakeHolder(), new FakeHolder()]
-    budget.report(small, 100)
-    budget.report(middle, 300)
-    budget.report(big, 500)
+    budget.report(small, 100 * K)
+    budget.report(middle, 300 * K)
+    budget.report(big, 500 * K)
     expect(budget.pausedCount).toBe(0)
-    budget.report(big, 700) // 1,100 in all: pausing big leaves 400 running, within half
+    budget.report(big, 700 * K) // 1,100 in all: pausing big leaves 400 running, within half
     expect([small.paused, middle.paused, big.paused]).toEqual([false, false, true])
     expect(budget.admits).toBe(false)
-    budget.report(middle, 450) // 1,250: running 550 is past half, so middle goes too
+    budget.report(middle, 450 * K) // 1,250: running 550 is past half, so middle goes too
     expect([small.paused, middle.paused, big.paused]).toEqual([false, true, true])
     expect(budget.pausedCount).toBe(2)
   })
 
   test("every paused holder resumes once the total is back under three quarters", () => {
-    const budget = new BufferBudget(1000)
+    const budget = new BufferBudget(1000 * K)
     const [reader, other] = [new FakeHolder(), new FakeHolder()]
-    budget.report(other, 100)
-    budget.report(reader, 1000)
+    budget.report(other, 100 * K)
+    budget.report(reader, 1000 * K)
     expect(reader.paused).toBe(true)
-    budget.report(reader, 700) // 800 in all: under the budget, over three quarters
+    budget.report(reader, 700 * K) // 800 in all: under the budget, over three quarters
     expect(reader.paused).toBe(true)
     expect(budget.admits).toBe(true)
-    budget.report(reader, 600) // 700 in all
+    budget.report(reader, 600 * K) // 700 in all
     expect(reader.paused).toBe(false)
     expect(budget.pausedCount).toBe(0)
   })
 
   test("a paused holder that does not shrink for MAX_PAUSE_MS is closed; one that shrinks starts its time again", () => {
     let now = 0
-    const budget = new BufferBudget(1000, MAX_PAUSE_MS, () => now)
+    const budget = new BufferBudget(1000 * K, MAX_PAUSE_MS, () => now)
     const [stuck, slow, other] = [new FakeHolder(), new FakeHolder(), new FakeHolder()]
-    budget.report(other, 200)
-    budget.report(stuck, 800)
-    budget.report(slow, 700)
+    budget.report(other, 200 * K)
+    budget.report(stuck, 800 * K)
+    budget.report(slow, 700 * K)
     expect([stuck.paused, slow.paused, other.paused]).toEqual([true, true, false])
     now = MAX_PAUSE_MS / 2
-    budget.report(slow, 650) // it reads, slowly
+    budget.report(slow, 650 * K) // it reads, slowly
     budget.closeStalled()
     now = MAX_PAUSE_MS
     budget.closeStalled()
     expect([stuck.stalled, slow.stalled]).toEqual([true, false])
     // Forgotten when closed: what it held is free, and the rest resumes.
-    expect(budget.totalBytes).toBe(850)
+    expect(budget.totalBytes).toBe(850 * K)
     expect(budget.pausedCount).toBe(1)
     now = MAX_PAUSE_MS * 2
     budget.closeStalled()
     expect(slow.stalled).toBe(true)
-    expect([budget.totalBytes, budget.pausedCount, budget.admits]).toEqual([200, 0, true])
+    expect([budget.totalBytes, budget.pausedCount, budget.admits]).toEqual([200 * K, 0, true])
     budget.close()
   })
 
+  test("past the budget, any holder whose bytes waiting on its client grow past a small holder's is paused; queued requests do not count", () => {
+    const budget = new BufferBudget(1000 * K)
+    const [stuck, reader, writer, light] = [new FakeHolder(), new FakeHolder(), new FakeHolder(), new FakeHolder()]
+    budget.report(stuck, 1100 * K)
+    expect(stuck.paused).toBe(true)
+    budget.report(reader, 100 * K) // replies it has not taken
+    budget.report(writer, 200 * K, 0) // puts received, waiting to run: the server drains them itself
+    budget.report(light, 10 * K)
+    expect([reader.paused, writer.paused, light.paused]).toEqual([true, false, false])
+  })
+
+  test("a paused holder that shrinks below a small holder's size runs again, while the others stay paused", () => {
+    const budget = new BufferBudget(1000 * K)
+    const [stuck, reader] = [new FakeHolder(), new FakeHolder()]
+    budget.report(stuck, 1100 * K)
+    budget.report(reader, 100 * K)
+    expect([stuck.paused, reader.paused]).toEqual([true, true])
+    budget.report(reader, 10 * K)
+    expect([stuck.paused, reader.paused]).toEqual([true, false])
+    expect(budget.pausedCount).toBe(1)
+  })
+
   test("a holder that closes frees what it held, paused or not", () => {
-    const budget = new BufferBudget(1000)
+    const budget = new BufferBudget(1000 * K)
     const [gone, other] = [new FakeHolder(), new FakeHolder()]
-    budget.report(other, 200)
-    budget.report(gone, 1200)
+    budget.report(other, 200 * K)
+    budget.report(gone, 1200 * K)
     expect(gone.paused).toBe(true)
     budget.forget(gone)
-    expect(budget.totalBytes).toBe(200)
+    expect(budget.totalBytes).toBe(200 * K)
     expect(budget.pausedCount).toBe(0)
     expect(budget.admits).toBe(true)
     budget.report(other, 0)
