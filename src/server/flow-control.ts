@@ -37,6 +37,8 @@ export const TURN_OUTPUT_BYTES = 256 * 1024
  * connection held by a long get_wait keeps reading in order to notice its client leave.
  */
 export const PAUSE_AT_QUEUED = 256
+/** Taken requests at the inbox's head past which settle() drops them (when they are at least half of it). */
+const COMPACT_INBOX_AT = 1024
 export const HELD_READ_BYTES = 1024 * 1024
 /**
  * Bytes of decoded requests a connection may hold back (behind a get_wait, or while its client
@@ -251,7 +253,15 @@ export class FlowControl implements BudgetHolder {
   takeQueued(): unknown {
     this.#ranThisTurn++
     this.#inboxBytes -= this.#inboxSizes[this.#inboxHead]!
-    return this.#inbox[this.#inboxHead++]
+    const request = this.#inbox[this.#inboxHead]
+    // Not kept once taken: under a steady flood the inbox is never empty, so never reset.
+    this.#inbox[this.#inboxHead++] = undefined
+    return request
+  }
+
+  /** @internal Slots the inbox's arrays hold, taken ones included (bounded: see settle). */
+  get inboxSlots(): number {
+    return this.#inbox.length
   }
 
   /** Bytes a subscriber's backlog may produce now, or null when this turn's output is spent. */
@@ -295,11 +305,15 @@ export class FlowControl implements BudgetHolder {
     })
   }
 
-  /** After a pump: reuse an emptied inbox, and pause or resume reading to match what is held. */
+  /** After a pump: reuse an emptied inbox (or drop its taken half), and pause or resume reading to match what is held. */
   settle(): void {
     if (this.#inboxHead === this.#inbox.length) {
       this.#inbox.length = 0
       this.#inboxSizes.length = 0
+      this.#inboxHead = 0
+    } else if (this.#inboxHead >= COMPACT_INBOX_AT && this.#inboxHead * 2 >= this.#inbox.length) {
+      this.#inbox.splice(0, this.#inboxHead)
+      this.#inboxSizes.splice(0, this.#inboxHead)
       this.#inboxHead = 0
     }
     this.#updatePause()

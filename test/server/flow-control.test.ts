@@ -162,6 +162,23 @@ describe("a flood arriving in one chunk", () => {
   })
 })
 
+describe("a steady flood that never lets the inbox empty", () => {
+  test("keeps no request it has run: the inbox stays as large as what waits, not as all that came", () => {
+    const connection = new FakeConnection()
+    // Requests are held (the client does not keep up), one runs and one more comes, turn after turn.
+    connection.queuedInTransport = MAX_OUTBOUND
+    connection.flow.receive(requests(100))
+    connection.queuedInTransport = 0
+    for (let turn = 0; turn < 50_000; turn++) {
+      expect(connection.flow.takeQueued()).toBe((connection.ran.length + turn) % 256)
+      connection.flow.hold((100 + turn) % 256, REQUEST_BYTES)
+      connection.flow.settle()
+    }
+    expect(connection.flow.queuedRequests).toBe(100)
+    expect(connection.flow.inboxSlots).toBeLessThanOrEqual(2 * 1024 + 100)
+  })
+})
+
 describe("the turn's budget", () => {
   test("is spent by RUN_BUDGET requests or TURN_OUTPUT_BYTES of output, and renewed by a yielded turn", () => {
     const connection = new FakeConnection()
