@@ -102,10 +102,11 @@ export class BufferBudget {
 
   /** The holder closed: what it held is freed. */
   forget(holder: BudgetHolder): void {
-    // report() takes its bytes off the totals, paused ones included.
-    this.report(holder, 0)
-    this.#paused.delete(holder)
+    // Not paused any more, and not resumed either: it is gone.
+    if (this.#paused.delete(holder)) this.#pausedBytes -= this.#held.get(holder) ?? 0
     if (this.#paused.size === 0) this.#stopStallCheck()
+    this.report(holder, 0)
+    this.#waitingOnClient.delete(holder)
   }
 
   /** The server stopped. */

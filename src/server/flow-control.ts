@@ -97,6 +97,8 @@ export class FlowControl implements BudgetHolder {
   readonly #budget: BufferBudget | null
   /** Paused by the budget: no reading, no pushes, and requests only while output is small. */
   #budgetPaused = false
+  /** The connection is gone (see clear): it reports nothing more. */
+  #cleared = false
   readonly #nextTurn: (task: () => void) => void
   /**
    * Received bytes not yet decoded because requests were backing up (see FEED_SLICE_BYTES),
@@ -206,6 +208,7 @@ export class FlowControl implements BudgetHolder {
 
   /** The connection is gone: forget everything held. */
   clear(): void {
+    this.#cleared = true
     this.#budget?.forget(this)
     this.dropUnfed()
     this.#inbox = []
@@ -322,7 +325,8 @@ export class FlowControl implements BudgetHolder {
 
   /** What the connection holds; all but the requests waiting to run wait on the client (output, an unfinished frame). */
   #reportToBudget(): void {
-    if (this.#budget === null) return
+    // Gone: a late wake or resume must not count it again.
+    if (this.#budget === null || this.#cleared) return
     const bytes = this.#peer.bufferedBytes()
     this.#budget.report(this, bytes, bytes - this.heldBytes)
   }

@@ -119,6 +119,8 @@ describe("BufferBudget", () => {
     budget.report(gone, 1200 * K)
     expect(gone.paused).toBe(true)
     budget.forget(gone)
+    // Gone, not resumed: resuming would let it report (and be counted) again.
+    expect(gone.paused).toBe(true)
     expect(budget.totalBytes).toBe(200 * K)
     expect(budget.pausedCount).toBe(0)
     expect(budget.admits).toBe(true)
@@ -255,4 +257,21 @@ test("HTTP bodies count toward the budget: past it new bodies get 503, and bodie
   await eventually(() => server.stats().bufferedBytes === 0, "the stalled bodies to be forgotten", 5_000_000)
   const accepted = await fetch(url, { method: "POST", body: "after" })
   expect(accepted.status).toBe(201)
+}, 60_000)
+
+test("paused readers that vanish free all they held", async () => {
+  using server = startTestServer({ limits: { maxBufferedBytes: MiB } })
+  await using writer = await TestClient.connect(server.port)
+  const readers = await Promise.all([0, 1, 2].map(() => TestClient.connect(server.port)))
+  for (let i = 0; i < GETS; i++) writer.send(request({ action: "put", topic: "big", message: bigMessage(i) }))
+  await writer.ask({ action: "get", topic: "sync" })
+  for (const reader of readers) {
+    reader.pauseReading()
+    reader.sendRequests(Array(GETS).fill({ action: "get", topic: "big" }))
+  }
+  await eventually(() => server.stats().budgetPausedConnections >= 1, "the budget to pause the readers", 5_000_000)
+  for (const reader of readers) reader.terminate()
+  await eventually(() => server.stats().connections === 1, "the readers' connections to close", 5_000_000)
+  await eventually(() => server.stats().bufferedBytes < 64 * 1024, "what they held to be freed", 5_000_000)
+  expect(server.stats().budgetPausedConnections).toBe(0)
 }, 60_000)
