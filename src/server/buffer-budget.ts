@@ -34,6 +34,9 @@ export interface BudgetHolder {
 
 /** How long a paused holder may go without shrinking before it is closed. */
 export const MAX_PAUSE_MS = 30_000
+/** How often paused holders are looked at, and how many stalled ones are closed each time (the rest wait for the next look). */
+const STALL_CHECK_MS = 100
+const STALLED_CLOSED_PER_CHECK = 64
 
 /** Output a paused connection may still produce by running requests (puts produce none). */
 export const PAUSED_OUTPUT_BYTES = 64 * 1024
@@ -96,8 +99,10 @@ export class BufferBudget {
       // Its client read what it held: it is a small holder again, and runs.
       if (bytes < SMALL_HOLDER_BYTES) this.#resume(holder)
     }
-    if (this.#totalBytes > this.maxBytes) this.#overBudget(holder, waitingOnClient > waitedBefore ? waitingOnClient : 0)
-    else if (this.#paused.size > 0 && this.#totalBytes <= (this.maxBytes * 3) / 4) this.#resumeAll()
+    // Only growth can call for a pause: what shrinks leaves less running, not more.
+    if (this.#totalBytes > this.maxBytes) {
+      if (bytes > before) this.#overBudget(holder, waitingOnClient > waitedBefore ? waitingOnClient : 0)
+    } else if (this.#paused.size > 0 && this.#totalBytes <= (this.maxBytes * 3) / 4) this.#resumeAll()
   }
 
   /** The holder closed: what it held is freed. */
@@ -135,7 +140,7 @@ export class BufferBudget {
     this.#paused.set(holder, { since: now, bytes })
     this.#pausedBytes += bytes
     holder.budgetPause(true)
-    this.#stallCheck ??= setInterval(() => this.closeStalled(), Math.max(10, this.#maxPauseMs / 4))
+    this.#stallCheck ??= setInterval(() => this.closeStalled(), STALL_CHECK_MS)
     this.#stallCheck.unref()
   }
 
@@ -163,7 +168,8 @@ export class BufferBudget {
       if (bytes < pause.bytes) this.#paused.set(holder, { since: now, bytes })
       else if (now - pause.since >= this.#maxPauseMs) stalled.push(holder)
     }
-    for (const holder of stalled) {
+    // A bounded number per check, so that a crowd stalled together is not closed in one long turn.
+    for (const holder of stalled.slice(0, STALLED_CLOSED_PER_CHECK)) {
       this.forget(holder)
       this.stalledCount++
       holder.budgetStalled()

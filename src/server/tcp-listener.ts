@@ -29,16 +29,16 @@ export function listenTcp(options: TcpListenerOptions, registry: ConnectionRegis
     allowHalfOpen: true,
     socket: {
       open(socket) {
-        socket.setKeepAlive(true, KEEPALIVE_DELAY_MS)
-        // Bun arms a 120 s timeout on every socket, which traffic does not reset: without
-        // --idle-timeout it must be off, or every connection would be cut after two minutes.
-        socket.timeout(options.idleTimeoutSeconds ?? 0)
         if (!registry.admit(socket.remoteAddress)) {
           // No reply: the protocol is not known yet. The client sees the connection close.
           socket.data = { connection: null, principal: null }
           socket.end()
           return
         }
+        socket.setKeepAlive(true, KEEPALIVE_DELAY_MS)
+        // Bun arms a 120 s timeout on every socket, which traffic does not reset: without
+        // --idle-timeout it must be off, or every connection would be cut after two minutes.
+        socket.timeout(options.idleTimeoutSeconds ?? 0)
         socket.data = { connection: registry.open(new TcpTransport(socket as Socket<unknown>)), principal: null }
       },
       timeout(socket) {

@@ -219,12 +219,12 @@ test("readers paused by the budget that never read are closed after the pause li
     reader.sendRequests(Array(GETS).fill({ action: "get", topic: "big" }))
   }
   await eventually(() => server.stats().budgetPausedConnections >= 1, "the budget to pause the readers", 5_000_000)
-  const paused = server.stats().budgetPausedConnections
   // Nothing is read: after the pause limit each paused reader is closed, and the budget frees what it held.
-  await eventually(() => server.stats().connections === 5 - paused, "the stalled readers to be closed", 5_000_000)
-  expect(server.stats().budgetPausedConnections).toBe(0)
-  expect(server.stats().errors.limit_exceeded).toBe(paused)
-  expect(logged.filter((line) => line.includes("unread, past --max-buffered-bytes"))).toHaveLength(paused)
+  await eventually(() => server.stats().budgetPausedConnections === 0, "the stalled readers to be closed", 5_000_000)
+  const closed = 5 - server.stats().connections
+  expect(closed).toBeGreaterThanOrEqual(1)
+  expect(server.stats().errors.limit_exceeded).toBe(closed)
+  expect(logged.filter((line) => line.includes("unread, past --max-buffered-bytes"))).toHaveLength(closed)
   good.send(request({ action: "put", topic: "alive", message: "still here" }))
   expect(await good.ask({ action: "get", topic: "alive" })).toMatchObject({ message: "still here" })
   await using later = await TestClient.connect(server.port)
