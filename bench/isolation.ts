@@ -2,6 +2,10 @@
  * Isolation benchmark: how much an abusive client raises a well-behaved client's latency.
  *
  *   bun run bench/isolation.ts [--seconds N] [--warmup-seconds N] [--modes flood,garbage,...] [--json FILE]
+ *                              [--together-only] [--scale MODE=N,...] [--server-args "FLAGS"]
+ *
+ * bench/abuse-soak.ts runs it as a long soak: every mode at once, scaled to about 1,000
+ * connections, against a server with a small --max-buffered-bytes.
  *
  * Not part of `bun test` or bench/run.ts. For each phase a fresh server process
  * (`bun run src/server.ts --port 0 --http-port 0`) is started; a well-behaved binary client
@@ -9,7 +13,9 @@
  * every millisecond, open loop: each request has a scheduled time, is sent at that time (or
  * at once, if the process fell behind), and its latency is counted from the scheduled time, so
  * a stalled server cannot hide behind requests that were never sent. Meanwhile a newcomer
- * connects, says HELLO and pings every 200 ms (connection set-up under abuse).
+ * connects, says HELLO and pings every 200 ms (connection set-up under abuse), and a writer
+ * puts an acknowledged message every 10 ms that a subscriber on its own connection must receive
+ * every one of, in order, none missed (what a well-behaved client must not lose).
  *
  * Phases: baseline, then each abusive mode of test/abuse-fixture.ts alone (each abuser in its
  * own process), then all at once, then the baseline again (drift of the machine). Prints the
@@ -23,17 +29,21 @@ import { type Client, connect } from "../src/client.ts"
 import { Outbound } from "../src/io/outbound.ts"
 import { JsonStreamDecoder } from "../src/protocol/json-stream.ts"
 import { type OptionSpec, parseOptionsOrExit } from "./lib/args.ts"
+import { memoryOf } from "./lib/proc.ts"
 
 const ROOT = join(import.meta.dir, "..")
 const SERVER = join(ROOT, "src", "server.ts")
 const FIXTURE = join(ROOT, "test", "abuse-fixture.ts")
-const ALL_MODES = ["flood", "never-read", "garbage", "connect-loop"] as const
+const ALL_MODES = ["flood", "never-read", "garbage", "connect-loop", "partial-frame", "absent-gets"] as const
 type Mode = (typeof ALL_MODES)[number]
 
 const USAGE = `usage: bun run bench/isolation.ts [--seconds N] [--warmup-seconds N] [--modes ${ALL_MODES.join(",")}] [--json FILE]
   --seconds N          measured seconds per phase (default 5)
   --warmup-seconds N   seconds an abuser runs before measuring starts (default 1)
   --modes LIST         abusive modes to run alone, comma-separated (default all); "all" runs them together
+  --together-only      skip the phases of one mode alone: baseline, all at once, baseline again
+  --scale MODE=N,...   scale a mode (test/abuse-fixture.ts --connections), e.g. partial-frame=400
+  --server-args=FLAGS  more flags for the server, space-separated, e.g. --server-args="--max-buffered-bytes 64MiB"
   --json FILE          also write the results as JSON
 `
 
@@ -41,22 +51,46 @@ interface Options {
   seconds: number
   warmupSeconds: number
   modes: Mode[]
+  togetherOnly: boolean
+  scale: Partial<Record<Mode, number>>
+  serverArgs: string[]
   json: string | null
 }
 
+const checkScale = (text: string): void => {
+  for (const part of text.split(",")) {
+    const [mode, count] = part.split("=")
+    if (!ALL_MODES.includes(mode as Mode) || !(Number(count) >= 1 && Number(count) <= 2000))
+      throw new Error(`--scale wants MODE=N (N from 1 to 2000) for modes ${ALL_MODES.join(", ")}; got ${JSON.stringify(part)}`)
+  }
+}
+
 const SPECS = {
-  seconds: { type: "number", min: 0.1, max: 600 },
+  seconds: { type: "number", min: 0.1, max: 3600 },
   "warmup-seconds": { type: "number", min: 0, max: 60 },
   modes: { type: "list", choices: ALL_MODES },
+  "together-only": { type: "boolean" },
+  scale: { type: "string", check: checkScale },
+  "server-args": { type: "string" },
   json: { type: "string" },
 } as const satisfies Record<string, OptionSpec>
 
 function parseOptions(argv: string[]): Options {
   const given = parseOptionsOrExit("isolation", USAGE, argv, SPECS)
+  const scale = Object.fromEntries(
+    (given.scale ?? "")
+      .split(",")
+      .filter(Boolean)
+      .map((part) => part.split("="))
+      .map(([mode, n]) => [mode, Number(n)]),
+  )
   return {
     seconds: given.seconds ?? 5,
     warmupSeconds: given["warmup-seconds"] ?? 1,
     modes: given.modes ?? [...ALL_MODES],
+    togetherOnly: given["together-only"] ?? false,
+    scale,
+    serverArgs: (given["server-args"] ?? "").split(" ").filter(Boolean),
     json: given.json ?? null,
   }
 }
@@ -149,8 +183,8 @@ interface ServerProcess {
   stop(): Promise<void>
 }
 
-async function startServer(): Promise<ServerProcess> {
-  const child = Bun.spawn([process.execPath, "run", SERVER, "--port", "0", "--http-port", "0"], {
+async function startServer(extraArgs: readonly string[]): Promise<ServerProcess> {
+  const child = Bun.spawn([process.execPath, "run", SERVER, "--port", "0", "--http-port", "0", ...extraArgs], {
     stdin: "ignore",
     stdout: "pipe",
     stderr: "pipe",
@@ -182,12 +216,16 @@ interface Abuser {
   stop(): Promise<Record<string, unknown>>
 }
 
-async function startAbuser(mode: Mode, port: number, lifetimeSeconds: number): Promise<Abuser> {
-  const child = Bun.spawn([process.execPath, "run", FIXTURE, mode, String(port), "--seconds", String(Math.ceil(lifetimeSeconds))], {
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "inherit",
-  })
+async function startAbuser(mode: Mode, port: number, lifetimeSeconds: number, scale: number | undefined): Promise<Abuser> {
+  const scaled = scale === undefined ? [] : ["--connections", String(scale)]
+  const child = Bun.spawn(
+    [process.execPath, "run", FIXTURE, mode, String(port), "--seconds", String(Math.ceil(lifetimeSeconds)), ...scaled],
+    {
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "inherit",
+    },
+  )
   const lines = new Lines(child.stdout)
   await lines.wait(
     (line) => line === "active",
@@ -297,7 +335,28 @@ interface Newcomers {
   readonly errors: string[]
 }
 
+/** What the writer put (acknowledged) and the subscriber received on the pipeline topic. */
+interface Pipeline {
+  acked: number
+  refused: number
+  delivered: number
+  /** Deliveries whose sequence was not the next one acknowledged, and their missed counts. */
+  outOfOrder: number
+  missed: number
+  /** Acknowledged messages the subscriber had not received GRACE_MS after the last put. */
+  lost: number
+}
+
+/** The server's memory and budget, sampled every 250 ms. */
+interface ServerSamples {
+  peakRssBytes: number
+  peakBufferedBytes: number
+  peakBudgetPaused: number
+}
+
 interface Measurement {
+  readonly pipeline: Pipeline
+  readonly samples: ServerSamples
   readonly binary: Latencies
   readonly json: Latencies
   /** How late requests were sent after their scheduled time (this process's own lateness). */
@@ -316,7 +375,44 @@ const JSON_GET = JSON.stringify({ action: "get", topic: "isolation/idle" })
 /** Replies later than this after the last send are counted as unanswered. */
 const GRACE_MS = 5000
 
-async function measure(port: number, binary: Client, json: JsonClient, seconds: number): Promise<Measurement> {
+/** Puts an acknowledged message every 10 ms until `running()` is false; the subscriber must get them all, in order. */
+async function runPipeline(writer: Client, subscriber: Client, running: () => boolean): Promise<Pipeline> {
+  const pipeline: Pipeline = { acked: 0, refused: 0, delivered: 0, outOfOrder: 0, missed: 0, lost: 0 }
+  const ackedSeqs: number[] = []
+  const subscription = await subscriber.subscribe(PIPELINE_TOPIC)
+  const receiving = (async () => {
+    for await (const message of subscription) {
+      if (message.seq !== ackedSeqs[pipeline.delivered] && ackedSeqs[pipeline.delivered] !== undefined) pipeline.outOfOrder++
+      pipeline.delivered++
+      pipeline.missed += message.missed ?? 0
+    }
+  })()
+  for (let i = 0; running(); i++) {
+    const started = performance.now()
+    try {
+      ackedSeqs.push(await writer.putAck(PIPELINE_TOPIC, `pipeline ${i}`))
+      pipeline.acked++
+    } catch {
+      pipeline.refused++
+    }
+    await Bun.sleep(Math.max(0, 10 - (performance.now() - started)))
+  }
+  const graceEnd = performance.now() + GRACE_MS
+  while (pipeline.delivered < pipeline.acked && performance.now() < graceEnd) await Bun.sleep(5)
+  pipeline.lost = pipeline.acked - pipeline.delivered
+  await subscriber.unsubscribe(subscription).catch(() => {})
+  await Promise.race([receiving, Bun.sleep(1000)])
+  return pipeline
+}
+const PIPELINE_TOPIC = "isolation/pipeline"
+
+async function measure(
+  server: ServerProcess,
+  clients: { binary: Client; json: JsonClient; writer: Client; subscriber: Client },
+  seconds: number,
+): Promise<Measurement> {
+  const { port } = server
+  const { binary, json } = clients
   const periodMs = 1
   const total = Math.round((seconds * 1000) / periodMs)
   const binaryResults = { ...newLatencies(), sent: total }
@@ -328,6 +424,8 @@ async function measure(port: number, binary: Client, json: JsonClient, seconds: 
   // Newcomers, one at a time, every 200 ms; and the server's buffers, every 250 ms.
   const newcomers: Newcomers = { times: [], failures: 0, errors: [] }
   let measuring = true
+  const pipelineRun = runPipeline(clients.writer, clients.subscriber, () => measuring)
+  const samples: ServerSamples = { peakRssBytes: 0, peakBufferedBytes: 0, peakBudgetPaused: 0 }
   const newcomerLoop = (async () => {
     while (measuring) {
       const started = performance.now()
@@ -360,7 +458,10 @@ async function measure(port: number, binary: Client, json: JsonClient, seconds: 
       try {
         const stats = await binary.stats()
         maxBufferedBytes = Math.max(maxBufferedBytes, Number(stats.maxConnectionBufferedBytes))
+        samples.peakBufferedBytes = Math.max(samples.peakBufferedBytes, Number(stats.bufferedBytes))
+        samples.peakBudgetPaused = Math.max(samples.peakBudgetPaused, Number(stats.budgetPausedConnections))
       } catch {}
+      samples.peakRssBytes = Math.max(samples.peakRssBytes, memoryOf(server.pid)?.rss ?? 0)
       await Bun.sleep(250)
     }
   })()
@@ -406,10 +507,10 @@ async function measure(port: number, binary: Client, json: JsonClient, seconds: 
   const graceEnd = performance.now() + GRACE_MS
   while (outstanding > 0 && performance.now() < graceEnd) await Bun.sleep(5)
   measuring = false
-  await Promise.all([newcomerLoop, statsLoop])
+  const [pipeline] = await Promise.all([pipelineRun, newcomerLoop, statsLoop])
   binaryResults.unanswered = binaryResults.sent - binaryResults.fromScheduled.length
   jsonResults.unanswered = jsonResults.sent - jsonResults.fromScheduled.length
-  return { binary: binaryResults, json: jsonResults, sendLag, newcomers, maxBufferedBytes, seconds }
+  return { pipeline, samples, binary: binaryResults, json: jsonResults, sendLag, newcomers, maxBufferedBytes, seconds }
 }
 
 // ---- a phase --------------------------------------------------------------------------------------
@@ -439,6 +540,8 @@ interface PhaseResult {
   readonly jsonFromSent: Percentiles
   readonly sendLag: Percentiles
   readonly newcomers: Percentiles & { failures: number; errors: string[] }
+  readonly pipeline: Pipeline
+  readonly samples: ServerSamples
   /** CPU used during the measured window, as a share of one core. */
   readonly cpu: { server: number; abusers: number; bench: number; machine: number; other: number; cores: number }
   readonly server: {
@@ -456,9 +559,11 @@ interface PhaseResult {
 
 async function runPhase(name: string, modes: readonly Mode[], options: Options): Promise<PhaseResult> {
   process.stderr.write(`phase ${name}: starting\n`)
-  const server = await startServer()
+  const server = await startServer(options.serverArgs)
   const binary = await connect({ port: server.port, retries: 0, onError: () => {} })
   const json = await JsonClient.connect(server.port)
+  const writer = await connect({ port: server.port, retries: 0, onError: () => {} })
+  const subscriber = await connect({ port: server.port, retries: 0, onError: () => {} })
   // One round trip each, so both are surely accepted before any abuse starts.
   await binary.ping()
   await Promise.all(json.send([JSON_GET]))
@@ -466,7 +571,7 @@ async function runPhase(name: string, modes: readonly Mode[], options: Options):
   const abuserSummaries: Record<string, Record<string, unknown>> = {}
   try {
     const lifetime = options.warmupSeconds + options.seconds + GRACE_MS / 1000 + 30
-    abusers.push(...(await Promise.all(modes.map((mode) => startAbuser(mode, server.port, lifetime)))))
+    abusers.push(...(await Promise.all(modes.map((mode) => startAbuser(mode, server.port, lifetime, options.scale[mode])))))
     await Bun.sleep(options.warmupSeconds * 1000)
 
     const pids = [server.pid, ...abusers.map((abuser) => abuser.pid)]
@@ -475,7 +580,7 @@ async function runPhase(name: string, modes: readonly Mode[], options: Options):
     const machineBefore = machineCpu()
     const listenBefore = listenDrops()
     const wallBefore = performance.now()
-    const measurement = await measure(server.port, binary, json, options.seconds)
+    const measurement = await measure(server, { binary, json, writer, subscriber }, options.seconds)
     const wall = (performance.now() - wallBefore) / 1000
     const cpuAfter = pids.map(cpuSeconds)
     const selfAfter = process.cpuUsage()
@@ -509,6 +614,8 @@ async function runPhase(name: string, modes: readonly Mode[], options: Options):
         failures: measurement.newcomers.failures,
         errors: [...new Set(measurement.newcomers.errors)],
       },
+      pipeline: measurement.pipeline,
+      samples: measurement.samples,
       cpu: {
         server: serverCpu,
         abusers: abusersCpu,
@@ -531,6 +638,8 @@ async function runPhase(name: string, modes: readonly Mode[], options: Options):
   } finally {
     for (const abuser of abusers) abuserSummaries[abuser.mode] = await abuser.stop()
     await binary.close().catch(() => {})
+    await writer.close().catch(() => {})
+    await subscriber.close().catch(() => {})
     json.close()
     await server.stop()
   }
@@ -623,6 +732,38 @@ function report(results: readonly PhaseResult[], options: Options, command: stri
     `newcomer: connect, HELLO and one PING on a new connection every 200 ms, ms; failed: refused, closed or no answer in 3 s.`,
     `max buffered: the server's maxConnectionBufferedBytes, sampled every 250 ms. listen overflows: the kernel's ListenOverflows (machine-wide): connections`,
     `dropped because the server's accept queue was full (the client retries its SYN after 1 s, 3 s, ...).`,
+    ``,
+    `What the well-behaved clients kept, and what the server held (sampled every 250 ms):`,
+    ``,
+    table(
+      [
+        "phase",
+        "puts acked",
+        "delivered",
+        "lost",
+        "out of order",
+        "missed",
+        "puts refused",
+        "peak RSS MiB",
+        "peak held by clients MiB",
+        "peak paused",
+      ],
+      results.map((result) => [
+        result.name,
+        String(result.pipeline.acked),
+        String(result.pipeline.delivered),
+        String(result.pipeline.lost),
+        String(result.pipeline.outOfOrder),
+        String(result.pipeline.missed),
+        String(result.pipeline.refused),
+        (result.samples.peakRssBytes / 2 ** 20).toFixed(0),
+        (result.samples.peakBufferedBytes / 2 ** 20).toFixed(1),
+        String(result.samples.peakBudgetPaused),
+      ]),
+    ),
+    ``,
+    `pipeline: an acknowledged put every 10 ms on one connection, subscribed to on another; lost: acknowledged, not delivered within ${GRACE_MS / 1000} s.`,
+    `held by clients: the server-wide budget's figure (bufferedBytes); paused: connections the budget paused (budgetPausedConnections).`,
   ]
   for (const result of results) {
     const errors = Object.entries(result.server.errors)
@@ -647,8 +788,9 @@ function report(results: readonly PhaseResult[], options: Options, command: stri
 
 const options = parseOptions(process.argv.slice(2))
 const command = ["bun", "run", "bench/isolation.ts", ...process.argv.slice(2)].join(" ")
-const phases: [string, Mode[]][] = [["baseline", []], ...options.modes.map((mode): [string, Mode[]] => [mode, [mode]])]
-if (options.modes.length > 1) phases.push(["all at once", [...options.modes]])
+const single = options.togetherOnly ? [] : options.modes.map((mode): [string, Mode[]] => [mode, [mode]])
+const phases: [string, Mode[]][] = [["baseline", []], ...single]
+if (options.modes.length > 1 || options.togetherOnly) phases.push(["all at once", [...options.modes]])
 phases.push(["baseline again", []])
 const results: PhaseResult[] = []
 for (const [name, modes] of phases) results.push(await runPhase(name, modes, options))

@@ -15,6 +15,15 @@
  *   connect-loop  connections opened and closed (mostly reset, some with FIN) eight at a time, in
  *                 a loop; plus 64 half-open connections held open: 48 that never send a byte,
  *                 16 that send the first bytes of a header and stop
+ *   partial-frame connections that each start a first frame announcing about 1 MiB (a binary
+ *                 HELLO, or a JSON object that never ends) and trickle its bytes, never finishing
+ *                 it; each connects again when the server closes it
+ *   absent-gets   binary connections that get topics that do not exist, 256 pipelined at a time,
+ *                 every name new
+ *
+ * --connections N scales a mode: the readers of each never-read cycle (default 4), the
+ * half-open connections of connect-loop (default 64), the connections of partial-frame (default
+ * 64) and of absent-gets (default 4).
  *
  * Prints "active" once the abuse is under way. On SIGTERM, SIGINT or its deadline (--seconds,
  * default 60) it prints one line of JSON with its counters and exits; it also exits if its
@@ -25,7 +34,7 @@ import { BINARY_VERSION, MAGIC, Op } from "../src/protocol/binary/constants.ts"
 import { FrameWriter } from "../src/protocol/binary/frame-writer.ts"
 import { encodeHeader } from "../src/protocol/json-header.ts"
 
-const ABUSE_MODES = ["flood", "never-read", "garbage", "connect-loop"] as const
+const ABUSE_MODES = ["flood", "never-read", "garbage", "connect-loop", "partial-frame", "absent-gets"] as const
 type AbuseMode = (typeof ABUSE_MODES)[number]
 
 const HOST = "127.0.0.1"
@@ -36,8 +45,10 @@ const option = (name: string, fallback: number): number => {
 }
 const port = Number(portText)
 const seconds = option("--seconds", 60)
+/** --connections: how far to scale the mode (see the module comment); null: the mode's default. */
+const scale = rest.includes("--connections") ? option("--connections", 0) : null
 if (!ABUSE_MODES.includes(mode as AbuseMode) || !Number.isInteger(port) || port <= 0 || !(seconds > 0)) {
-  console.error(`usage: bun run test/abuse-fixture.ts ${ABUSE_MODES.join("|")} PORT [--seconds N] [--seed N]`)
+  console.error(`usage: bun run test/abuse-fixture.ts ${ABUSE_MODES.join("|")} PORT [--seconds N] [--seed N] [--connections N]`)
   process.exit(2)
 }
 
@@ -281,7 +292,8 @@ async function neverRead(): Promise<void> {
         })
         acks = 0
       }
-      const readers = await Promise.all(READER_KINDS.map(stuckReader))
+      const kinds = Array.from({ length: scale ?? READER_KINDS.length }, (_, i) => READER_KINDS[i % READER_KINDS.length]!)
+      const readers = await Promise.all(kinds.map(stuckReader))
       const topic = `abuse/big/${cycle % 32}`
       const puts = Array.from({ length: BIG_MESSAGES_PER_CYCLE }, (_, i) =>
         i === BIG_MESSAGES_PER_CYCLE - 1 ? { action: "put", topic, message: big, ack: true } : { action: "put", topic, message: big },
@@ -289,7 +301,7 @@ async function neverRead(): Promise<void> {
       const acked = acks + 1
       await writeAll(writer, jsonRequests("json-stream", puts))
       while (acks < acked && !writer.isClosed && !stopping) await sleep(1)
-      for (const [i, reader] of readers.entries()) await writeAll(reader, askForAll(READER_KINDS[i]!, topic))
+      for (const [i, reader] of readers.entries()) await writeAll(reader, askForAll(kinds[i]!, topic))
       count("cycles")
       announce()
       for (const link of previous) link.socket.terminate()
@@ -382,7 +394,7 @@ async function garbageWorker(): Promise<void> {
 
 // ---- connect-loop ----------------------------------------------------------------------------------
 
-const HALF_OPEN = 64
+const HALF_OPEN = scale ?? 64
 const HALF_OPEN_WITH_PREFIX = 16
 
 /** Opens a half-open connection; once it is open, holds it (and opens it again if the server closes it). */
@@ -435,6 +447,78 @@ async function churnWorker(): Promise<void> {
   }
 }
 
+// ---- partial-frame ----------------------------------------------------------------------------------
+
+const PARTIAL_FRAME_BYTES = 1024 * 1024
+const TRICKLE_BYTES = 16 * 1024
+
+/** The start of a first frame that announces about 1 MiB: a binary HELLO, or a JSON auth object. */
+function frameStart(binary: boolean): Uint8Array {
+  if (!binary) return encoder.encode('{"action": "auth", "token": "')
+  // 0x00 (binary), then a frame length of 1 MiB - 1 and the HELLO opcode.
+  return new Uint8Array([0x00, 0x0f, 0xff, 0xff, Op.hello, 0x00, 0, 0, 0, 1])
+}
+
+async function partialFrame(index: number): Promise<void> {
+  const filler = new Uint8Array(TRICKLE_BYTES).fill(0x61)
+  while (!stopping) {
+    let link: Link
+    try {
+      link = await open()
+    } catch {
+      count("connectFailures")
+      await sleep(100)
+      continue
+    }
+    await writeAll(link, frameStart(index % 2 === 0))
+    announce()
+    // Never the whole frame: stop short of it, and wait for the server to give up.
+    for (let sent = 0; sent + TRICKLE_BYTES < PARTIAL_FRAME_BYTES - 1024 && !link.isClosed && !stopping; sent += TRICKLE_BYTES) {
+      await writeAll(link, filler)
+      await sleep(100)
+    }
+    await Promise.race([link.closed, sleep(60_000)])
+    count(link.isClosed ? "partialClosedByServer" : "partialGaveUp")
+    if (!link.isClosed) link.socket.terminate()
+    await sleep(100)
+  }
+}
+
+// ---- absent-gets ------------------------------------------------------------------------------------
+
+async function absentGets(index: number): Promise<void> {
+  while (!stopping) {
+    let replies = 0
+    let link: Link
+    try {
+      // After the WELCOME, every reply is an EMPTY: a 10-byte header and no body.
+      link = await open((chunk) => void (replies += chunk.length / 10))
+    } catch {
+      count("connectFailures")
+      await sleep(100)
+      continue
+    }
+    await writeAll(link, hello())
+    await link.firstData
+    replies = 0
+    for (let batch = 0; !link.isClosed && !stopping; batch++) {
+      const writer = new FrameWriter()
+      for (let i = 0; i < 256; i++)
+        writer
+          .begin(Op.get, 0, i + 1)
+          .topic(`absent/${index}/${batch}/${i}/${randomInt(1e9)}`)
+          .end()
+      const expected = replies + 256
+      await writeAll(link, writer.take().slice())
+      while (replies < expected && !link.isClosed && !stopping) await sleep(1)
+      count("absentGets", 256)
+      announce()
+    }
+    count("absentClosedByServer")
+    await sleep(100)
+  }
+}
+
 // ---- main -------------------------------------------------------------------------------------------
 
 switch (mode as AbuseMode) {
@@ -452,5 +536,11 @@ switch (mode as AbuseMode) {
     // The half-open connections first, so that they are all held once this says "active".
     await Promise.all(Array.from({ length: HALF_OPEN }, (_, i) => holdHalfOpen(i)))
     for (let i = 0; i < 8; i++) void churnWorker()
+    break
+  case "partial-frame":
+    for (let i = 0; i < (scale ?? 64); i++) void partialFrame(i)
+    break
+  case "absent-gets":
+    for (let i = 0; i < (scale ?? 4); i++) void absentGets(i)
     break
 }
