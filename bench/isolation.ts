@@ -349,6 +349,8 @@ interface Pipeline {
 
 /** The server's memory and budget, sampled every 250 ms. */
 interface ServerSamples {
+  /** RSS every 250 ms, for whether it grows over a long run. */
+  readonly rssBytes: number[]
   peakRssBytes: number
   peakBufferedBytes: number
   peakBudgetPaused: number
@@ -425,7 +427,7 @@ async function measure(
   const newcomers: Newcomers = { times: [], failures: 0, errors: [] }
   let measuring = true
   const pipelineRun = runPipeline(clients.writer, clients.subscriber, () => measuring)
-  const samples: ServerSamples = { peakRssBytes: 0, peakBufferedBytes: 0, peakBudgetPaused: 0 }
+  const samples: ServerSamples = { rssBytes: [], peakRssBytes: 0, peakBufferedBytes: 0, peakBudgetPaused: 0 }
   const newcomerLoop = (async () => {
     while (measuring) {
       const started = performance.now()
@@ -461,7 +463,9 @@ async function measure(
         samples.peakBufferedBytes = Math.max(samples.peakBufferedBytes, Number(stats.bufferedBytes))
         samples.peakBudgetPaused = Math.max(samples.peakBudgetPaused, Number(stats.budgetPausedConnections))
       } catch {}
-      samples.peakRssBytes = Math.max(samples.peakRssBytes, memoryOf(server.pid)?.rss ?? 0)
+      const rss = memoryOf(server.pid)?.rss ?? 0
+      samples.rssBytes.push(rss)
+      samples.peakRssBytes = Math.max(samples.peakRssBytes, rss)
       await Bun.sleep(250)
     }
   })()
