@@ -135,6 +135,17 @@ async function open(onData?: (chunk: Uint8Array) => void, onDrain?: () => void):
   return link
 }
 
+/** Connects, or counts the failure and waits `backOffMs` (null then: the caller tries again). */
+async function openOrBackOff(backOffMs: number, onData?: (chunk: Uint8Array) => void, onDrain?: () => void): Promise<Link | null> {
+  try {
+    return await open(onData, onDrain)
+  } catch {
+    count("connectFailures")
+    await sleep(backOffMs)
+    return null
+  }
+}
+
 /** Writes all of `bytes`, waiting for the kernel to take them (bounded by the process deadline). */
 function writeAll(link: Link, bytes: Uint8Array): Promise<void> {
   let unsent = bytes
@@ -213,13 +224,8 @@ async function flood(binary: boolean): Promise<void> {
       }
       setImmediate(pump)
     }
-    try {
-      link = await open(undefined, pump)
-    } catch {
-      count("connectFailures")
-      await sleep(50)
-      continue
-    }
+    link = await openOrBackOff(50, undefined, pump)
+    if (link === null) continue
     pump()
     await link.closed
     count("floodConnectionsClosedByServer")
@@ -371,14 +377,8 @@ function garbageBytes(): { variant: string; bytes: Uint8Array } {
 async function garbageWorker(): Promise<void> {
   while (!stopping) {
     const { variant, bytes } = garbageBytes()
-    let link: Link
-    try {
-      link = await open()
-    } catch {
-      count("connectFailures")
-      await sleep(10)
-      continue
-    }
+    const link = await openOrBackOff(10)
+    if (link === null) continue
     count(`variant:${variant}`)
     if (link.socket.write(bytes) > 0) count("bytesSent", bytes.length)
     // The server should answer with an error and close; an unfinished request may wait for more.
@@ -403,14 +403,8 @@ async function holdHalfOpen(index: number): Promise<void> {
   const isOpen = new Promise<void>((resolve) => (opened = resolve))
   void (async () => {
     while (!stopping) {
-      let link: Link
-      try {
-        link = await open()
-      } catch {
-        count("connectFailures")
-        await sleep(50)
-        continue
-      }
+      const link = await openOrBackOff(50)
+      if (link === null) continue
       // The start of a header-framed request: the server cannot even pick a protocol yet.
       if (index < HALF_OPEN_WITH_PREFIX) link.socket.write(encoder.encode('{"msg_len'))
       count("halfOpen")
@@ -425,14 +419,8 @@ async function holdHalfOpen(index: number): Promise<void> {
 
 async function churnWorker(): Promise<void> {
   while (!stopping) {
-    let link: Link
-    try {
-      link = await open()
-    } catch {
-      count("connectFailures")
-      await sleep(10)
-      continue
-    }
+    const link = await openOrBackOff(10)
+    if (link === null) continue
     // Mostly a reset (no TIME_WAIT left on this side), sometimes an orderly close.
     if (randomInt(4) === 0) {
       link.socket.end()
@@ -462,14 +450,8 @@ function frameStart(binary: boolean): Uint8Array {
 async function partialFrame(index: number): Promise<void> {
   const filler = new Uint8Array(TRICKLE_BYTES).fill(0x61)
   while (!stopping) {
-    let link: Link
-    try {
-      link = await open()
-    } catch {
-      count("connectFailures")
-      await sleep(100)
-      continue
-    }
+    const link = await openOrBackOff(100)
+    if (link === null) continue
     await writeAll(link, frameStart(index % 2 === 0))
     announce()
     // Never the whole frame: stop short of it, and wait for the server to give up.
@@ -489,15 +471,9 @@ async function partialFrame(index: number): Promise<void> {
 async function absentGets(index: number): Promise<void> {
   while (!stopping) {
     let replies = 0
-    let link: Link
-    try {
-      // After the WELCOME, every reply is an EMPTY: a 10-byte header and no body.
-      link = await open((chunk) => void (replies += chunk.length / 10))
-    } catch {
-      count("connectFailures")
-      await sleep(100)
-      continue
-    }
+    // After the WELCOME, every reply is an EMPTY: a 10-byte header and no body.
+    const link = await openOrBackOff(100, (chunk) => void (replies += chunk.length / 10))
+    if (link === null) continue
     await writeAll(link, hello())
     await link.firstData
     replies = 0

@@ -8,6 +8,7 @@ import { Op } from "../../src/protocol/binary/constants.ts"
 import type { BinaryReply } from "../../src/protocol/binary/reply.ts"
 import { type BudgetHolder, BufferBudget, MAX_PAUSE_MS } from "../../src/server/buffer-budget.ts"
 import { TURN_OUTPUT_BYTES } from "../../src/server/flow-control.ts"
+import type { RunningServer } from "../../src/start-server.ts"
 import { BinaryClient } from "../binary-client.ts"
 import { req } from "../binary-frames.ts"
 import { eventually, request, startTestServer, TestClient } from "../helpers.ts"
@@ -137,20 +138,25 @@ const bigMessage = (i: number): string => `${i}:`.padEnd(MESSAGE_BYTES, "x")
 /** The budget is passed by at most one connection's turn of output, and one frame more. */
 const overshootBound = (largestFrame: number): number => MiB + TURN_OUTPUT_BYTES + largestFrame
 
+/** Puts GETS big messages; three readers ask for all of them and never read, until the budget pauses one of them. */
+async function readersThatDoNotRead(server: RunningServer, writer: TestClient): Promise<TestClient[]> {
+  const readers = await Promise.all([0, 1, 2].map(() => TestClient.connect(server.port)))
+  for (let i = 0; i < GETS; i++) writer.send(request({ action: "put", topic: "big", message: bigMessage(i) }))
+  await writer.ask({ action: "get", topic: "sync" })
+  for (const reader of readers) {
+    reader.pauseReading()
+    reader.sendRequests(Array(GETS).fill({ action: "get", topic: "big" }))
+  }
+  await eventually(() => server.stats().budgetPausedConnections >= 1, "the budget to pause the readers", 5_000_000)
+  return readers
+}
+
 test("readers holding most of the budget are paused, new connections are refused, and all resume with nothing lost", async () => {
   const logged: string[] = []
   using server = startTestServer({ limits: { maxBufferedBytes: MiB }, log: (line) => logged.push(line) })
   await using writer = await TestClient.connect(server.port)
   await using good = await TestClient.connect(server.port)
-  const readers = await Promise.all([0, 1, 2].map(() => TestClient.connect(server.port)))
-  for (let i = 0; i < GETS; i++) writer.send(request({ action: "put", topic: "big", message: bigMessage(i) }))
-  await writer.ask({ action: "get", topic: "sync" })
-
-  for (const reader of readers) {
-    reader.pauseReading()
-    reader.sendRequests(Array(GETS).fill({ action: "get", topic: "big" }))
-  }
-  await eventually(() => server.stats().budgetPausedConnections >= 1, "the budget to pause the biggest readers", 5_000_000)
+  const readers = await readersThatDoNotRead(server, writer)
   const paused = server.stats()
   expect(paused.bufferedBytes).toBeGreaterThan(MiB)
   expect(paused.maxBufferedBytes).toBe(MiB)
@@ -211,14 +217,7 @@ test("readers paused by the budget that never read are closed after the pause li
   using server = startTestServer({ limits: { maxBufferedBytes: MiB, budgetPauseMs: 100 }, log: (line) => logged.push(line) })
   await using writer = await TestClient.connect(server.port)
   await using good = await TestClient.connect(server.port)
-  const readers = await Promise.all([0, 1, 2].map(() => TestClient.connect(server.port)))
-  for (let i = 0; i < GETS; i++) writer.send(request({ action: "put", topic: "big", message: bigMessage(i) }))
-  await writer.ask({ action: "get", topic: "sync" })
-  for (const reader of readers) {
-    reader.pauseReading()
-    reader.sendRequests(Array(GETS).fill({ action: "get", topic: "big" }))
-  }
-  await eventually(() => server.stats().budgetPausedConnections >= 1, "the budget to pause the readers", 5_000_000)
+  const readers = await readersThatDoNotRead(server, writer)
   // Nothing is read: after the pause limit each paused reader is closed, and the budget frees what it held.
   await eventually(() => server.stats().budgetPausedConnections === 0, "the stalled readers to be closed", 5_000_000)
   const closed = 5 - server.stats().connections
@@ -262,14 +261,7 @@ test("HTTP bodies count toward the budget: past it new bodies get 503, and bodie
 test("paused readers that vanish free all they held", async () => {
   using server = startTestServer({ limits: { maxBufferedBytes: MiB } })
   await using writer = await TestClient.connect(server.port)
-  const readers = await Promise.all([0, 1, 2].map(() => TestClient.connect(server.port)))
-  for (let i = 0; i < GETS; i++) writer.send(request({ action: "put", topic: "big", message: bigMessage(i) }))
-  await writer.ask({ action: "get", topic: "sync" })
-  for (const reader of readers) {
-    reader.pauseReading()
-    reader.sendRequests(Array(GETS).fill({ action: "get", topic: "big" }))
-  }
-  await eventually(() => server.stats().budgetPausedConnections >= 1, "the budget to pause the readers", 5_000_000)
+  const readers = await readersThatDoNotRead(server, writer)
   for (const reader of readers) reader.terminate()
   await eventually(() => server.stats().connections === 1, "the readers' connections to close", 5_000_000)
   await eventually(() => server.stats().bufferedBytes < 64 * 1024, "what they held to be freed", 5_000_000)
