@@ -193,15 +193,13 @@ async function put(request: Request, topic: string, context: HttpContext): Promi
     await discardBody(request)
     throw tooLarge(declared, context.maxMessageBytes)
   }
+  const budgetSpent = (text: string) => new HttpError(503, "limit_exceeded", text, { "Retry-After": "1" })
   if (!context.budget.admits) {
     await discardBody(request)
-    throw new HttpError(503, "limit_exceeded", `the clients hold ${context.budget.totalBytes} bytes, past --max-buffered-bytes`, {
-      "Retry-After": "1",
-    })
+    throw budgetSpent(`the clients hold ${context.budget.totalBytes} bytes, past --max-buffered-bytes`)
   }
   const body = await readBody(request, context.maxMessageBytes, context.budget).catch((error: unknown) => {
-    if (error instanceof BodyStalledError) throw new HttpError(503, "limit_exceeded", error.message, { "Retry-After": "1" })
-    throw error
+    throw error instanceof BodyStalledError ? budgetSpent(error.message) : error
   })
   if (body === null) throw tooLarge(null, context.maxMessageBytes)
   const seq = context.broker.put(topic, body)

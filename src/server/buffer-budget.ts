@@ -54,8 +54,6 @@ export class BufferBudget {
   #pausedBytes = 0
   /** Looks for stalled holders while any is paused. */
   #stallCheck: Timer | null = null
-  /** Holders closed because they stalled, since the server started. */
-  stalledCount = 0
 
   readonly #clock: () => number
 
@@ -171,7 +169,6 @@ export class BufferBudget {
     // A bounded number per check, so that a crowd stalled together is not closed in one long turn.
     for (const holder of stalled.slice(0, STALLED_CLOSED_PER_CHECK)) {
       this.forget(holder)
-      this.stalledCount++
       holder.budgetStalled()
     }
   }

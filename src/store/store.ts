@@ -52,7 +52,7 @@ export interface TopicState {
 
 /**
  * What a topic, a named reader and a named cursor cost beyond their names, in SQLite and in the
- * maps that mirror it (measured with bench/bounds.ts), counted against the store's cap.
+ * maps that mirror it (estimates, like STORED_MESSAGE_OVERHEAD), counted against the store's cap.
  */
 export const TOPIC_OVERHEAD_BYTES = 200
 export const NAMED_READER_OVERHEAD_BYTES = 100
