@@ -6,7 +6,7 @@
 import { describe, expect, test } from "bun:test"
 import { Op } from "../../src/protocol/binary/constants.ts"
 import type { BinaryReply } from "../../src/protocol/binary/reply.ts"
-import { type BudgetHolder, BufferBudget, MAX_PAUSE_MS } from "../../src/server/buffer-budget.ts"
+import { type BudgetHolder, BufferBudget, MAX_PAUSE_MS, RESUMED_PER_TURN } from "../../src/server/buffer-budget.ts"
 import { TURN_OUTPUT_BYTES } from "../../src/server/flow-control.ts"
 import type { RunningServer } from "../../src/start-server.ts"
 import { BinaryClient } from "../binary-client.ts"
@@ -64,6 +64,36 @@ describe("BufferBudget", () => {
     expect(budget.admits).toBe(true)
     budget.report(reader, 600 * K) // 700 in all
     expect(reader.paused).toBe(false)
+    expect(budget.pausedCount).toBe(0)
+  })
+
+  test("paused holders resume RESUMED_PER_TURN a turn, longest paused first, while the total stays under three quarters", () => {
+    const turns: (() => void)[] = []
+    const budget = new BufferBudget(
+      10_200 * K,
+      MAX_PAUSE_MS,
+      () => 0,
+      (task) => turns.push(task),
+    )
+    const holders = Array.from({ length: 40 }, () => new FakeHolder())
+    for (const holder of holders) budget.report(holder, 300 * K)
+    const paused = holders.filter((holder) => holder.paused)
+    const running = holders.filter((holder) => !holder.paused)
+    expect(paused.length).toBeGreaterThan(RESUMED_PER_TURN)
+    // The running ones empty: what is left is under three quarters.
+    for (const holder of running) budget.report(holder, 0)
+    expect(budget.totalBytes).toBeLessThan(7_650 * K - K)
+    const resumed = () => paused.filter((holder) => !holder.paused)
+    // The longest paused first.
+    expect(resumed()).toEqual(paused.slice(0, RESUMED_PER_TURN))
+    // More reports in the same turn resume no more.
+    budget.report(new FakeHolder(), K)
+    expect(resumed().length).toBe(RESUMED_PER_TURN)
+    // The next turns resume the rest, a batch each.
+    turns.shift()!()
+    expect(resumed().length).toBe(Math.min(paused.length, RESUMED_PER_TURN * 2))
+    for (let turn = 0; turn < 10 && turns.length > 0; turn++) turns.shift()!()
+    expect(resumed().length).toBe(paused.length)
     expect(budget.pausedCount).toBe(0)
   })
 
