@@ -1,13 +1,31 @@
 /**
  * Bytes on their way to one socket. Bun's `socket.write` does not buffer: it returns how many
  * bytes the kernel took, and the rest must be written again when the socket signals `drain`.
+ *
+ * Queued pieces are written in order. Small ones are joined into writes of up to
+ * WRITE_COALESCE_BYTES (fewer system calls); a piece that large goes out as it is. What the
+ * kernel did not take of a write stays as a view and goes out alone next: no byte is copied
+ * twice, where joining the whole queue on every drain copied a backed-up reader's queue again
+ * and again.
  */
 import type { Socket } from "bun"
 
+/** The most bytes one write joins small pieces into. */
+export const WRITE_COALESCE_BYTES = 256 * 1024
+/** Taken slots at the queue's head past which they are dropped (when they are at least half of it). */
+const COMPACT_AT = 1024
+const NOTHING = new Uint8Array(0)
+
 export class Outbound {
   readonly #socket: Socket<unknown>
-  readonly #queued: Uint8Array[] = []
+  /** Pieces not taken by the kernel, the oldest at #head (slots before it are taken). */
+  #queued: Uint8Array[] = []
+  #head = 0
+  /** The head piece is what a write left over: it goes out alone, so that no byte is joined twice. */
+  #headIsRest = false
   #queuedBytes = 0
+  /** Bytes copied to join small pieces, for the tests and the benchmarks. */
+  #joinedBytes = 0
 
   constructor(socket: Socket<unknown>) {
     this.#socket = socket
@@ -19,37 +37,93 @@ export class Outbound {
   }
 
   get isIdle(): boolean {
-    return this.#queued.length === 0
+    return this.#head === this.#queued.length
+  }
+
+  /** @internal Bytes copied so far to join small pieces into one write. */
+  get joinedBytes(): number {
+    return this.#joinedBytes
   }
 
   /** Writes now if nothing is waiting, else queues behind what is. */
   send(bytes: Uint8Array): void {
     if (bytes.length === 0) return
+    const wasIdle = this.isIdle
     this.#queued.push(bytes)
     this.#queuedBytes += bytes.length
-    if (this.#queued.length === 1) this.writeQueued()
+    if (wasIdle) this.writeQueued()
   }
 
-  /** Writes queued bytes, in one write, until the kernel stops taking them. */
+  /** Writes queued bytes until the kernel stops taking them (then `drain` comes) or none are left. */
   writeQueued(): void {
-    if (this.#queued.length === 0) return
-    const bytes = this.#queued.length === 1 ? this.#queued[0]! : Buffer.concat(this.#queued)
-    const written = this.#socket.write(bytes)
-    if (written < 0) {
-      // Closed or shutting down (Bun ends its side itself when the peer's FIN arrives): these
-      // bytes can never go out, and no `drain` will come. Closing now makes sure the `close`
-      // handler runs: a paused socket in this state was otherwise held open indefinitely.
-      this.discard()
-      this.#socket.terminate()
-      return
+    // Bounded: each round either empties a write's worth of the queue or ends.
+    while (!this.isIdle) {
+      const bytes = this.#nextWrite()
+      const written = this.#socket.write(bytes)
+      if (written < 0) {
+        // Closed or shutting down (Bun ends its side itself when the peer's FIN arrives): these
+        // bytes can never go out, and no `drain` will come. Closing now makes sure the `close`
+        // handler runs: a paused socket in this state was otherwise held open indefinitely.
+        this.discard()
+        this.#socket.terminate()
+        return
+      }
+      this.#consume(written)
+      if (written < bytes.length) return
     }
-    this.#queued.length = 0
-    this.#queuedBytes = bytes.length - written
-    if (written < bytes.length) this.#queued.push(bytes.subarray(written))
   }
 
   discard(): void {
-    this.#queued.length = 0
+    this.#queued = []
+    this.#head = 0
+    this.#headIsRest = false
     this.#queuedBytes = 0
+  }
+
+  /** The head piece, or the small pieces at the head joined into one (which then takes their place). */
+  #nextWrite(): Uint8Array {
+    const queued = this.#queued
+    const first = queued[this.#head]!
+    if (this.#headIsRest) return first
+    let end = this.#head
+    let total = 0
+    while (end < queued.length && total + queued[end]!.length <= WRITE_COALESCE_BYTES) total += queued[end++]!.length
+    if (end - this.#head < 2) return first
+    const joined = new Uint8Array(total)
+    let offset = 0
+    for (let i = this.#head; i < end; i++) {
+      joined.set(queued[i]!, offset)
+      offset += queued[i]!.length
+      queued[i] = NOTHING
+    }
+    this.#joinedBytes += total
+    this.#head = end - 1
+    queued[this.#head] = joined
+    return joined
+  }
+
+  /** The kernel took `written` bytes from the head of the queue. */
+  #consume(written: number): void {
+    this.#queuedBytes -= written
+    const queued = this.#queued
+    let left = written
+    while (left > 0) {
+      const piece = queued[this.#head]!
+      if (left < piece.length) {
+        queued[this.#head] = piece.subarray(left)
+        this.#headIsRest = true
+        break
+      }
+      left -= piece.length
+      queued[this.#head++] = NOTHING
+      this.#headIsRest = false
+    }
+    if (this.#head === queued.length) {
+      queued.length = 0
+      this.#head = 0
+    } else if (this.#head >= COMPACT_AT && this.#head * 2 >= queued.length) {
+      queued.splice(0, this.#head)
+      this.#head = 0
+    }
   }
 }
