@@ -24,7 +24,7 @@ export class Outbound {
   /** The head piece is what a write left over: it goes out alone, so that no byte is joined twice. */
   #headIsRest = false
   #queuedBytes = 0
-  /** Bytes copied to join small pieces, for the tests and the benchmarks. */
+  /** Bytes copied to join small pieces, for the tests. */
   #joinedBytes = 0
 
   constructor(socket: Socket<unknown>) {

@@ -17,8 +17,9 @@
  * three quarters of the budget, the paused connections resume, RESUMED_PER_TURN at a time,
  * longest paused first, for as long as the total stays under three quarters.
  *
- * So the total passes the budget by at most SMALL_HOLDER_BYTES per connection, plus what one
- * connection received or produced in its last turn (a read, or TURN_OUTPUT_BYTES and a frame).
+ * So the total passes the budget by at most SMALL_HOLDER_BYTES per connection, plus, for each
+ * connection still running when it was passed, what that one received or produced in its last
+ * turn (a read, or TURN_OUTPUT_BYTES and a frame): a reply is only measured once it exists.
  *
  * A paused connection that holds as much as ever after MAX_PAUSE_MS (a client that never
  * reads, or never finishes a frame) is closed with limit_exceeded: otherwise a few clients that
@@ -121,7 +122,7 @@ export class BufferBudget {
     // Only growth can call for a pause: what shrinks leaves less running, not more.
     if (this.#totalBytes > this.maxBytes) {
       if (bytes > before) this.#overBudget(holder, waitingOnClient > waitedBefore ? waitingOnClient : 0)
-    } else if (this.#paused.size > 0 && this.#totalBytes <= (this.maxBytes * 3) / 4) this.#resumeSome()
+    } else if (this.#mayResume()) this.#resumeSome()
   }
 
   /** The holder closed: what it held is freed. */
@@ -185,8 +186,13 @@ export class BufferBudget {
     this.#nextTurn(() => {
       this.#turnScheduled = false
       this.#resumedThisTurn = 0
-      if (this.#paused.size > 0 && this.#totalBytes <= (this.maxBytes * 3) / 4) this.#resumeSome()
+      if (this.#mayResume()) this.#resumeSome()
     })
+  }
+
+  /** Some holders are paused and the total is back under three quarters of the budget. */
+  #mayResume(): boolean {
+    return this.#paused.size > 0 && this.#totalBytes <= (this.maxBytes * 3) / 4
   }
 
   /** Closes paused holders that have not shrunk for MAX_PAUSE_MS; those that shrank start their time again. Runs on a timer. */
