@@ -16,11 +16,14 @@ import {
   DEFAULT_SHUTDOWN_TIMEOUT_MS,
   MAX_OUTBOUND_BYTES,
 } from "./config/settings.ts"
+import { DashboardFeed } from "./http/dashboard-feed.ts"
 import { serveHttp, type WebSocketData } from "./http/http-server.ts"
+import type { StatsSources } from "./http/stats-document.ts"
 import { RelayPeers } from "./net/http-relay.ts"
 import { BufferBudget, MAX_PAUSE_MS } from "./server/buffer-budget.ts"
 import type { ConnectionContext } from "./server/connection-context.ts"
 import { ConnectionRegistry, type SocketData } from "./server/connection-registry.ts"
+import { type CounterSample, RateMeter, SAMPLE_INTERVAL_MS } from "./server/rate-meter.ts"
 import type { ConnectionLimits } from "./server/session.ts"
 import { collectStats, ErrorCounts, type ServerStats } from "./server/stats.ts"
 import { listenTcp } from "./server/tcp-listener.ts"
@@ -149,6 +152,8 @@ export function startServer(options: ServerOptions): RunningServer {
   const stats = (): ServerStats => collectStats(broker, errors, registry.snapshot(), budget)
 
   const shutdown = new AbortController()
+  const monitor = startMonitor(broker, stats, () => registry.snapshot(), shutdown.signal)
+  const dashboard = new DashboardFeed(broker, monitor, shutdown.signal)
   let finish: (() => void) | null = null
   const timeoutMs = options.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS
   const progress = (): StopProgress => {
@@ -218,7 +223,17 @@ export function startServer(options: ServerOptions): RunningServer {
       },
       registry,
     )
-    const api = { auth, broker, maxMessageBytes: options.maxMessageBytes, budget, stats, countError, shutdown: shutdown.signal }
+    const api = {
+      auth,
+      broker,
+      maxMessageBytes: options.maxMessageBytes,
+      budget,
+      stats,
+      countError,
+      shutdown: shutdown.signal,
+      monitor,
+      dashboard,
+    }
     const httpOptions = { maxMessageBytes: options.maxMessageBytes, log }
     // Plain HTTP: a TLS client's bytes reach it already decrypted by the TCP port.
     internalHttp = serveHttp({ ...httpOptions, host: "127.0.0.1", port: 0, relayPeers }, registry, api)
@@ -233,6 +248,7 @@ export function startServer(options: ServerOptions): RunningServer {
           : [secure ? "https" : "http", options.host, options.httpPort ?? 0]
     tcp?.stop(true)
     void internalHttp?.stop(true)
+    shutdown.abort()
     broker.close()
     store.close()
     throw StartupError.of(listener, host, port, error)
@@ -248,6 +264,27 @@ export function startServer(options: ServerOptions): RunningServer {
     stopNow,
     stopped,
   }
+}
+
+/** Samples the counters once a second (for rates) until the server stops; what /stats reads. */
+function startMonitor(
+  broker: Broker,
+  stats: () => ServerStats,
+  connections: StatsSources["connections"],
+  shutdown: AbortSignal,
+): StatsSources {
+  const sample = (): CounterSample => ({
+    atMs: Date.now(),
+    puts: broker.counters.puts,
+    deliveries: broker.counters.deliveries,
+    latency: broker.counters.deliveryLatency.cumulative(),
+  })
+  const meter = new RateMeter(broker.counters.deliveryLatency.bounds, sample())
+  const timer = setInterval(() => meter.record(sample()), SAMPLE_INTERVAL_MS)
+  // The sampler never keeps the process alive on its own.
+  timer.unref()
+  shutdown.addEventListener("abort", () => clearInterval(timer), { once: true })
+  return { stats, connections, meter, startedAtMs: Date.now(), maxStoreBytes: broker.retention.config.maxStoreBytes }
 }
 
 /** A reason the server cannot start, in one line for the person starting it. */

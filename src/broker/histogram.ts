@@ -41,3 +41,22 @@ export class Histogram {
 export const LATENCY_BUCKETS_SECONDS = [
   0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10,
 ]
+
+/**
+ * The value below which a fraction `q` of the observations fall, estimated from cumulative
+ * bucket counts (the last is +Inf) by linear interpolation inside the bucket, as Prometheus's
+ * histogram_quantile does; null when there are no observations. An estimate in the +Inf
+ * bucket is reported as the highest finite bound.
+ */
+export function quantile(bounds: readonly number[], cumulative: readonly number[], q: number): number | null {
+  const total = cumulative[cumulative.length - 1] ?? 0
+  if (total === 0) return null
+  const rank = q * total
+  let i = 0
+  while (i < cumulative.length - 1 && cumulative[i]! < rank) i++
+  if (i >= bounds.length) return bounds[bounds.length - 1] ?? null
+  const lower = i === 0 ? 0 : bounds[i - 1]!
+  const below = i === 0 ? 0 : cumulative[i - 1]!
+  const inBucket = cumulative[i]! - below
+  return inBucket === 0 ? bounds[i]! : lower + (bounds[i]! - lower) * ((rank - below) / inBucket)
+}

@@ -1,7 +1,6 @@
-/** The package version, read from package.json at build time (so a compiled binary knows it too). */
-import packageJson from "../../package.json" with { type: "json" }
+import { VERSION } from "../config/version.ts"
 
-export const VERSION: string = packageJson.version
+export { VERSION }
 
 export function versionLine(): string {
   return `dsmq ${VERSION} (Bun ${Bun.version})`

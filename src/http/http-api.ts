@@ -17,6 +17,10 @@
  * oldest unread message among the matching topics, and say which topic it came from.
  *   GET  /healthz                        200 {"status":"ok"}
  *   GET  /metrics                        Prometheus text format
+ *   GET  /stats                          the server's numbers as JSON (src/http/stats-document.ts)
+ *   GET  /stats/connections?offset&limit the open connections, oldest first, a page at a time
+ *   GET  /stats/live?tail=P&tailLimit=N  the dashboard's live channel (src/http/dashboard-feed.ts)
+ *   GET  /                               the dashboard page (served by Bun.serve's routes)
  *
  * A topic is one path segment, percent-encoded ("a/b" is /topics/a%2Fb). Errors are JSON:
  * {"error": {"code": "...", "text": "..."}}.
@@ -34,9 +38,12 @@ import { readAccess } from "../server/read-access.ts"
 import type { ServerStats } from "../server/stats.ts"
 import { isPattern, patternProblem } from "../topic/pattern.ts"
 import { topicProblem } from "../topic/topic-name.ts"
+import type { DashboardFeed } from "./dashboard-feed.ts"
+import { DEFAULT_TAIL_MESSAGES, MAX_TAIL_MESSAGES } from "./dashboard-tail.ts"
 import { formatMetrics, METRICS_CONTENT_TYPE } from "./metrics.ts"
 import { BodyStalledError, discardBody, readBody } from "./request-body.ts"
 import { eventStream } from "./sse.ts"
+import { connectionsPage, DEFAULT_CONNECTIONS_PAGE, MAX_CONNECTIONS_PAGE, type StatsSources, statsDocument } from "./stats-document.ts"
 
 export interface HttpContext {
   readonly auth: Authenticator
@@ -48,6 +55,9 @@ export interface HttpContext {
   countError(name: ErrorName): void
   /** Aborted when the server stops: event streams end. */
   readonly shutdown: AbortSignal
+  /** What /stats reads, and the dashboard's live channel. */
+  readonly monitor: StatsSources
+  readonly dashboard: DashboardFeed
 }
 
 /**
@@ -169,6 +179,20 @@ async function route(request: Request, url: URL, server: Server<unknown>, contex
         return events(request, server, url, [topic], readable, context)
     }
   }
+  if (url.pathname === "/stats") {
+    allow(request, "GET, HEAD")
+    return json(200, statsDocument(context.monitor))
+  }
+  if (url.pathname === "/stats/connections") {
+    allow(request, "GET, HEAD")
+    const offset = readWhole(url.searchParams.get("offset"), "offset", 0, Number.MAX_SAFE_INTEGER) ?? 0
+    const limit = readWhole(url.searchParams.get("limit"), "limit", 1, MAX_CONNECTIONS_PAGE) ?? DEFAULT_CONNECTIONS_PAGE
+    return json(200, connectionsPage(context.monitor, offset, limit))
+  }
+  if (url.pathname === "/stats/live") {
+    allow(request, "GET")
+    return live(request, server, url, principal, context)
+  }
   if (url.pathname === "/metrics") {
     allow(request, "GET, HEAD")
     return new Response(formatMetrics(context.stats()), { headers: { "Content-Type": METRICS_CONTENT_TYPE } })
@@ -252,6 +276,25 @@ function events(
   })
 }
 
+/** The dashboard's live channel, with a tail of ?tail= (a topic or pattern the principal may read) when asked. */
+function live(request: Request, server: Server<unknown>, url: URL, principal: Principal, context: HttpContext): Response {
+  const tailName = url.searchParams.get("tail")
+  const limit = readWhole(url.searchParams.get("tailLimit"), "tailLimit", 1, MAX_TAIL_MESSAGES) ?? DEFAULT_TAIL_MESSAGES
+  const tail =
+    tailName === null || tailName === ""
+      ? null
+      : { name: checkedName(tailName, true), limit, readable: readAccessAll(principal, [tailName]) }
+  if (context.dashboard.isFull) {
+    throw new HttpError(503, "limit_exceeded", `${context.dashboard.viewerCount} dashboards are open, the most the server serves`, {
+      "Retry-After": "5",
+    })
+  }
+  server.timeout(request, 0)
+  return new Response(context.dashboard.open(principal, tail), {
+    headers: { "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache" },
+  })
+}
+
 /** The message's own topic goes in DSMQ-Topic: for a read of a pattern, the matching topic it came from. */
 function messageResponse(message: Delivery | null): Response {
   if (message === null) return new Response(null, { status: 204 })
@@ -324,6 +367,12 @@ function readNumber(text: string | null, name: string, min: number, max: number)
   if (text === null || text === "") return undefined
   const value = Number(text)
   if (!(value >= min && value <= max)) throw new HttpError(400, "bad_field", `${name} must be a number from ${min} to ${max}`)
+  return value
+}
+
+function readWhole(text: string | null, name: string, min: number, max: number): number | undefined {
+  const value = readNumber(text, name, min, max)
+  if (value !== undefined && !Number.isInteger(value)) throw new HttpError(400, "bad_field", `${name} must be a whole number`)
   return value
 }
 

@@ -4,6 +4,7 @@
  */
 import type { Server, ServerWebSocket } from "bun"
 import { bearerToken } from "../auth/auth.ts"
+import dashboardPage from "../dashboard/index.html"
 import type { RelayPeer, RelayPeers } from "../net/http-relay.ts"
 import { WebSocketTransport } from "../net/websocket-transport.ts"
 import type { ConnectionRegistry, SocketData } from "../server/connection-registry.ts"
@@ -44,6 +45,10 @@ export function serveHttp(options: HttpServerOptions, registry: ConnectionRegist
     // Bun closes on a larger body; below this the API reads and discards an oversized body and
     // answers 413 in JSON, which clients that send the whole body before reading can see.
     maxRequestBodySize: Math.max(MAX_DISCARDED_BODY_BYTES, options.maxMessageBytes * 2 + 1024),
+    // The dashboard page and its bundled assets. A WebSocket upgrade of `/` still reaches `fetch`.
+    routes: { "/": dashboardPage },
+    // Bundled once and cached, minified, without the development overlay.
+    development: false,
     fetch(request, server) {
       const ip = server.requestIP(request)
       const relayPeer = relayPeers === undefined ? null : (relayPeers.find(ip?.port) ?? null)

@@ -71,6 +71,14 @@ export class BinarySession implements Session<BinaryItem> {
     return this.#writer.length
   }
 
+  get principalName(): string | null {
+    return this.#principal?.name ?? null
+  }
+
+  get subscriptionCount(): number {
+    return this.#subscriptions.size
+  }
+
   get hasBacklog(): boolean {
     return this.#lagging.size > 0
   }

@@ -19,7 +19,8 @@ export interface SocketData {
 }
 
 export class ConnectionRegistry {
-  readonly #connections = new Set<Connection>()
+  /** Open connections, oldest first, with when each was accepted. */
+  readonly #connections = new Map<Connection, number>()
   readonly #context: ConnectionContext
   readonly #maxConnections: number
   /**
@@ -65,7 +66,7 @@ export class ConnectionRegistry {
 
   open(transport: Transport, principal: Principal | null = null): Connection {
     const connection = new Connection(transport, this.#context, principal)
-    this.#connections.add(connection)
+    this.#connections.set(connection, Date.now())
     return connection
   }
 
@@ -88,14 +89,16 @@ export class ConnectionRegistry {
 
   /** The server is stopping: every connection answers what it can, then closes. */
   beginShutdown(): void {
-    for (const connection of this.#connections) connection.beginShutdown()
+    for (const connection of this.#connections.keys()) connection.beginShutdown()
   }
 
   snapshot(): ConnectionSnapshot[] {
-    return [...this.#connections].map((connection) => ({
+    return [...this.#connections].map(([connection, openedAtMs]) => ({
       protocol: connection.protocol ?? "undecided",
       bufferedBytes: connection.bufferedBytes,
       queuedRequests: connection.queuedRequests,
+      ...connection.peer,
+      openedAtMs,
     }))
   }
 }

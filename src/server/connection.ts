@@ -18,15 +18,14 @@ import { FlowControl, MAX_PASSES_PER_TURN, StreamFailure } from "./flow-control.
 import { Handshake } from "./handshake.ts"
 import { ConnectionLifecycle, Lifecycle } from "./lifecycle.ts"
 import { type Session, sessionHost } from "./session.ts"
+import { webSocketMessageProblem } from "./websocket-message.ts"
 import { WIRE_PROTOCOLS } from "./wire-protocols.ts"
 
 export class Connection implements FrameSink {
   readonly #transport: Transport
   readonly #context: ConnectionContext
-  /** Opened when the connection is accepted: its cursors start here, before any byte arrives. */
-  readonly #reader: Reader
-  /** Who the transport already authenticated (a WebSocket upgrade), if anyone. */
-  readonly #authenticated: Principal | null
+  readonly #reader: Reader // opened on accept: its cursors start here, before any byte arrives
+  readonly #authenticated: Principal | null // who the transport authenticated (a WebSocket upgrade), if anyone
   readonly #flow: FlowControl
   readonly #lifecycle = new ConnectionLifecycle()
   readonly #handshake: Handshake
@@ -36,8 +35,7 @@ export class Connection implements FrameSink {
   #session: Session<unknown> | null = null
   /** Set once the connection turned out to be HTTP: the TCP listener hands its socket's events to it (src/net/http-relay.ts). */
   relay: HttpRelay | null = null
-  /** First bytes of a connection whose protocol is not decided yet. */
-  readonly #undecided = new ByteBuffer()
+  readonly #undecided = new ByteBuffer() // the first bytes, while the protocol is not decided
   #endCause: EndCause = { kind: "done" } // why the server ends it, for transports that can say (WebSocket)
   lastActivityMs = Date.now() // when the client last sent something, or was sent something
 
@@ -85,6 +83,12 @@ export class Connection implements FrameSink {
     return this.#transport.queuedBytes + (this.#session?.pendingBytes ?? 0)
   }
 
+  /** For /stats/connections: where the client is, who it said it is, and what it subscribed to. */
+  get peer(): { readonly remoteAddress: string; readonly principal: string | null; readonly subscriptions: number } {
+    const principal = this.#session?.principalName ?? this.#authenticated?.name ?? null
+    return { remoteAddress: this.#transport.remoteAddress, principal, subscriptions: this.#session?.subscriptionCount ?? 0 }
+  }
+
   /** Decoded requests waiting to run (held back by a get_wait or a slow reader). */
   get queuedRequests(): number {
     return this.#flow.queuedRequests
@@ -119,14 +123,10 @@ export class Connection implements FrameSink {
   onMessage(message: string | Uint8Array): void {
     if (!this.#lifecycle.reads) return
     if (this.#session === null) this.#start(typeof message === "string" ? WireProtocol.webSocketJson : WireProtocol.webSocketBinary)
-    if (typeof message === "string") {
-      const max = this.#handshake.frameLimit
-      if (this.#decoder !== null) this.fail(new ProtocolError("malformed_frame", "a text message on a WebSocket that sends binary frames"))
-      else if (message.length <= max || Buffer.byteLength(message) <= max) this.frame(message)
-      else this.fail(new ProtocolError("too_large", `request is larger than the maximum of ${max} bytes`))
-    } else if (this.#decoder === null) {
-      this.fail(new ProtocolError("malformed_frame", "a binary message on a WebSocket that sends JSON text"))
-    } else this.#flow.receive(message)
+    const problem = webSocketMessageProblem(message, this.#decoder !== null, this.#handshake.frameLimit)
+    if (problem !== null) this.fail(problem)
+    else if (typeof message === "string") this.frame(message)
+    else this.#flow.receive(message)
     this.#pump()
   }
 

@@ -62,6 +62,12 @@ export class JsonSession implements Session<JsonItem> {
   }
 
   readonly hasBacklog = false
+  /** Upstream's JSON has no subscriptions: every read is a request. */
+  readonly subscriptionCount = 0
+
+  get principalName(): string | null {
+    return this.#principal?.name ?? null
+  }
 
   produceBacklog(): void {}
 

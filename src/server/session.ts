@@ -59,6 +59,9 @@ export interface Session<Request> {
   readonly holding: boolean
   /** Reply bytes produced and not yet taken. */
   readonly pendingBytes: number
+  /** Who the client acts as, once it said (null before), and the topics it subscribed to: for /stats/connections. */
+  readonly principalName: string | null
+  readonly subscriptionCount: number
   takeOutput(): Output | null
   /** True when it has more to send that it produces itself (a subscriber catching up). */
   readonly hasBacklog: boolean

@@ -52,6 +52,12 @@ export interface ConnectionSnapshot {
   readonly protocol: string
   readonly bufferedBytes: number
   readonly queuedRequests: number
+  readonly remoteAddress: string
+  /** The principal's name once the client authenticated (with tokens), "anyone" without tokens; null until known. */
+  readonly principal: string | null
+  readonly subscriptions: number
+  /** When the connection was accepted (ms since the epoch). */
+  readonly openedAtMs: number
 }
 
 export class ErrorCounts {

@@ -36,6 +36,8 @@ export interface TopicState {
   lastOrdinal: number
   /** Sequence number of the newest message ever put (0: none): a reader past it has nothing unread here. */
   lastSeq: number
+  /** When the newest message was put (ms since the epoch; 0: never, or none stored when loaded from a file). */
+  lastPutAt: number
   /** Messages and payload bytes stored now. */
   count: number
   bytes: number
@@ -184,6 +186,7 @@ export class Store {
         name: row.name,
         lastOrdinal: row.dropped_ordinal,
         lastSeq: row.dropped_through_seq,
+        lastPutAt: 0,
         count: 0,
         bytes: 0,
         droppedThroughSeq: row.dropped_through_seq,
@@ -192,8 +195,11 @@ export class Store {
       })
     }
     for (const row of db
-      .query<{ topic_id: number; count: number; bytes: number; last: number; last_seq: number; first_seq: number }, []>(
-        "SELECT topic_id, count(*) AS count, sum(length(payload)) AS bytes, max(ordinal) AS last, max(seq) AS last_seq, min(seq) AS first_seq FROM messages GROUP BY topic_id",
+      .query<
+        { topic_id: number; count: number; bytes: number; last: number; last_seq: number; first_seq: number; last_put_at: number },
+        []
+      >(
+        "SELECT topic_id, count(*) AS count, sum(length(payload)) AS bytes, max(ordinal) AS last, max(seq) AS last_seq, min(seq) AS first_seq, max(put_at) AS last_put_at FROM messages GROUP BY topic_id",
       )
       .all()) {
       const topic = this.#topicsById.get(row.topic_id)!
@@ -202,6 +208,7 @@ export class Store {
       topic.bytes = row.bytes
       topic.lastOrdinal = Math.max(topic.lastOrdinal, row.last)
       topic.lastSeq = Math.max(topic.lastSeq, row.last_seq)
+      topic.lastPutAt = row.last_put_at
       this.#messageCount += row.count
       this.#bytes += row.bytes
     }
@@ -224,6 +231,7 @@ export class Store {
         const topic = this.#topicFor(entry.topic)
         this.#insertMessage.run(++seq, topic.id, ++topic.lastOrdinal, putAt, entry.payload)
         topic.lastSeq = seq
+        topic.lastPutAt = putAt
       }
     })
     // `+?` rather than `?`: Bun's SQLite re-prepares a statement whenever a value is bound to a
@@ -291,6 +299,7 @@ export class Store {
     this.#insertMessage.run(seq, state.id, state.lastOrdinal + 1, putAt, payload)
     state.lastOrdinal++
     state.lastSeq = seq
+    state.lastPutAt = putAt
     state.count++
     state.bytes += payload.length
     this.#lastSeq = seq
@@ -306,18 +315,21 @@ export class Store {
   putMany(entries: readonly { topic: string; payload: Uint8Array }[], putAt = preciseNow()): number {
     const first = this.#lastSeq + 1
     const knownTopics = this.#topics.size
-    const before = new Map<TopicState, { ordinal: number; seq: number }>()
+    const before = new Map<TopicState, { ordinal: number; seq: number; putAt: number }>()
     for (const entry of entries) {
       const topic = this.#topics.get(entry.topic)
-      if (topic !== undefined && !before.has(topic)) before.set(topic, { ordinal: topic.lastOrdinal, seq: topic.lastSeq })
+      if (topic !== undefined && !before.has(topic)) {
+        before.set(topic, { ordinal: topic.lastOrdinal, seq: topic.lastSeq, putAt: topic.lastPutAt })
+      }
     }
     try {
       this.#insertMany(entries, putAt)
     } catch (error) {
       // Rolled back: restore ordinals and forget topics made inside the transaction.
-      for (const [topic, { ordinal, seq }] of before) {
+      for (const [topic, { ordinal, seq, putAt }] of before) {
         topic.lastOrdinal = ordinal
         topic.lastSeq = seq
+        topic.lastPutAt = putAt
       }
       for (const name of [...this.#topics.keys()].slice(knownTopics)) this.#forgetTopic(this.#topics.get(name)!)
       throw error
@@ -477,6 +489,7 @@ export class Store {
         name,
         lastOrdinal: 0,
         lastSeq: 0,
+        lastPutAt: 0,
         count: 0,
         bytes: 0,
         droppedThroughSeq: 0,

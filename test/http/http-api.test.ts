@@ -72,7 +72,7 @@ for (const door of DOORS) {
         ["a bad after", () => "/topics/t?after=-1", 400, "bad_field"],
         ["a bad wait", () => "/topics/t?wait=forever", 400, "bad_field"],
         ["an unknown route", () => "/topics/t/oldest", 404, "not_found"],
-        ["the root", () => "/", 404, "not_found"],
+        ["a path under the dashboard's root", () => "/nothing-here", 404, "not_found"],
         ["no topic", () => "/topics/", 404, "not_found"],
       ])("%s is a clear JSON error", async (_name, path, status, code) => {
         using server = startTestServer()
