@@ -15,6 +15,8 @@ export interface ChannelEvents {
   tailRefused(text: string): void
 }
 
+/** Messages of the tail each update carries at most (4 a second): more than anyone reads, far less than a busy topic puts. */
+const TAIL_PER_UPDATE = 20
 const RETRY_MIN_MS = 500
 const RETRY_MAX_MS = 5000
 
@@ -47,7 +49,7 @@ export class LiveChannel {
   }
 
   async #run(signal: AbortSignal): Promise<void> {
-    const query = this.#tail === null ? "" : `?tail=${encodeURIComponent(this.#tail)}&tailLimit=200`
+    const query = this.#tail === null ? "" : `?tail=${encodeURIComponent(this.#tail)}&tailLimit=${TAIL_PER_UPDATE}`
     try {
       const response = await fetch(`/stats/live${query}`, authorized({ signal }))
       if (response.status === 401) {

@@ -58,6 +58,8 @@ export class RateChart {
 
   #draw(): void {
     this.#plot.setData([this.#times, this.#puts, this.#deliveries])
+    // A lone first point gets the minute before it, rather than a range of years.
+    if (this.#times.length === 1) this.#plot.setScale("x", { min: this.#times[0]! - 60, max: this.#times[0]! })
     // For a glance (and the browser tests): how many points, and the newest put rate.
     this.#box.dataset.points = String(this.#times.length)
     this.#box.dataset.lastPuts = String(this.#puts[this.#puts.length - 1] ?? 0)

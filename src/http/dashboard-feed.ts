@@ -3,7 +3,7 @@
  * Every UPDATE_INTERVAL_MS one shared tick computes the figures once (the /stats document, the
  * latest rate point, and once a second the topics and connections tables) and sends each viewer
  * one `update` event: the shared parts, the topics it may read, and its own tail's batch. The
- * tick runs only while someone watches; nothing here runs per message except a tail's capture.
+ * tick runs only while someone watches; per message, a tail only notes its sequence number.
  *
  * Bounds: at most MAX_VIEWERS streams server-wide; a viewer that does not read its stream has
  * updates skipped once MAX_QUEUED_UPDATES wait for it (the next one it reads is whole again).
@@ -83,7 +83,8 @@ export class DashboardFeed {
     return new ReadableStream<Uint8Array>({
       start: (controller) => {
         if (this.#closed) return controller.close()
-        const tailOf = tail === null ? null : new DashboardTail(tail.name, tail.limit, tail.readable)
+        const store = this.#broker.store
+        const tailOf = tail === null ? null : new DashboardTail(tail.name, tail.limit, tail.readable, (seq, max) => store.preview(seq, max))
         viewer = { principal, controller, tail: tailOf, historySent: false }
         if (tailOf !== null) this.#broker.subscribe(tailOf.name, tailOf)
         this.#viewers.add(viewer)

@@ -1,14 +1,17 @@
 /**
- * One dashboard's live tail of a topic or pattern: a subscriber that keeps the newest messages
- * in a small ring until the next update takes them. The ring is bounded (messages and preview
- * bytes), so a viewer costs the same at 10 Hz or 10 kHz; older messages between two updates
- * are counted as passed over, not kept. Formatting waits for the update, once per message shown.
+ * One dashboard's live tail of a topic or pattern: a subscriber that notes the newest messages
+ * (topic and sequence number only, in a fixed ring: nothing is allocated or copied per put)
+ * until the next update takes them, and only then reads their previews from the store. So a
+ * viewer costs about the same at 10 Hz or 10 kHz; older messages between two updates are
+ * counted as passed over, not kept.
  */
 import type { Subscriber, TopicFilter } from "../broker/broker.ts"
+import type { MessagePreview } from "../store/store.ts"
 
-/** Bytes of each payload shown (and copied); the rest is only counted. */
+/** Bytes of each payload shown (and read from the store); the rest is only counted. */
 export const TAIL_PREVIEW_BYTES = 256
-export const DEFAULT_TAIL_MESSAGES = 100
+/** Messages an update carries at most: the newest of those put since the previous one. */
+export const DEFAULT_TAIL_MESSAGES = 20
 export const MAX_TAIL_MESSAGES = 500
 
 export interface TailMessage {
@@ -26,55 +29,59 @@ export interface TailMessage {
 
 export interface TailBatch {
   readonly messages: readonly TailMessage[]
-  /** Messages that arrived since the last batch but were pushed out of the ring by newer ones. */
+  /** Messages put since the last batch that are not in it: pushed out by newer ones, or already removed by retention. */
   readonly skipped: number
 }
 
-interface Captured {
-  readonly topic: string
-  readonly seq: number
-  readonly putAt: number
-  readonly bytes: number
-  readonly preview: Uint8Array
-}
+/** Reads a stored message's preview (Store.preview). */
+export type PreviewReader = (seq: number, maxBytes: number) => MessagePreview | null
 
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true })
 
 export class DashboardTail implements Subscriber {
-  readonly #ring: (Captured | undefined)[]
-  /** Messages captured since the last take; the newest `capacity` of them are in the ring. */
-  #captured = 0
+  readonly #seqs: Float64Array
+  readonly #topics: string[]
+  readonly #readPreview: PreviewReader
+  /** Messages noted since the last take; the newest `capacity` of them are in the ring. */
+  #noted = 0
 
   constructor(
     readonly name: string,
     readonly capacity: number,
     readonly readable: TopicFilter | undefined,
+    readPreview: PreviewReader,
   ) {
-    this.#ring = new Array<Captured | undefined>(capacity)
+    this.#seqs = new Float64Array(capacity)
+    this.#topics = new Array<string>(capacity).fill("")
+    this.#readPreview = readPreview
   }
 
-  onPut(topic: string, seq: number, _ordinal: number, payload: Uint8Array, putAt: number): void {
+  onPut(topic: string, seq: number): void {
     if (this.readable !== undefined && !this.readable(topic)) return
-    // A copy: the payload may be a view of the client's input buffer, reused after this call.
-    const preview = payload.slice(0, TAIL_PREVIEW_BYTES)
-    this.#ring[this.#captured % this.capacity] = { topic, seq, putAt, bytes: payload.length, preview }
-    this.#captured++
+    const slot = this.#noted % this.capacity
+    this.#seqs[slot] = seq
+    this.#topics[slot] = topic
+    this.#noted++
   }
 
   /** What arrived since the last take, oldest first. */
   take(): TailBatch {
-    const kept = Math.min(this.#captured, this.capacity)
+    const kept = Math.min(this.#noted, this.capacity)
     const messages: TailMessage[] = []
-    for (let i = this.#captured - kept; i < this.#captured; i++) messages.push(formatted(this.#ring[i % this.capacity]!))
-    const skipped = this.#captured - kept
-    this.#captured = 0
-    this.#ring.fill(undefined)
+    for (let i = this.#noted - kept; i < this.#noted; i++) {
+      const slot = i % this.capacity
+      const seq = this.#seqs[slot]!
+      const stored = this.#readPreview(seq, TAIL_PREVIEW_BYTES)
+      if (stored !== null) messages.push(formatted(this.#topics[slot]!, seq, stored))
+    }
+    const skipped = this.#noted - messages.length
+    this.#noted = 0
     return { messages, skipped }
   }
 }
 
-function formatted(message: Captured): TailMessage {
-  const { topic, seq, putAt, bytes, preview } = message
+function formatted(topic: string, seq: number, stored: MessagePreview): TailMessage {
+  const { preview, bytes, putAt } = stored
   const truncated = bytes > preview.length
   const text = utf8Text(preview, truncated)
   const shown = text === null ? { hex: Buffer.from(preview).toString("hex") } : { text }
@@ -83,7 +90,7 @@ function formatted(message: Captured): TailMessage {
 
 /** The preview as text if it is UTF-8 (a cut-off preview may end inside a character); null if not. */
 function utf8Text(bytes: Uint8Array, cut: boolean): string | null {
-  for (let trim = 0; trim <= (cut ? 3 : 0) && trim < bytes.length + 1; trim++) {
+  for (let trim = 0; trim <= (cut ? 3 : 0) && trim <= bytes.length; trim++) {
     try {
       return strictUtf8.decode(bytes.subarray(0, bytes.length - trim))
     } catch {

@@ -67,7 +67,8 @@ export class RateMeter {
   /** Delivery-latency percentiles over the last `windowMs` of samples. */
   latency(windowMs: number): LatencySummary {
     const last = this.#samples[this.#samples.length - 1]!
-    const first = this.#samples.find((sample) => sample.atMs >= last.atMs - windowMs) ?? last
+    // From the newest sample at least `windowMs` old (or the oldest kept), so the window is never empty.
+    const first = this.#samples.findLast((sample) => sample.atMs <= last.atMs - windowMs) ?? this.#samples[0]!
     const counts = last.latency.map((count, i) => count - (first.latency[i] ?? 0))
     const q = (fraction: number) => quantile(this.#latencyBounds, counts, fraction)
     return {

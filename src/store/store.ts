@@ -123,6 +123,12 @@ const SCHEMA = `
 
 const SELECT_MESSAGE = "SELECT seq, ordinal, payload, put_at AS putAt FROM messages"
 
+export interface MessagePreview {
+  readonly preview: Uint8Array
+  readonly bytes: number
+  readonly putAt: number
+}
+
 export interface NamedCursor {
   readonly topic: string
   readonly seq: number
@@ -150,6 +156,7 @@ export class Store {
   readonly #newestAfter: Statement<StoredMessage, [number, number]>
   readonly #oldestOfTopic: Statement<DroppedMessage, [number, number]>
   readonly #oldestPutAt: Statement<{ putAt: number }, [number]>
+  readonly #preview: Statement<MessagePreview, [number, number]>
   readonly #oldestOverall: Statement<DroppedMessage & { topicId: number }, [number, number]>
   readonly #deleteThrough: Statement<unknown, [number, number]>
   readonly #recordDropped: Statement<unknown, [number, number, number]>
@@ -243,6 +250,10 @@ export class Store {
       "SELECT seq, ordinal, length(payload) AS bytes, put_at AS putAt FROM messages WHERE topic_id = +? ORDER BY seq ASC LIMIT ?",
     )
     this.#oldestPutAt = db.prepare("SELECT put_at AS putAt FROM messages WHERE topic_id = +? ORDER BY seq ASC LIMIT 1")
+    // substr of a BLOB counts bytes: only the preview leaves SQLite, however large the payload.
+    this.#preview = db.prepare(
+      "SELECT substr(payload, 1, ?) AS preview, length(payload) AS bytes, put_at AS putAt FROM messages WHERE seq = +?",
+    )
     this.#oldestOverall = db.prepare(
       "SELECT seq, topic_id AS topicId, ordinal, length(payload) AS bytes, put_at AS putAt FROM messages WHERE seq > ? ORDER BY seq ASC LIMIT ?",
     )
@@ -273,6 +284,7 @@ export class Store {
       this.#newestAfter,
       this.#oldestOfTopic,
       this.#oldestPutAt,
+      this.#preview,
       this.#oldestOverall,
       this.#deleteThrough,
       this.#recordDropped,
@@ -377,6 +389,11 @@ export class Store {
   /** When the oldest message of a topic was put (ms since the epoch), or null when it has none. */
   oldestPutAt(topic: TopicState): number | null {
     return this.#oldestPutAt.get(topic.id)?.putAt ?? null
+  }
+
+  /** The first `maxBytes` of message `seq`'s payload, with its size and put time; null when it is not stored (any more). */
+  preview(seq: number, maxBytes: number): MessagePreview | null {
+    return this.#preview.get(maxBytes, seq)
   }
 
   /** The oldest messages of the whole store after `afterSeq`, with their topics. */
