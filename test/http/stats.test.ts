@@ -305,3 +305,13 @@ describe("GET /stats/live", () => {
     await server.stopped
   })
 })
+
+test("the README documents every field of /stats", async () => {
+  using server = startTestServer()
+  const stats = (await (await fetch(`${base(server)}/stats`)).json()) as Record<string, unknown>
+  const readme = await Bun.file(`${import.meta.dir}/../../README.md`).text()
+  const table = readme.slice(readme.indexOf("**`GET /stats`**"), readme.indexOf("**`GET /stats/connections"))
+  expect(table.length).toBeGreaterThan(100)
+  const documented = (key: string) => table.includes(`\`${key}\``) || table.includes(`\`${key}.`)
+  expect(Object.keys(stats).filter((key) => !documented(key))).toEqual([])
+})
