@@ -25,6 +25,13 @@ test("the compiled dsmq prints its version, serves, and its client commands reac
   await using server = await serve([], [binary])
   expect(await run("put", "lab/temp", "21.5", "--ack", "--port", String(server.port))).toEqual([0, "1\n", ""])
   expect(await run("get", "lab/#", "-v", "--port", String(server.port))).toEqual([0, "lab/temp 21.5\n", ""])
+  // The dashboard's page and its bundled script travel inside the binary (served on the TCP port too).
+  const page = await fetch(`http://127.0.0.1:${server.port}/`)
+  const script = /src="(\/[^"]+\.js)"/.exec(await page.text())?.[1]
+  expect([page.status, script]).toEqual([200, expect.stringMatching(/\.js$/)])
+  const asset = await fetch(`http://127.0.0.1:${server.port}${script}`)
+  expect(asset.status).toBe(200)
+  expect((await asset.text()).length).toBeGreaterThan(10_000)
   const [code, , stderr] = await run("bench")
   expect([code, stderr]).toEqual([1, expect.stringContaining("the benchmark suite is not part of this dsmq")])
   server.process.kill("SIGINT")
