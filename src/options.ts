@@ -6,6 +6,7 @@
  */
 import { type AuthConfig, AuthError, authConfigOf } from "./auth/auth.ts"
 import type { RetentionRule } from "./broker/retention.ts"
+import { bridgeConfig } from "./config/bridge.ts"
 import { readAuth, readPem, readRetentionRules, retentionRulesOf, TOML_RULE_KEYS } from "./config/files.ts"
 import { DEFAULT_MAX_BUFFERED_BYTES, SETTINGS, type SettingName, type SettingValues, settingsHelp, type Valued } from "./config/settings.ts"
 import {
@@ -128,6 +129,7 @@ function toServerOptions(
     },
     auth: tokens(values, given, file, env),
     ...(tls === undefined ? {} : { tls }),
+    bridge: bridgeConfig(values, file, env, port),
   }
 }
 

@@ -5,6 +5,8 @@
  */
 import type { Server, TCPSocketListener } from "bun"
 import { type AuthConfig, Authenticator } from "./auth/auth.ts"
+import type { BridgeConfig } from "./bridge/config.ts"
+import { NatsBridge } from "./bridge/nats-bridge.ts"
 import { Broker, DEFAULT_MAX_CURSORS } from "./broker/broker.ts"
 import { DEFAULT_RETENTION, type RetentionConfig } from "./broker/retention.ts"
 import {
@@ -56,6 +58,8 @@ export interface ServerOptions {
   readonly limits?: Partial<ServerLimits>
   /** Where the server reports closed connections and other events; silent when omitted. */
   readonly log?: (line: string) => void
+  /** Topics mirrored to and from NATS (src/bridge/); none when omitted. */
+  readonly bridge?: BridgeConfig | null
 }
 
 export { DEFAULT_HOST, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_PORT, DEFAULT_SHUTDOWN_TIMEOUT_MS, MAX_OUTBOUND_BYTES }
@@ -149,7 +153,9 @@ export function startServer(options: ServerOptions): RunningServer {
   let running = true
 
   const budget = new BufferBudget(serverLimits.maxBufferedBytes, serverLimits.budgetPauseMs)
-  const stats = (): ServerStats => collectStats(broker, errors, registry.snapshot(), budget)
+  const bridge = options.bridge ? new NatsBridge(broker, budget, options.bridge, log) : null
+  const bridgeState = bridge === null ? null : () => bridge.state()
+  const stats = (): ServerStats => collectStats(broker, errors, registry.snapshot(), budget, bridgeState)
 
   const shutdown = new AbortController()
   const monitor = startMonitor(broker, stats, () => registry.snapshot(), shutdown.signal)
@@ -169,6 +175,7 @@ export function startServer(options: ServerOptions): RunningServer {
     void internalHttp?.stop(false)
     // Event streams end; long polls and pending waits are answered with "nothing".
     shutdown.abort()
+    void bridge?.stop()
     broker.releaseAllWaiters()
     registry.beginShutdown()
     const deadline = setTimeout(() => finish?.(), timeoutMs)
@@ -254,6 +261,8 @@ export function startServer(options: ServerOptions): RunningServer {
     throw StartupError.of(listener, host, port, error)
   }
 
+  // Only once both ports serve: an unreachable NATS never keeps local clients waiting.
+  bridge?.start()
   return {
     host: options.host,
     port: tcp.port,

@@ -74,6 +74,8 @@ const FORBIDDEN: Record<string, readonly string[]> = {
   protocol: ["store", "auth", "server", "http", "io", "net", "src"],
   io: ["protocol", "store", "broker", "auth", "server", "http", "net", "src"],
   auth: ["protocol", "store", "broker", "server", "http", "io", "net", "src"],
+  // The bridge knows the broker and topics, and its NATS client; the server and config know it.
+  bridge: ["protocol", "auth", "server", "http", "io", "net", "config", "src"],
   // Reading configuration knows the shapes it fills (auth, retention, topic patterns), not the server.
   config: ["protocol", "store", "server", "http", "io", "net", "src"],
   // The library never reaches up to the command line that drives it.

@@ -143,6 +143,7 @@ describe("parseArguments", () => {
           authTimeoutSeconds: 10,
         },
         auth: null,
+        bridge: null,
       },
     })
   })

@@ -63,12 +63,23 @@ max-age = "10m"
 
   test("every option has an environment variable named after its flag", () => {
     // One value each kind can take, so that a variable the reader skipped would show.
-    const samples: Record<string, string> = { host: "::1", sync: "full", "full-policy": "reject", "max-buffered-bytes": "64MiB" }
+    const samples: Record<string, string> = {
+      host: "::1",
+      sync: "full",
+      "full-policy": "reject",
+      "max-buffered-bytes": "64MiB",
+      "bridge-nats": "nats://127.0.0.1:4222",
+      "bridge-export": "lab/#",
+      "bridge-import": "site2/#",
+    }
     for (const [name, setting] of Object.entries(SETTINGS)) {
       if (setting.kind === "switch" || ("isPath" in setting && setting.isPath)) continue
       const variable = `DSMQ_${name.toUpperCase().replaceAll("-", "_")}`
       const value = samples[name] ?? setting.default ?? "7"
+      // A bridge setting alone is refused (a bridge needs a server and a rule): give both with it.
+      const bridge = name.startsWith("bridge-") ? { DSMQ_BRIDGE_NATS: samples["bridge-nats"]!, DSMQ_BRIDGE_EXPORT: "lab/#" } : {}
       const parsed = parseArguments(["--print-config", ...(name === "sync" ? ["--db", join(directory, "x.db")] : [])], {
+        ...bridge,
         [variable]: value,
       })
       expect(parsed.kind).toBe("print-config")
@@ -123,10 +134,15 @@ full-policy = "reject"
     const example = readFileSync(EXAMPLE, "utf8")
     expect(serveOptions(parseArguments(["--config", EXAMPLE]))).toMatchObject({ host: "127.0.0.1", port: 30008 })
     // Uncommenting the token tables and the legacy switch must give a valid file too.
-    const uncommented = example
-      .replace(/^# (allow-anonymous-legacy = )/m, "$1")
-      .replace(/^# (\[\[?auth[^\]]*\]\]?)/gm, "$1")
-      .replace(/^# ((?:name|token|read|write) = )/gm, "$1")
+    // Only the tokens part: other commented tables (the bridge) have keys of the same names.
+    const tokensAt = example.indexOf("# --- Tokens")
+    expect(tokensAt).toBeGreaterThan(0)
+    const uncommented =
+      example.slice(0, tokensAt).replace(/^# (allow-anonymous-legacy = )/m, "$1") +
+      example
+        .slice(tokensAt)
+        .replace(/^# (\[\[?auth[^\]]*\]\]?)/gm, "$1")
+        .replace(/^# ((?:name|token|read|write) = )/gm, "$1")
     const options = serveOptions(parseArguments(["--config", configFile(uncommented)]))
     expect(options.auth?.tokens.map((token) => token.name)).toEqual(["instruments", "dashboard"])
     expect(options.auth?.anonymousLegacy).toEqual({ read: ["lab/#"], write: [] })
@@ -142,7 +158,11 @@ test("the README's table and the example file document every key", () => {
       name,
       inReadme: true,
     })
-    expect({ name, inExample: new RegExp(`^(# )?${name} = `, "m").test(example) }).toEqual({ name, inExample: true })
+    // Bridge settings live in the file's [bridge] table, without the "bridge-" in front.
+    const key = name.startsWith("bridge-") ? name.slice("bridge-".length) : name
+    const inExample =
+      key === "export" || key === "import" ? example.includes(`[[bridge.${key}]]`) : new RegExp(`^(# )?${key} = `, "m").test(example)
+    expect({ name, inExample }).toEqual({ name, inExample: true })
   }
 })
 

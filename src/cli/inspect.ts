@@ -97,5 +97,14 @@ export function statsTable(stats: ServerStats): string {
     ["most buffered by one connection", humanBytes(stats.maxConnectionBufferedBytes)],
     ["server CPU time", `${(stats.cpuMicros / 1e6).toFixed(2)} s`],
   ]
+  const bridge = stats.bridge
+  if (bridge !== null && bridge !== undefined) {
+    const link = bridge.connected
+      ? `connected to ${bridge.server}`
+      : `not connected${bridge.lastError === null ? "" : `: ${bridge.lastError}`}`
+    rows.push(["NATS bridge", link])
+    for (const rule of bridge.exports) rows.push([`  export ${rule.pattern}`, `${rule.exported} sent, ${rule.lagMessages} waiting`])
+    for (const rule of bridge.imports) rows.push([`  import ${rule.pattern}`, `${rule.imported} put, ${rule.dropped} dropped`])
+  }
   return table(["COUNTER", "VALUE"], rows)
 }

@@ -19,7 +19,7 @@ import {
   UsageError,
 } from "./values.ts"
 
-export type Section = "Listening" | "Limits" | "Access" | "Storage" | "Retention"
+export type Section = "Listening" | "Limits" | "Access" | "Storage" | "Retention" | "Bridge"
 
 interface SettingBase {
   readonly section: Section
@@ -41,6 +41,8 @@ export interface Valued<T> extends SettingBase {
   readonly default: string | undefined
   /** A file name: in a configuration file, relative to the file's folder. */
   readonly isPath?: boolean
+  /** The flag may be given more than once; its values are joined by newlines for `parse`. */
+  readonly repeatable?: boolean
   parse(text: string, label: string): T
 }
 
@@ -54,7 +56,7 @@ function valued<T>(
   defaultText: string | undefined,
   help: string,
   parse: (text: string, label: string) => T,
-  extra: { isPath?: boolean } = {},
+  extra: { isPath?: boolean; repeatable?: boolean } = {},
 ): Valued<T> {
   return { kind: "value", section, valueName, default: defaultText, help, parse, ...extra }
 }
@@ -71,6 +73,30 @@ const file = (section: Section, help: string): Valued<string> =>
     },
     { isPath: true },
   )
+
+/** Values given by repeating the flag, or separated by commas (in the environment, or one flag). */
+const list = (section: Section, valueName: string, help: string): Valued<string[]> =>
+  valued(
+    section,
+    valueName,
+    undefined,
+    help,
+    (text, label) => {
+      const items = text
+        .split(/[\n,]/)
+        .map((item) => item.trim())
+        .filter((item) => item !== "")
+      if (items.length === 0) throw new UsageError(`${label} must not be empty`)
+      return items
+    },
+    { repeatable: true },
+  )
+
+const name = (section: Section, valueName: string, help: string): Valued<string> =>
+  valued(section, valueName, undefined, help, (text, label) => {
+    if (text.trim() === "") throw new UsageError(`${label} must not be empty`)
+    return text.trim()
+  })
 
 const count = (section: Section, defaultValue: number, help: string): Valued<number> =>
   valued(section, "N", String(defaultValue), help, (text, label) => parseInteger(label, text, 1, 1_000_000))
@@ -202,6 +228,37 @@ export const SETTINGS = {
     "Retention",
     'per-topic rules, JSON: {"rules": [{"pattern": "lab/#", "maxAge": "10m", "maxMessages": 1000, "maxBytes": "1MiB", "policy": "reject"}]}, or [[retention]] tables in the configuration file; the first matching pattern wins',
   ),
+  "bridge-nats": list(
+    "Bridge",
+    "URL",
+    "NATS servers to bridge topics with (nats://host:4222, tls://host:4222); repeat the flag or separate with commas",
+  ),
+  "bridge-export": list(
+    "Bridge",
+    "PATTERN",
+    "send local messages of this topic or pattern to NATS (repeatable); also [[bridge.export]] tables",
+  ),
+  "bridge-import": list(
+    "Bridge",
+    "PATTERN",
+    "put NATS messages of this pattern's subjects on local topics (repeatable); also [[bridge.import]] tables",
+  ),
+  "bridge-stream": name(
+    "Bridge",
+    "NAME",
+    "a JetStream stream for the exports given by flag: exactly once into it; created for their subjects if missing",
+  ),
+  "bridge-prefix": name("Bridge", "SUBJECT", "put before every bridged subject (site1: lab/temp is site1.lab.temp)"),
+  "bridge-name": name(
+    "Bridge",
+    "NAME",
+    "this broker's name in the Dsmq-Origin header and JetStream consumer names (default HOSTNAME-PORT)",
+  ),
+  "bridge-creds": file(
+    "Bridge",
+    "a NATS credentials file (.creds); or DSMQ_BRIDGE_TOKEN, or DSMQ_BRIDGE_USER and DSMQ_BRIDGE_PASSWORD, in the environment (never on the command line)",
+  ),
+  "bridge-tls-ca": file("Bridge", "PEM certificate(s) to verify NATS servers with (TLS: tls:// URLs, or servers that require it)"),
 } as const satisfies Record<string, Setting>
 
 export type SettingName = keyof typeof SETTINGS
@@ -226,6 +283,7 @@ const SECTION_TITLES: Record<Section, string> = {
   Access: "Access (open to anyone who can connect unless tokens are configured)",
   Storage: "Storage (in memory unless --db is given)",
   Retention: 'Retention (what the store keeps; "none" for no limit)',
+  Bridge: "Bridge to NATS (off unless --bridge-nats is given; see docs/SCALING.md)",
 }
 
 /** The options part of `dsmq serve --help`, generated from the table. */

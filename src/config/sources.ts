@@ -64,7 +64,11 @@ export function readCommandLine(argv: readonly string[]): CommandLine {
     if (setting.kind === "switch") {
       if (inline !== undefined) throw new CommandLineError(`${flag} takes no value`)
       flags.set(name as SettingName, { value: true, label: flag, source: "flag" })
-    } else flags.set(name as SettingName, { value: value(), label: flag, source: "flag" })
+    } else {
+      const earlier = setting.repeatable === true ? flags.get(name as SettingName)?.value : undefined
+      const text = value()
+      flags.set(name as SettingName, { value: earlier === undefined ? text : `${earlier}\n${text}`, label: flag, source: "flag" })
+    }
   }
   if (positional.length > 2) throw new CommandLineError(`expected at most [host] [port], got ${positional.join(" ")}`)
   if (positional[0] !== undefined) flags.set("host", { value: positional[0], label: "host", source: "flag" })
@@ -92,7 +96,7 @@ export function readEnvironment(env: Record<string, string | undefined>): GivenS
   return given
 }
 
-/** What a configuration file holds: settings by name, and the `[auth]` and `[[retention]]` tables. */
+/** What a configuration file holds: settings by name, and the `[auth]`, `[[retention]]` and `[bridge]` tables. */
 export interface ConfigFile {
   readonly path: string
   readonly settings: GivenSettings
@@ -100,6 +104,8 @@ export interface ConfigFile {
   readonly auth: unknown
   /** The `[[retention]]` tables as written, or undefined. */
   readonly retention: unknown
+  /** The `[bridge]` table as written, or undefined. */
+  readonly bridge: unknown
 }
 
 /** Reads a TOML configuration file; every failure is one UsageError naming the file (and the key). */
@@ -119,7 +125,7 @@ export function readConfigFile(path: string): ConfigFile {
   const folder = dirname(resolve(path))
   const settings = new Map<SettingName, Given>()
   for (const [key, value] of Object.entries(table)) {
-    if (key === "auth" || key === "retention") continue
+    if (key === "auth" || key === "retention" || key === "bridge") continue
     const setting = settingOf(key)
     const label = `${path}: ${key}`
     if (setting === undefined) throw new UsageError(`${path}: unknown key ${JSON.stringify(key)}`)
@@ -134,7 +140,7 @@ export function readConfigFile(path: string): ConfigFile {
     const resolved = setting.isPath === true && !isAbsolute(textValue) && textValue !== "" ? resolve(folder, textValue) : textValue
     settings.set(key as SettingName, { value: resolved, label, source: "file" })
   }
-  return { path, settings, auth: table.auth, retention: table.retention }
+  return { path, settings, auth: table.auth, retention: table.retention, bridge: table.bridge }
 }
 
 /** The settings in force: each from the first source that gives it, flags first. */

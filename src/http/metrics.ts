@@ -66,7 +66,35 @@ export function formatMetrics(stats: ServerStats): string {
     `dsmq_delivery_latency_seconds_count ${latency.count}`,
   )
   single("dsmq_process_cpu_seconds_total", "counter", "CPU time used by the server process.", stats.cpuMicros / 1e6)
+  const bridge = stats.bridge
+  if (bridge !== null) {
+    const rule = (pattern: string) => `{rule="${escapeLabel(pattern)}"}`
+    single("dsmq_bridge_connected", "gauge", "1 while the NATS bridge is connected, else 0.", bridge.connected ? 1 : 0)
+    metric(
+      "dsmq_bridge_exported_total",
+      "counter",
+      "Messages the bridge published to NATS (acknowledged), by export rule.",
+      bridge.exports.map((e) => [rule(e.pattern), e.exported]),
+    )
+    metric(
+      "dsmq_bridge_imported_total",
+      "counter",
+      "Messages the bridge put here from NATS, by import rule.",
+      bridge.imports.map((i) => [rule(i.pattern), i.imported]),
+    )
+    metric(
+      "dsmq_bridge_lag_messages",
+      "gauge",
+      "Messages of an export rule not yet acknowledged by NATS (still in the store).",
+      bridge.exports.map((e) => [rule(e.pattern), e.lagMessages]),
+    )
+  }
   return `${lines.join("\n")}\n`
+}
+
+/** A label value as the text format wants it: backslash, quote and newline escaped. */
+function escapeLabel(value: string): string {
+  return value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n")
 }
 
 function formatValue(value: number): string {

@@ -51,6 +51,7 @@ export function statsDocument(sources: StatsSources): object {
       queuedRequests: stats.queuedRequests,
     },
     cpuSeconds: stats.cpuMicros / 1e6,
+    bridge: stats.bridge,
   }
 }
 

@@ -2,6 +2,7 @@
  * The server's numbers, in one object: what the binary STATS request returns and what
  * GET /metrics exposes in the Prometheus text format.
  */
+import type { BridgeState } from "../bridge/nats-bridge.ts"
 import type { Broker } from "../broker/broker.ts"
 import { ErrorCode, type ErrorName } from "../protocol/errors.ts"
 import type { BufferBudget } from "./buffer-budget.ts"
@@ -46,6 +47,8 @@ export interface ServerStats {
   readonly queuedRequests: number
   /** CPU time the server process has used (user + system), for cost-per-operation figures. */
   readonly cpuMicros: number
+  /** The NATS bridge (src/bridge/), when one is configured. */
+  readonly bridge: BridgeState | null
 }
 
 export interface ConnectionSnapshot {
@@ -77,6 +80,7 @@ export function collectStats(
   errors: ErrorCounts,
   connections: Iterable<ConnectionSnapshot>,
   budget: BufferBudget,
+  bridge: (() => BridgeState) | null = null,
 ): ServerStats {
   let count = 0
   let maxConnectionBufferedBytes = 0
@@ -115,5 +119,6 @@ export function collectStats(
     maxConnectionBufferedBytes,
     queuedRequests,
     cpuMicros: cpu.user + cpu.system,
+    bridge: bridge === null ? null : bridge(),
   }
 }

@@ -157,6 +157,8 @@ export class Store {
   readonly #oldestOfTopic: Statement<DroppedMessage, [number, number]>
   readonly #oldestPutAt: Statement<{ putAt: number }, [number]>
   readonly #preview: Statement<MessagePreview, [number, number]>
+  readonly #readMark: Statement<{ value: number }, [string]>
+  readonly #writeMark: Statement<unknown, [string, number]>
   readonly #oldestOverall: Statement<DroppedMessage & { topicId: number }, [number, number]>
   readonly #deleteThrough: Statement<unknown, [number, number]>
   readonly #recordDropped: Statement<unknown, [number, number, number]>
@@ -277,6 +279,8 @@ export class Store {
       this.#deleteTopic.run(topic.id)
       this.#recordReclaimed.run(Math.max(this.#reclaimedThroughSeq, topic.lastSeq))
     })
+    this.#readMark = db.prepare("SELECT value FROM meta WHERE key = ?")
+    this.#writeMark = db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)")
     this.#statements = [
       this.#insertTopic,
       this.#insertMessage,
@@ -285,6 +289,8 @@ export class Store {
       this.#oldestOfTopic,
       this.#oldestPutAt,
       this.#preview,
+      this.#readMark,
+      this.#writeMark,
       this.#oldestOverall,
       this.#deleteThrough,
       this.#recordDropped,
@@ -389,6 +395,18 @@ export class Store {
   /** When the oldest message of a topic was put (ms since the epoch), or null when it has none. */
   oldestPutAt(topic: TopicState): number | null {
     return this.#oldestPutAt.get(topic.id)?.putAt ?? null
+  }
+
+  /**
+   * A sequence number kept under a name, for good (with a file, across restarts): how far a
+   * bridge rule has sent (src/bridge/). Names start with "bridge:" so none meets the store's own.
+   */
+  mark(name: string): number | null {
+    return this.#readMark.get(name)?.value ?? null
+  }
+
+  setMark(name: string, seq: number): void {
+    this.#writeMark.run(name, seq)
   }
 
   /** The first `maxBytes` of message `seq`'s payload, with its size and put time; null when it is not stored (any more). */

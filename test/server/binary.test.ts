@@ -552,6 +552,7 @@ test("STATS returns a JSON object whose counters match the traffic", async () =>
     maxBufferedBytes: 256 * 1024 * 1024,
     budgetPausedConnections: 0,
     cpuMicros: expect.any(Number),
+    bridge: null,
   })
   expect(server.stats()).toMatchObject(counters)
 })
