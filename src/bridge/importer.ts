@@ -30,9 +30,9 @@ export interface ImportContext {
   failed(error: unknown): void
 }
 
-/** A durable consumer's name for a rule: stable across restarts, valid in NATS. */
-export function consumerName(origin: string, pattern: string): string {
-  return `dsmq-${origin}-${pattern}`.replace(/[^A-Za-z0-9_-]/g, (c) => `_${c.charCodeAt(0).toString(16)}`)
+/** A durable consumer's name for a rule's `index`th subject: stable across restarts, valid in NATS. */
+export function consumerName(origin: string, pattern: string, index: number): string {
+  return `dsmq-${origin}-${pattern}-${index}`.replace(/[^A-Za-z0-9_-]/g, (c) => `_${c.charCodeAt(0).toString(16)}`)
 }
 
 export class Importer {
@@ -43,8 +43,10 @@ export class Importer {
   imported = 0
   /** Messages dropped: this broker's own, subjects that are no topic, puts the broker refused. */
   dropped = 0
+  /** JetStream deliveries of messages already put here, skipped. */
+  redelivered = 0
   #subscriptions: Subscription[] = []
-  #consuming: ConsumerMessages | null = null
+  #consuming: ConsumerMessages[] = []
   #stopped = false
 
   constructor(rule: BridgeRule, context: ImportContext) {
@@ -61,28 +63,43 @@ export class Importer {
       this.#subscriptions = this.subjects.map((subject) => nc.subscribe(subject, { callback: (error, msg) => this.#onCore(error, msg) }))
       return
     }
-    const durable = consumerName(this.#context.origin, this.rule.pattern)
-    await jsm.consumers.add(this.rule.stream, {
-      durable_name: durable,
-      ack_policy: AckPolicy.Explicit,
-      filter_subjects: [...this.subjects],
-    })
-    const consumer = await js.consumers.get(this.rule.stream, durable)
-    const messages = await consumer.consume({ max_messages: PULL_BATCH })
-    this.#consuming = messages
-    void (async () => {
-      try {
-        for await (const message of messages) {
-          while (!this.#context.budget.admits && !this.#stopped) await Bun.sleep(BUDGET_RETRY_MS)
-          if (this.#stopped) return
-          // Acknowledged once stored here: a crash before it means JetStream sends it again.
+    // One durable consumer per subject (a `#` rule has two): servers before 2.10 take one filter
+    // each. A topic maps to one subject, so each topic's order is kept.
+    this.#consuming = []
+    for (const [i, subject] of this.subjects.entries()) {
+      const durable = consumerName(this.#context.origin, this.rule.pattern, i)
+      await jsm.consumers.add(this.rule.stream, { durable_name: durable, ack_policy: AckPolicy.Explicit, filter_subject: subject })
+      const consumer = await js.consumers.get(this.rule.stream, durable)
+      const messages = await consumer.consume({ max_messages: PULL_BATCH })
+      this.#consuming.push(messages)
+      void this.#drain(messages, `bridge:import:${this.rule.pattern}:${i}`)
+    }
+  }
+
+  /**
+   * Puts what a consumer delivers, in stream order. JetStream may deliver again what was
+   * acknowledged (its consumer state is written lazily: a NATS crash forgets recent acks), so
+   * the last stream sequence put here is kept in the store under `mark` and anything at or
+   * below it is acknowledged and skipped: each message is put once.
+   */
+  async #drain(messages: ConsumerMessages, mark: string): Promise<void> {
+    const store = this.#context.broker.store
+    let last = store.mark(mark) ?? 0
+    try {
+      for await (const message of messages) {
+        while (!this.#context.budget.admits && !this.#stopped) await Bun.sleep(BUDGET_RETRY_MS)
+        if (this.#stopped) return
+        const streamSeq = message.info.streamSequence
+        if (streamSeq > last) {
           this.#put(message.subject, message.data, message.headers?.get(ORIGIN_HEADER) ?? null)
-          message.ack()
-        }
-      } catch (error) {
-        this.#context.failed(error)
+          last = streamSeq
+          store.setMark(mark, last)
+        } else this.redelivered++
+        message.ack()
       }
-    })()
+    } catch (error) {
+      this.#context.failed(error)
+    }
   }
 
   /** For good: nothing is put after this (the store may be closing). */
@@ -94,8 +111,8 @@ export class Importer {
   stop(): void {
     for (const subscription of this.#subscriptions) subscription.unsubscribe()
     this.#subscriptions = []
-    void this.#consuming?.close()
-    this.#consuming = null
+    for (const messages of this.#consuming) void messages.close()
+    this.#consuming = []
   }
 
   #onCore(error: Error | null, msg: Msg): void {

@@ -29,7 +29,7 @@ export interface BridgeState {
   readonly exported: number
   readonly imported: number
   readonly exports: readonly (BridgeRuleState & { readonly exported: number; readonly lagMessages: number; readonly position: number })[]
-  readonly imports: readonly (BridgeRuleState & { readonly imported: number; readonly dropped: number })[]
+  readonly imports: readonly (BridgeRuleState & { readonly imported: number; readonly dropped: number; readonly redelivered: number })[]
 }
 
 interface Ready {
@@ -112,7 +112,7 @@ export class NatsBridge {
       exported: this.#exporters.reduce((sum, e) => sum + e.exported, 0),
       imported: this.#importers.reduce((sum, i) => sum + i.imported, 0),
       exports: this.#exporters.map((e) => ({ ...rule(e.rule), exported: e.exported, lagMessages: e.lag(), position: e.position })),
-      imports: this.#importers.map((i) => ({ ...rule(i.rule), imported: i.imported, dropped: i.dropped })),
+      imports: this.#importers.map((i) => ({ ...rule(i.rule), imported: i.imported, dropped: i.dropped, redelivered: i.redelivered })),
     }
   }
 

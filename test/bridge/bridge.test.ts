@@ -183,6 +183,36 @@ describe.skipIf(NATS_SERVER === null)("the NATS bridge", () => {
   )
 
   test(
+    "two brokers joined through JetStream: lab/temp put on the first reaches the second's lab/# subscriber once, in order, across a NATS restart",
+    async () => {
+      await using nats = await NatsServer.start()
+      const both = { exports: [{ pattern: "lab/#", stream: "LAB" }], imports: [{ pattern: "lab/#", stream: "LAB" }] }
+      using a = bridged(nats, { name: "a", ...both })
+      using b = bridged(nats, { name: "b", ...both })
+      await connected(a)
+      await connected(b)
+      const atB = await localSubscriber(b, "lab/#")
+      await using putter = await connect({ port: a.port, retries: 0 })
+      const put = async (from: number, to: number) => {
+        for (let i = from; i <= to; i++) await putter.putAck("lab/temp", `m${i}`)
+      }
+      await put(1, 30)
+      await waitFor(() => atB.received.length === 30, "the first 30 at the second broker")
+      await nats.kill()
+      await put(31, 60)
+      await nats.restart()
+      await put(61, 90)
+      await waitFor(() => atB.received.length >= 90, "all 90 at the second broker", 30_000)
+      expect(atB.received).toEqual(Array.from({ length: 90 }, (_, i) => `lab/temp m${i + 1}`))
+      // Its own exports came back through the stream and were dropped; nothing went back to a.
+      const aState = a.stats().bridge!
+      expect(aState.imports[0]!.imported).toBe(0)
+      await atB.client.close()
+    },
+    TEST_MS,
+  )
+
+  test(
     "a broker killed with -9 under --db sends its backlog after the restart, with no duplicate in the stream",
     async () => {
       await using nats = await NatsServer.start()
