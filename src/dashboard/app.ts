@@ -9,7 +9,7 @@ import { type ChannelState, LiveChannel } from "./live.ts"
 import { RateChart } from "./rate-chart.ts"
 import { TailView } from "./tail-view.ts"
 import { TopicsTable } from "./topics-table.ts"
-import type { ConnectionRow, StatsDocument, Update } from "./types.ts"
+import type { BridgeState, ConnectionRow, StatsDocument, Update } from "./types.ts"
 
 function element<T extends HTMLElement = HTMLElement>(id: string): T {
   const found = document.getElementById(id)
@@ -90,6 +90,20 @@ function showOverview(stats: StatsDocument): void {
   const errors = Object.entries(stats.errors).filter(([, count]) => count > 0)
   setText("card-errors", formatCount(errors.reduce((sum, [, count]) => sum + count, 0)))
   setText("card-errors-detail", errors.map(([code, count]) => `${code} ${count}`).join(" · "))
+  showBridge(stats.bridge)
+}
+
+function showBridge(bridge: BridgeState | null): void {
+  element("card-bridge").hidden = bridge === null
+  if (bridge === null) return
+  setText("card-bridge-state", bridge.connected ? "connected" : "down")
+  element("card-bridge-state").classList.toggle("error", !bridge.connected)
+  const lag = bridge.exports.reduce((sum, rule) => sum + rule.lagMessages, 0)
+  const where = bridge.connected ? (bridge.server ?? "") : (bridge.lastError ?? "connecting")
+  setText(
+    "card-bridge-detail",
+    `${formatCount(bridge.exported)} out, ${formatCount(bridge.imported)} in, ${formatCount(lag)} waiting · ${where}`,
+  )
 }
 
 function showConnections(rows: readonly ConnectionRow[], total: number): void {

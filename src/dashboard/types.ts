@@ -20,6 +20,16 @@ export interface StatsDocument {
   readonly store: { readonly messages: number; readonly payloadBytes: number; readonly topics: number }
   readonly retention: { readonly dropped: number }
   readonly errors: Readonly<Record<string, number>>
+  readonly bridge: BridgeState | null
+}
+
+export interface BridgeState {
+  readonly connected: boolean
+  readonly server: string | null
+  readonly lastError: string | null
+  readonly exported: number
+  readonly imported: number
+  readonly exports: readonly { readonly pattern: string; readonly lagMessages: number }[]
 }
 
 export interface Totals {

@@ -118,6 +118,44 @@ describe.skipIf(CHROMIUM === null)("the dashboard in Chromium", () => {
   )
 
   test(
+    "with a NATS bridge configured, a card says whether it is connected, and why not",
+    async () => {
+      // Port 9 (discard) on loopback: nothing answers there.
+      const bridge = {
+        servers: ["nats://127.0.0.1:9"],
+        auth: null,
+        tls: null,
+        prefix: "",
+        name: "a",
+        exports: [{ pattern: "lab/#", stream: null }],
+        imports: [],
+      }
+      using server = startTestServer({ bridge })
+      await put(server, "lab/t", "waiting for NATS")
+      const { page, errors } = await open(server)
+      await page.waitForSelector("#card-bridge:not([hidden])", { timeout: WAIT_MS })
+      await page.waitForFunction('document.getElementById("card-bridge-detail")?.textContent?.includes("1 waiting")', { timeout: WAIT_MS })
+      expect(await page.$eval("#card-bridge-state", (element) => element.textContent)).toBe("down")
+      expect(errors).toEqual([])
+      await page.close()
+    },
+    TEST_MS,
+  )
+
+  test(
+    "without a bridge there is no bridge card",
+    async () => {
+      using server = startTestServer()
+      const { page } = await open(server)
+      await live(page)
+      await page.waitForFunction('document.getElementById("card-puts")?.textContent !== "–"', { timeout: WAIT_MS })
+      expect(await page.$eval("#card-bridge", (element) => element.hasAttribute("hidden"))).toBe(true)
+      await page.close()
+    },
+    TEST_MS,
+  )
+
+  test(
     "at phone width (375 px) nothing scrolls sideways",
     async () => {
       using server = startTestServer()
