@@ -21,7 +21,13 @@ export function printConfig(options: ServerOptions, given: GivenSettings): strin
       lines.push(options.httpPort === null ? "# http-port: off (no-http)" : `http-port = ${options.httpPort}  # the TCP port + 1`)
       continue
     }
-    const text = source === undefined ? setting.default : String(source.value)
+    // Repeated flags are joined by commas, which read back the same.
+    const text = source === undefined ? setting.default : String(source.value).replaceAll("\n", ",")
+    if (name.startsWith("bridge-")) {
+      // The bridge is written whole as a [bridge] table below, flags and file together.
+      lines.push(text === undefined ? `# ${name}: not set` : `# ${name} = ${tomlValue(text)} (see [bridge] below)  # ${from}`)
+      continue
+    }
     lines.push(text === undefined ? `# ${name}: not set` : `${name} = ${tomlValue(text)}  # ${from}`)
   }
   const auth = options.auth ?? null
@@ -39,7 +45,34 @@ export function printConfig(options: ServerOptions, given: GivenSettings): strin
   for (const rule of options.retention?.rules ?? []) {
     lines.push("", "[[retention]]", `pattern = ${JSON.stringify(rule.pattern)}`, ...ruleLines(rule.limits))
   }
+  lines.push(...bridgeLines(options, given))
   return `${lines.join("\n")}\n`
+}
+
+/** The bridge as a [bridge] table; credentials as the file names they came from, never their contents. */
+function bridgeLines(options: ServerOptions, given: GivenSettings): string[] {
+  const bridge = options.bridge ?? null
+  if (bridge === null) return []
+  const lines = ["", "[bridge]", `nats = ${JSON.stringify(bridge.servers)}`, `name = ${JSON.stringify(bridge.name)}`]
+  if (bridge.prefix !== "") lines.push(`prefix = ${JSON.stringify(bridge.prefix)}`)
+  for (const [setting, key] of [
+    ["bridge-creds", "creds"],
+    ["bridge-tls-ca", "tls-ca"],
+  ] as const) {
+    const source = given.get(setting)
+    if (source !== undefined) lines.push(`${key} = ${JSON.stringify(String(source.value))}  # ${source.label}`)
+  }
+  if (bridge.auth !== null && bridge.auth.kind !== "creds") lines.push("# credentials: from the environment (not printed)")
+  for (const [kind, rules] of [
+    ["export", bridge.exports],
+    ["import", bridge.imports],
+  ] as const) {
+    for (const rule of rules) {
+      lines.push("", `[[bridge.${kind}]]`, `pattern = ${JSON.stringify(rule.pattern)}`)
+      if (rule.stream !== null) lines.push(`stream = ${JSON.stringify(rule.stream)}`)
+    }
+  }
+  return lines
 }
 
 function ruleLines(limits: Partial<RetentionLimits>): string[] {

@@ -27,6 +27,8 @@ export interface SpawnOptions {
   /** Write a CPU profile of the server (bun --cpu-prof, with a Markdown summary) into this directory. */
   readonly cpuProfileDir?: string
   readonly profileName?: string
+  /** More flags for the broker (after --port 0 --http-port 0). */
+  readonly args?: readonly string[]
 }
 
 export function spawnBroker(options: SpawnOptions = {}): Promise<Spawned> {
@@ -41,7 +43,7 @@ export function spawnBroker(options: SpawnOptions = {}): Promise<Spawned> {
           ...(options.profileName === undefined ? [] : [`--cpu-prof-name=${options.profileName}`]),
         ]
   return spawnListening(
-    [process.execPath, ...profile, "run", join(projectDir, "src/server.ts"), "--port", "0", "--http-port", "0"],
+    [process.execPath, ...profile, "run", join(projectDir, "src/server.ts"), "--port", "0", "--http-port", "0", ...(options.args ?? [])],
     /dsmq listening on tcp:\/\/(\S+):(\d+)/,
   )
 }

@@ -328,11 +328,25 @@ describe("bridge configuration", () => {
     expect(serve([]).bridge).toBeNull()
   })
 
-  test("the configuration file's [bridge] table and rule tables", () => {
+  test("--print-config writes the bridge as a [bridge] table that reads back the same", async () => {
+    const argv = ["--bridge-nats", "nats://a:4222", "--bridge-export", "lab/#", "--bridge-export", "x/+", "--bridge-stream", "LAB"]
+    const printed = parseArguments([...argv, "--bridge-import", "site2/#", "--print-config"])
+    if (printed.kind !== "print-config") throw new Error("expected print-config")
+    const directory = mkdtempSync(join(tmpdir(), "dsmq-bridge-print-"))
+    try {
+      const path = join(directory, "printed.toml")
+      await Bun.write(path, printed.text)
+      expect(serve(["--config", path]).bridge).toEqual(serve([...argv, "--bridge-import", "site2/#"]).bridge)
+    } finally {
+      rmSync(directory, { recursive: true, force: true })
+    }
+  })
+
+  test("the configuration file's [bridge] table and rule tables", async () => {
     const directory = mkdtempSync(join(tmpdir(), "dsmq-bridge-config-"))
     try {
       const path = join(directory, "dsmq.toml")
-      Bun.write(
+      await Bun.write(
         path,
         '[bridge]\nnats = ["tls://nats.example:4222"]\nprefix = "site1"\n\n[[bridge.export]]\npattern = "lab/#"\nstream = "LAB"\n\n[[bridge.import]]\npattern = "site2/#"\n',
       )
