@@ -26,6 +26,10 @@ const START_TIMEOUT_MS = 10_000
 export interface NatsOptions {
   /** Clients must give this user and password. */
   readonly user?: { readonly name: string; readonly password: string }
+  /** Clients must give this token. */
+  readonly token?: string
+  /** TLS only, with this certificate and key (PEM files). */
+  readonly tls?: { readonly certFile: string; readonly keyFile: string }
 }
 
 export class NatsServer implements AsyncDisposable {
@@ -45,13 +49,18 @@ export class NatsServer implements AsyncDisposable {
   }
 
   get url(): string {
-    return `nats://127.0.0.1:${this.port}`
+    return `${this.#options.tls === undefined ? "nats" : "tls"}://127.0.0.1:${this.port}`
   }
 
   /** Starts it (again, on the same port and store once it had one) and resolves once it listens. */
   async restart(): Promise<void> {
     if (this.#process !== null) throw new Error("nats-server is running")
-    const user = this.#options.user === undefined ? [] : ["--user", this.#options.user.name, "--pass", this.#options.user.password]
+    const { user: account, token, tls } = this.#options
+    const user = [
+      ...(account === undefined ? [] : ["--user", account.name, "--pass", account.password]),
+      ...(token === undefined ? [] : ["--auth", token]),
+      ...(tls === undefined ? [] : ["--tls", "--tlscert", tls.certFile, "--tlskey", tls.keyFile]),
+    ]
     // -p -1: a free port, which the server logs; a restart asks for the same one.
     const port = this.port === 0 ? "-1" : String(this.port)
     const child = Bun.spawn([NATS_SERVER!, "-a", "127.0.0.1", "-p", port, "-js", "-sd", this.storeDir, ...user], {

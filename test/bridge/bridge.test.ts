@@ -270,6 +270,49 @@ describe.skipIf(NATS_SERVER === null)("the NATS bridge", () => {
   )
 
   test(
+    "a token, and TLS verified against the server's certificate",
+    async () => {
+      const directory = mkdtempSync(join(tmpdir(), "dsmq-nats-tls-"))
+      try {
+        const [certFile, keyFile] = [join(directory, "cert.pem"), join(directory, "key.pem")]
+        const made = Bun.spawnSync(
+          [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            keyFile,
+            "-out",
+            certFile,
+          ].concat(["-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"]),
+          { stderr: "pipe" },
+        )
+        expect(made.exitCode).toBe(0)
+        await using nats = await NatsServer.start({ token: "s3cret-token", tls: { certFile, keyFile } })
+        expect(nats.url).toStartWith("tls://")
+        const ca = await Bun.file(certFile).text()
+        using server = bridged(nats, { exports: rules("lab/#"), auth: { kind: "token", token: "s3cret-token" }, tls: { ca } })
+        await connected(server)
+        await using client = await connect({ port: server.port, retries: 0 })
+        await client.putAck("lab/t", "over TLS")
+        await waitFor(() => server.stats().bridge?.exported === 1, "the export over TLS")
+        // Without the CA the server's certificate is not trusted: refused, and said so.
+        using untrusting = bridged(nats, { exports: rules("lab/#"), auth: { kind: "token", token: "s3cret-token" }, tls: {} })
+        await waitFor(() => (untrusting.stats().bridge?.lastError ?? "") !== "", "a TLS error")
+        expect(untrusting.stats().bridge?.connected).toBe(false)
+      } finally {
+        rmSync(directory, { recursive: true, force: true })
+      }
+    },
+    TEST_MS,
+  )
+
+  test(
     "bad credentials: the bridge reports the refusal and keeps trying; local clients are served",
     async () => {
       await using nats = await NatsServer.start({ user: { name: "bridge", password: "right-password" } })
