@@ -72,6 +72,8 @@ export class Exporter implements Subscriber {
           continue
         }
         if (this.#stopped) return
+        // NATS never has a message this broker could still lose.
+        this.#context.broker.store.commit()
         try {
           await this.#publish(ready, batch)
           // Stopped meanwhile: the store may be closed; the batch goes again next time (JetStream drops it).

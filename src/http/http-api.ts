@@ -101,7 +101,10 @@ export function requestUrl(request: Request): URL {
 
 export async function handleHttp(request: Request, url: URL, server: Server<unknown>, context: HttpContext): Promise<Response> {
   try {
-    return await route(request, url, server, context)
+    const response = await route(request, url, server, context)
+    // What the answer tells of (a put's seq, a named cursor's move) is durable before it goes.
+    context.broker.store.commit()
+    return response
   } catch (error) {
     if (error instanceof HttpError) {
       if (error.code in ERROR_NAMES) context.countError(error.code as ErrorName)

@@ -67,6 +67,8 @@ export function eventStream(
       const message = next()
       text = message === null ? ": keepalive\n\n" : format(message)
     }
+    // No event tells of a message before it is durable.
+    broker.store.commit()
     controller.enqueue(encoder.encode(text))
   }
 

@@ -92,7 +92,10 @@ export class BinarySession implements Session<BinaryItem> {
   }
 
   takeOutput(): Uint8Array | null {
-    return this.#writer.length === 0 ? null : this.#writer.take()
+    if (this.#writer.length === 0) return null
+    // What the replies tell of (acknowledged puts, delivered cursors) is durable before they leave.
+    this.#host.broker.store.commit()
+    return this.#writer.take()
   }
 
   run(request: BinaryItem): void {

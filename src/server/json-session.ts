@@ -82,6 +82,8 @@ export class JsonSession implements Session<JsonItem> {
 
   takeOutput(): Output | null {
     if (this.#replies.length === 0) return null
+    // What the replies tell of (puts, delivered cursors) is durable before they leave.
+    this.#host.broker.store.commit()
     const replies = this.#replies
     this.#replies = []
     this.#pendingBytes = 0

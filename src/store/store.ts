@@ -173,6 +173,16 @@ export class Store {
   readonly #recordReclaimed: Statement<unknown, [number]>
   readonly #reclaimTransaction: (topic: TopicState) => void
   readonly #statements: Statement[]
+  readonly #begin: Statement
+  readonly #commit: Statement
+  /**
+   * Group commit: the first write after a commit opens a transaction, and every write until
+   * the next commit joins it. `commit()` closes it before any reply that tells of those writes
+   * leaves the server (the sessions and the HTTP API call it); a commit at the end of the
+   * event-loop turn closes it in any case.
+   */
+  #grouping = false
+  #commitScheduled = false
 
   constructor(options: StoreOptions = {}) {
     this.path = options.path ?? ":memory:"
@@ -183,6 +193,8 @@ export class Store {
       this.#db.run(`PRAGMA synchronous = ${options.sync === "full" ? "FULL" : "NORMAL"}`)
     }
     this.#db.run(SCHEMA)
+    this.#begin = this.#db.prepare("BEGIN")
+    this.#commit = this.#db.prepare("COMMIT")
 
     const db = this.#db
     for (const row of db
@@ -312,6 +324,7 @@ export class Store {
 
   /** Stores a message and returns its sequence number. The payload is copied into SQLite. */
   put(topic: string, payload: Uint8Array, putAt = preciseNow()): number {
+    this.#write()
     const state = this.#topicFor(topic)
     const seq = this.#lastSeq + 1
     this.#insertMessage.run(seq, state.id, state.lastOrdinal + 1, putAt, payload)
@@ -331,6 +344,8 @@ export class Store {
    * Returns the first one's.
    */
   putMany(entries: readonly { topic: string; payload: Uint8Array }[], putAt = preciseNow()): number {
+    // Inside the group's transaction, the batch is a savepoint: all of it, or none.
+    this.#write()
     const first = this.#lastSeq + 1
     const knownTopics = this.#topics.size
     const before = new Map<TopicState, { ordinal: number; seq: number; putAt: number }>()
@@ -406,6 +421,7 @@ export class Store {
   }
 
   setMark(name: string, seq: number): void {
+    this.#write()
     this.#writeMark.run(name, seq)
   }
 
@@ -422,6 +438,7 @@ export class Store {
   /** Removes the given oldest messages of a topic (a prefix of it), in one transaction. */
   dropOldest(topic: TopicState, dropped: readonly DroppedMessage[]): void {
     if (dropped.length === 0) return
+    this.#write()
     this.#dropTransaction(topic, dropped)
     const last = dropped[dropped.length - 1]!
     let bytes = 0
@@ -441,6 +458,7 @@ export class Store {
 
   /** Records a new named reader, starting now; returns its start. */
   createNamedReader(name: string): number {
+    this.#write()
     this.#insertReader.run(name, this.#lastSeq)
     this.#overheadBytes += NAMED_READER_OVERHEAD_BYTES + byteLength(name)
     return this.#lastSeq
@@ -458,6 +476,7 @@ export class Store {
     const state = this.#topics.get(topic)
     // Readers keep no place in topics that do not exist, so this does not happen; if it did, a read must not create a topic.
     if (state === undefined) return
+    this.#write()
     this.#saveCursor.run(name, state.id, seq, ordinal)
     if (isNew) this.#overheadBytes += NAMED_CURSOR_OVERHEAD_BYTES
   }
@@ -470,6 +489,7 @@ export class Store {
   /** Removes a topic that holds no messages, in memory and in the database; a later put starts it anew. */
   reclaim(topic: TopicState): void {
     if (topic.count !== 0 || this.#topics.get(topic.name) !== topic) throw new Error(`topic ${topic.name} cannot be reclaimed`)
+    this.#write()
     this.#reclaimTransaction(topic)
     this.#reclaimedThroughSeq = Math.max(this.#reclaimedThroughSeq, topic.lastSeq)
     this.#forgetTopic(topic)
@@ -508,9 +528,47 @@ export class Store {
     return this.#open
   }
 
+  /**
+   * Makes the writes so far durable (as --sync says): one transaction for all of them, however
+   * many puts, cursor saves and drops from however many clients. Cheap when nothing is open.
+   */
+  commit(): void {
+    if (!this.#grouping) return
+    this.#grouping = false
+    try {
+      this.#commit.run()
+    } catch (error) {
+      // A failed commit (disk full, I/O error) takes the group with it; nothing of it was acknowledged.
+      if (this.#db.inTransaction) this.#db.run("ROLLBACK")
+      throw error
+    }
+  }
+
+  /** A group of writes is open (not committed yet). */
+  get hasUncommittedWrites(): boolean {
+    return this.#grouping
+  }
+
+  /** Every write goes through here first: it joins the open group, or opens one. */
+  #write(): void {
+    if (this.#grouping) return
+    this.#begin.run()
+    this.#grouping = true
+    if (this.#commitScheduled) return
+    this.#commitScheduled = true
+    // The backstop: writes nobody replies to (puts without acknowledgement) are committed
+    // at the end of this turn of the event loop.
+    setImmediate(() => {
+      this.#commitScheduled = false
+      if (this.#open) this.commit()
+    })
+  }
+
   close(): void {
+    if (!this.#open) return
+    this.commit()
     this.#open = false
-    for (const statement of this.#statements) statement.finalize()
+    for (const statement of [...this.#statements, this.#begin, this.#commit]) statement.finalize()
     if (this.path !== ":memory:") this.#db.run("PRAGMA wal_checkpoint(TRUNCATE)")
     this.#db.close()
   }

@@ -1,3 +1,4 @@
+import { Database } from "bun:sqlite"
 import { afterEach, describe, expect, test } from "bun:test"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -107,4 +108,66 @@ test("a putMany that fails stores nothing and forgets topics it created", () => 
   expect(store.topicCount).toBe(0)
   expect(store.put("fresh", bytes("again"))).toBe(1)
   expect(text(store.oldestAfter("fresh", 0)!.payload)).toBe("again")
+})
+
+describe("group commit", () => {
+  /** What another connection to the same file sees: only committed writes. */
+  const committedCount = (path: string): number => {
+    const db = new Database(path, { readonly: true })
+    try {
+      return (db.query("SELECT count(*) AS n FROM messages").get() as { n: number }).n
+    } finally {
+      db.close()
+    }
+  }
+
+  test("writes join one open group until commit(); another reader sees them only then", () => {
+    const path = tempDbPath()
+    using store = disposable(new Store({ path }))
+    store.put("a", bytes("1"))
+    store.putMany([
+      { topic: "a", payload: bytes("2") },
+      { topic: "b", payload: bytes("3") },
+    ])
+    expect(store.hasUncommittedWrites).toBe(true)
+    expect(committedCount(path)).toBe(0)
+    store.commit()
+    expect(store.hasUncommittedWrites).toBe(false)
+    expect(committedCount(path)).toBe(3)
+    // Cheap and harmless with nothing open.
+    store.commit()
+  })
+
+  test("the end of the event-loop turn commits what nobody committed", async () => {
+    const path = tempDbPath()
+    using store = disposable(new Store({ path }))
+    store.put("a", bytes("unacknowledged"))
+    await new Promise<void>((resolve) => setImmediate(resolve))
+    expect(store.hasUncommittedWrites).toBe(false)
+    expect(committedCount(path)).toBe(1)
+  })
+
+  test("a failed batch inside a group rolls back alone; the group's other writes commit", () => {
+    const path = tempDbPath()
+    using store = disposable(new Store({ path }))
+    store.put("a", bytes("kept"))
+    expect(() =>
+      store.putMany([
+        { topic: "a", payload: bytes("x") },
+        { topic: "a", payload: null as unknown as Uint8Array },
+      ]),
+    ).toThrow()
+    store.put("a", bytes("kept too"))
+    store.commit()
+    expect(committedCount(path)).toBe(2)
+    expect([store.lastSeq, store.messageCount]).toEqual([2, 2])
+  })
+
+  test("close() commits the open group", () => {
+    const path = tempDbPath()
+    const store = new Store({ path })
+    store.put("a", bytes("1"))
+    store.close()
+    expect(committedCount(path)).toBe(1)
+  })
 })
