@@ -21,8 +21,9 @@ export interface FrameDecoder {
 }
 
 /**
- * What every decoder shares: complete frames are read in place from the pushed chunk, and only
- * an unfinished frame is copied into `tail` to be completed by the next chunk.
+ * What every decoder shares: complete frames are read in place from the pushed chunk; a frame
+ * cut by the chunk's end is copied into `tail`, completed there with just the bytes of the next
+ * chunk it lacks, and the rest of that chunk is read in place again.
  */
 export abstract class TailBufferingDecoder implements FrameDecoder {
   protected readonly sink: FrameSink
@@ -48,19 +49,6 @@ export abstract class TailBufferingDecoder implements FrameDecoder {
   stop(): void {
     this.stopped = true
     this.tail.clear()
-  }
-
-  /** The bytes to decode: the chunk itself, or the tail with the chunk appended. */
-  protected withTail(chunk: Uint8Array): Uint8Array {
-    if (this.tail.length === 0) return chunk
-    this.tail.append(chunk)
-    return this.tail.view()
-  }
-
-  /** Keeps `data` from `start` on for the next chunk (copied only if it is still the caller's chunk). */
-  protected keepFrom(data: Uint8Array, chunk: Uint8Array, start: number): void {
-    if (data === chunk) this.tail.append(chunk.subarray(start))
-    else this.tail.discard(start)
   }
 
   protected fail(error: ProtocolError): void {

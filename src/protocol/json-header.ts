@@ -28,8 +28,12 @@ export class JsonHeaderDecoder extends TailBufferingDecoder {
 
   push(chunk: Uint8Array): void {
     if (this.stopped || chunk.length === 0) return
-    const data = this.withTail(chunk)
+    const data = chunk
     let position = 0
+    if (this.tail.length > 0) {
+      position = this.#completeTail(chunk)
+      if (position < 0) return
+    }
     for (;;) {
       if (this.#bodyBytes === AWAITING_HEADER) {
         const headerEnd = this.#readHeader(data, position)
@@ -44,7 +48,35 @@ export class JsonHeaderDecoder extends TailBufferingDecoder {
       position = end
     }
     if (this.stopped) return
-    this.keepFrom(data, chunk, position)
+    if (position < data.length) this.tail.append(data.subarray(position))
+  }
+
+  /**
+   * Finishes what the tail holds with the fewest bytes of `chunk`: the rest of a header (at most
+   * MAX_HEADER_BYTES), or the rest of a body, which then goes out as a frame. Returns where in
+   * `chunk` decoding goes on in place, or -1 when the chunk was used up (or the stream failed).
+   */
+  #completeTail(chunk: Uint8Array): number {
+    const had = this.tail.length
+    if (this.#bodyBytes === AWAITING_HEADER) {
+      this.tail.append(chunk.subarray(0, Math.max(0, MAX_HEADER_BYTES - had)))
+      const headerEnd = this.#readHeader(this.tail.view(), 0)
+      // Still arriving (all of this chunk is in the tail then: the header is shorter than
+      // MAX_HEADER_BYTES, or it failed), or complete.
+      if (headerEnd < 0) return -1
+      this.tail.clear()
+      return headerEnd - had
+    }
+    const need = this.#bodyBytes - had
+    if (chunk.length < need) {
+      this.tail.append(chunk)
+      return -1
+    }
+    this.tail.append(chunk.subarray(0, need))
+    this.#bodyBytes = AWAITING_HEADER
+    this.sink.frame(this.tail.view())
+    this.tail.clear()
+    return this.stopped ? -1 : need
   }
 
   /** Parses a header at `start`; returns the offset after it, or -1 if incomplete or failed. */

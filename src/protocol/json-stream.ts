@@ -4,6 +4,10 @@
  * (brace depth, inside-a-string, after-a-backslash) that remembers where it stopped, so no
  * byte is scanned twice. Structural characters are ASCII and UTF-8 continuation bytes are
  * >= 0x80, so a chunk may end anywhere, even inside a multi-byte character.
+ *
+ * Objects are handed out as views of the chunk they arrived in. Only an object that straddles
+ * chunks is copied, and only its own bytes: the start kept from the earlier chunk, then just
+ * the part of the new chunk that completes it; the rest of the new chunk is read in place.
  */
 import { TailBufferingDecoder } from "./decoder.ts"
 import { ProtocolError } from "./errors.ts"
@@ -18,6 +22,8 @@ const LF = 0x0a
 const CR = 0x0d
 
 const NOT_IN_OBJECT = -1
+/** The object being scanned began in an earlier chunk: its start is in the tail. */
+const IN_TAIL = -2
 
 export class JsonStreamDecoder extends TailBufferingDecoder {
   // Scanner state, kept across chunks.
@@ -28,10 +34,9 @@ export class JsonStreamDecoder extends TailBufferingDecoder {
   push(chunk: Uint8Array): void {
     if (this.stopped || chunk.length === 0) return
     // The tail only ever holds the start of an unfinished object, already scanned.
-    const scanned = this.tail.length
-    const data = this.withTail(chunk)
-    let position = scanned
-    let objectStart = scanned > 0 ? 0 : NOT_IN_OBJECT
+    const data = chunk
+    let position = 0
+    let objectStart = this.tail.length > 0 ? IN_TAIL : NOT_IN_OBJECT
 
     let depth = this.#depth
     let inString = this.#inString
@@ -78,11 +83,22 @@ export class JsonStreamDecoder extends TailBufferingDecoder {
         depth++
       } else if (byte === RIGHT_BRACE && --depth === 0) {
         const end = position + 1
-        if (end - objectStart > this.maxFrameBytes) {
-          this.#failTooLarge()
-          return
+        if (objectStart === IN_TAIL) {
+          if (this.tail.length + end > this.maxFrameBytes) {
+            this.#failTooLarge()
+            return
+          }
+          // Completed by the first `end` bytes of this chunk: only those are copied.
+          this.tail.append(data.subarray(0, end))
+          this.sink.frame(this.tail.view())
+          this.tail.clear()
+        } else {
+          if (end - objectStart > this.maxFrameBytes) {
+            this.#failTooLarge()
+            return
+          }
+          this.sink.frame(data.subarray(objectStart, end))
         }
-        this.sink.frame(data.subarray(objectStart, end))
         if (this.stopped) return
         objectStart = NOT_IN_OBJECT
       }
@@ -91,15 +107,14 @@ export class JsonStreamDecoder extends TailBufferingDecoder {
     this.#inString = inString
     this.#escaped = escaped
 
-    if (objectStart === NOT_IN_OBJECT) {
-      this.tail.clear()
-      return
-    }
-    if (length - objectStart > this.maxFrameBytes) {
+    if (objectStart === NOT_IN_OBJECT) return
+    // The unfinished object is kept: all of this chunk continues it, or it starts in this chunk.
+    const keptFrom = objectStart === IN_TAIL ? 0 : objectStart
+    if (this.tail.length + length - keptFrom > this.maxFrameBytes) {
       this.#failTooLarge()
       return
     }
-    this.keepFrom(data, chunk, objectStart)
+    this.tail.append(data.subarray(keptFrom))
   }
 
   #failTooLarge(): void {

@@ -76,3 +76,33 @@ describe("JsonHeaderDecoder", () => {
     expect(sink.frames).toEqual(["{}"])
   })
 })
+
+test("after a body that straddles two chunks, the rest of the new chunk is read in place", () => {
+  const encode = (body: string) => new TextEncoder().encode(`${encodeHeader(body.length)}${body}`)
+  const one = encode('{"a":1}')
+  const two = encode('{"b":2}')
+  const seen: { text: string; inChunk: boolean }[] = []
+  const second = new Uint8Array([...one.subarray(30), ...two])
+  const stream = new JsonHeaderDecoder(
+    { frame: (frame) => seen.push({ text: new TextDecoder().decode(frame), inChunk: frame.buffer === second.buffer }), fail: () => {} },
+    1024,
+  )
+  // The header and part of the body, then the rest of it with a whole second request.
+  stream.push(one.subarray(0, 30))
+  stream.push(second)
+  expect(seen).toEqual([
+    { text: '{"a":1}', inChunk: false },
+    { text: '{"b":2}', inChunk: true },
+  ])
+  expect(stream.buffered).toBe(0)
+  // A header cut in two is completed from the next chunk, its body read in place.
+  seen.length = 0
+  const third = new Uint8Array(two.subarray(5))
+  const cutHeader = new JsonHeaderDecoder(
+    { frame: (frame) => seen.push({ text: new TextDecoder().decode(frame), inChunk: frame.buffer === third.buffer }), fail: () => {} },
+    1024,
+  )
+  cutHeader.push(two.subarray(0, 5))
+  cutHeader.push(third)
+  expect(seen).toEqual([{ text: '{"b":2}', inChunk: true }])
+})

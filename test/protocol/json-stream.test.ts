@@ -140,3 +140,29 @@ describe("JsonStreamDecoder", () => {
     expect(frames).toEqual(['{"a":1}'])
   })
 })
+
+test("after an object that straddles two chunks, the rest of the new chunk is read in place", () => {
+  const seen: { text: string; inChunk: boolean }[] = []
+  const second = bytes('1}{"b":2}')
+  const stream = new JsonStreamDecoder(
+    { frame: (frame) => seen.push({ text: new TextDecoder().decode(frame), inChunk: frame.buffer === second.buffer }), fail: () => {} },
+    MAX,
+  )
+  stream.push(bytes('{"a":'))
+  expect(stream.buffered).toBe(5)
+  stream.push(second)
+  // The straddling object is the tail plus the two bytes that complete it; the next is a view of the chunk.
+  expect(seen).toEqual([
+    { text: '{"a":1}', inChunk: false },
+    { text: '{"b":2}', inChunk: true },
+  ])
+  expect(stream.buffered).toBe(0)
+})
+
+test("an object straddling chunks is held to the size limit as it grows", () => {
+  const errors: string[] = []
+  const stream = new JsonStreamDecoder({ frame: () => {}, fail: (error) => errors.push(error.errorName) }, 16)
+  stream.push(bytes('{"a":"0123'))
+  stream.push(bytes("4567890"))
+  expect(errors).toEqual(["too_large"])
+})
