@@ -66,6 +66,50 @@ export class Reader {
     return this.#deliver(topic, this.#broker.store.oldestAfter(topic, this.cursor(topic)))
   }
 
+  /**
+   * The oldest unread messages of `topic` (or of the readable topics a pattern matches, merged in
+   * put order), as many `get`s in a row would give them, but with one look-up per topic rather
+   * than per message: at most `maxMessages`, and no more once `maxBytes` of payload are given (at
+   * least one is). Empty when nothing is unread. For catch-up and event streams.
+   */
+  getMany(topic: string, maxMessages: number, maxBytes: number, readable?: TopicFilter): Delivery[] {
+    const names = isPattern(topic) ? this.#unreadMatching(topic, readable) : [topic]
+    // A share of the batch from each topic (twice the even share: traffic is rarely even).
+    const perTopic = names.length === 1 ? maxMessages : Math.max(8, Math.ceil((2 * maxMessages) / names.length))
+    const found: { topic: string; message: StoredMessage }[] = []
+    /** Per topic: how many of its unread messages were found, and whether that is all of them. */
+    const left = new Map<string, { found: number; all: boolean }>()
+    // Put order holds only up to the first topic cut short: its next message may be older than others' found ones.
+    let bound = Number.POSITIVE_INFINITY
+    for (const name of names) {
+      const rows = this.#broker.store.messagesAfter(name, this.cursor(name), perTopic)
+      const all = rows.length < perTopic
+      left.set(name, { found: rows.length, all })
+      if (!all) bound = Math.min(bound, rows[rows.length - 1]!.seq)
+      for (const message of rows) found.push({ topic: name, message })
+    }
+    if (names.length > 1) found.sort((a, b) => a.message.seq - b.message.seq)
+    const given: Delivery[] = []
+    let bytes = 0
+    for (const { topic: name, message } of found) {
+      if (given.length === maxMessages || message.seq > bound || (given.length > 0 && bytes >= maxBytes)) break
+      let delivery: Delivery | null
+      try {
+        delivery = this.#deliver(name, message)
+      } catch (error) {
+        // No room for one more topic's cursor: what was given stands; the refusal comes on the next read.
+        if (given.length > 0 && error instanceof BrokerError) break
+        throw error
+      }
+      given.push(delivery!)
+      bytes += message.payload.length
+      left.get(name)!.found--
+    }
+    // A topic whose every unread message was given is caught up, as a get finding nothing would note.
+    for (const [name, { found: remaining, all }] of left) if (all && remaining === 0) this.#caughtUp(name)
+    return given
+  }
+
   /** The newest unread message (everything older in the topic, or in every matching topic, counts as read). */
   getLatest(topic: string, readable?: TopicFilter): Delivery | null {
     if (isPattern(topic)) return this.#newestMatching(topic, readable)

@@ -50,11 +50,7 @@ export function eventStream(
   const produce = async (controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> => {
     if (cancelled) return
     let text = ""
-    for (let i = 0; i < MESSAGES_PER_PULL; i++) {
-      const message = next()
-      if (message === null) break
-      text += format(message)
-    }
+    for (const message of next(MESSAGES_PER_PULL)) text += format(message)
     if (text === "") {
       // Nothing unread: wait for a put on the topic, or send a keepalive.
       const { promise, resolve } = Promise.withResolvers<void>()
@@ -64,8 +60,8 @@ export function eventStream(
       clearTimeout(timer)
       wake = null
       if (cancelled) return
-      const message = next()
-      text = message === null ? ": keepalive\n\n" : format(message)
+      const messages = next(MESSAGES_PER_PULL)
+      text = messages.length === 0 ? ": keepalive\n\n" : messages.map(format).join("")
     }
     // No event tells of a message before it is durable.
     broker.store.commit()
@@ -115,13 +111,25 @@ export function eventStream(
   })
 }
 
+/** Bytes of payload one pull reads at most (at least one message). */
+const BYTES_PER_PULL = 256 * 1024
+
 /**
- * Reads of several names merged in put order: the next message of each name is held as its
- * head, and the oldest head goes first. Overlapping names share the reader's cursors, so no
- * message comes twice.
+ * The next messages of the stream, up to `max`. One name: a batch per look-up (Reader.getMany).
+ * Several: merged in put order, the next message of each name held as its head and the oldest
+ * head going first; overlapping names share the reader's cursors, so no message comes twice.
  */
-function mergedReads(reader: Reader, names: readonly string[], readable: TopicFilter | undefined): () => Delivery | null {
-  if (names.length === 1) return () => reader.get(names[0]!, readable)
+function mergedReads(reader: Reader, names: readonly string[], readable: TopicFilter | undefined): (max: number) => Delivery[] {
+  if (names.length === 1) return (max) => reader.getMany(names[0]!, max, BYTES_PER_PULL, readable)
+  const next = mergedNext(reader, names, readable)
+  return (max) => {
+    const messages: Delivery[] = []
+    for (let message = next(); message !== null; message = messages.length < max ? next() : null) messages.push(message)
+    return messages
+  }
+}
+
+function mergedNext(reader: Reader, names: readonly string[], readable: TopicFilter | undefined): () => Delivery | null {
   const heads = new Map<string, Delivery>()
   return () => {
     let oldest: [string, Delivery] | null = null

@@ -39,6 +39,9 @@ class Subscription implements Subscriber {
   }
 }
 
+/** Messages a lagging subscription reads from the store per look-up. */
+const CATCH_UP_BATCH = 64
+
 export class BinarySession implements Session<BinaryItem> {
   readonly #host: SessionHost
   /** The connection's reader; after CURSOR a named one, after FROM one that starts at a seq. */
@@ -193,21 +196,24 @@ export class BinarySession implements Session<BinaryItem> {
     const stopAt = this.#writer.length + budget
     for (const subscription of this.#lagging) {
       while (this.#writer.length < stopAt) {
-        let message: Delivery | null
+        let messages: Delivery[]
         try {
-          message = this.#reader.get(subscription.topic, subscription.readable)
+          // A batch per look-up, as much as the budget leaves room for.
+          messages = this.#reader.getMany(subscription.topic, CATCH_UP_BATCH, stopAt - this.#writer.length, subscription.readable)
         } catch (error) {
           if (!(error instanceof BrokerError)) throw error
           this.#endSubscription(subscription, subscription.topic)
           break
         }
-        if (message === null) {
+        if (messages.length === 0) {
           // Nothing left in the store: from here on, each put is pushed as it happens.
           subscription.live = true
           this.#lagging.delete(subscription)
           break
         }
-        writeMessage(this.#writer, Op.deliver, 0, message.seq, message.missed, message.topic, message.payload, this.#putTimeOf(message))
+        for (const message of messages) {
+          writeMessage(this.#writer, Op.deliver, 0, message.seq, message.missed, message.topic, message.payload, this.#putTimeOf(message))
+        }
       }
       if (this.#writer.length >= stopAt) return
     }

@@ -153,6 +153,7 @@ export class Store {
   readonly #insertMessage: Statement<unknown, [number, number, number, number, Uint8Array]>
   readonly #insertMany: (entries: readonly { topic: string; payload: Uint8Array }[], putAt: number) => void
   readonly #oldestAfter: Statement<StoredMessage, [number, number]>
+  readonly #messagesAfter: Statement<StoredMessage, [number, number, number]>
   readonly #newestAfter: Statement<StoredMessage, [number, number]>
   readonly #oldestOfTopic: Statement<DroppedMessage, [number, number]>
   readonly #oldestPutAt: Statement<{ putAt: number }, [number]>
@@ -259,6 +260,7 @@ export class Store {
     // bare parameter compared with an index's first column (so the planner can look at it),
     // which made every get cost ~5 µs. The expression keeps the same index seek, prepared once.
     this.#oldestAfter = db.prepare(`${SELECT_MESSAGE} WHERE topic_id = +? AND seq > ? ORDER BY seq ASC LIMIT 1`)
+    this.#messagesAfter = db.prepare(`${SELECT_MESSAGE} WHERE topic_id = +? AND seq > ? ORDER BY seq ASC LIMIT ?`)
     this.#newestAfter = db.prepare(`${SELECT_MESSAGE} WHERE topic_id = +? AND seq > ? ORDER BY seq DESC LIMIT 1`)
     this.#oldestOfTopic = db.prepare(
       "SELECT seq, ordinal, length(payload) AS bytes, put_at AS putAt FROM messages WHERE topic_id = +? ORDER BY seq ASC LIMIT ?",
@@ -297,6 +299,7 @@ export class Store {
       this.#insertTopic,
       this.#insertMessage,
       this.#oldestAfter,
+      this.#messagesAfter,
       this.#newestAfter,
       this.#oldestOfTopic,
       this.#oldestPutAt,
@@ -382,6 +385,12 @@ export class Store {
   oldestAfter(topic: string, afterSeq: number): StoredMessage | null {
     const state = this.#topics.get(topic)
     return state === undefined ? null : this.#oldestAfter.get(state.id, afterSeq)
+  }
+
+  /** Up to `limit` messages of `topic` after `afterSeq`, oldest first: one statement for a batch. */
+  messagesAfter(topic: string, afterSeq: number, limit: number): StoredMessage[] {
+    const state = this.#topics.get(topic)
+    return state === undefined ? [] : this.#messagesAfter.all(state.id, afterSeq, limit)
   }
 
   /** The newest message of `topic` with a sequence number above `afterSeq`. */
