@@ -95,6 +95,8 @@ export class Importer {
           last = streamSeq
           store.setMark(mark, last)
         } else this.redelivered++
+        // The put and the position are durable before JetStream forgets the message.
+        store.commit()
         message.ack()
       }
     } catch (error) {
