@@ -10,6 +10,7 @@ import { join } from "node:path"
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream"
 import { type NatsConnection, connect as natsConnect } from "@nats-io/transport-node"
 import type { BridgeConfig, BridgeRule } from "../../src/bridge/config.ts"
+import { statsTable } from "../../src/cli/inspect.ts"
 import { type Client, connect } from "../../src/client.ts"
 import { parseArguments, UsageError } from "../../src/options.ts"
 import { startTestServer } from "../helpers.ts"
@@ -327,6 +328,27 @@ describe.skipIf(NATS_SERVER === null)("the NATS bridge", () => {
     },
     TEST_MS,
   )
+})
+
+test("dsmq stats shows the bridge: its link and each rule's totals", async () => {
+  const bridge: BridgeConfig = {
+    servers: ["nats://127.0.0.1:9"],
+    auth: null,
+    tls: null,
+    prefix: "",
+    name: "a",
+    exports: rules("lab/#"),
+    imports: rules("x/#"),
+  }
+  using server = startTestServer({ bridge })
+  await using client = await connect({ port: server.port, retries: 0 })
+  await client.putAck("lab/t", "waiting")
+  const table = statsTable(server.stats())
+  expect(table).toMatch(/^NATS bridge +not connected/m)
+  expect(table).toMatch(/^ {2}export lab\/# +0 sent, 1 waiting$/m)
+  expect(table).toMatch(/^ {2}import x\/# +0 put, 0 dropped$/m)
+  using plain = startTestServer()
+  expect(statsTable(plain.stats())).not.toContain("NATS bridge")
 })
 
 describe("bridge configuration", () => {
