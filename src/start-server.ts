@@ -6,7 +6,8 @@
 import type { Server, TCPSocketListener } from "bun"
 import { type AuthConfig, Authenticator } from "./auth/auth.ts"
 import type { BridgeConfig } from "./bridge/config.ts"
-import { NatsBridge } from "./bridge/nats-bridge.ts"
+import type { BridgeState, NatsBridge } from "./bridge/nats-bridge.ts"
+import { patternToSubjects } from "./bridge/subjects.ts"
 import { Broker, DEFAULT_MAX_CURSORS } from "./broker/broker.ts"
 import { DEFAULT_RETENTION, type RetentionConfig } from "./broker/retention.ts"
 import {
@@ -153,8 +154,10 @@ export function startServer(options: ServerOptions): RunningServer {
   let running = true
 
   const budget = new BufferBudget(serverLimits.maxBufferedBytes, serverLimits.budgetPauseMs)
-  const bridge = options.bridge ? new NatsBridge(broker, budget, options.bridge, log) : null
-  const bridgeState = bridge === null ? null : () => bridge.state()
+  // The NATS client is loaded only when a bridge is configured: a server without one needs no package.
+  const bridgeConfig = options.bridge ?? null
+  let bridge: NatsBridge | null = null
+  const bridgeState = bridgeConfig === null ? null : () => bridge?.state() ?? bridgeStarting(bridgeConfig)
   const stats = (): ServerStats => collectStats(broker, errors, registry.snapshot(), budget, bridgeState)
 
   const shutdown = new AbortController()
@@ -176,6 +179,7 @@ export function startServer(options: ServerOptions): RunningServer {
     // Event streams end; long polls and pending waits are answered with "nothing".
     shutdown.abort()
     void bridge?.stop()
+    bridge = null
     broker.releaseAllWaiters()
     registry.beginShutdown()
     const deadline = setTimeout(() => finish?.(), timeoutMs)
@@ -262,7 +266,16 @@ export function startServer(options: ServerOptions): RunningServer {
   }
 
   // Only once both ports serve: an unreachable NATS never keeps local clients waiting.
-  bridge?.start()
+  if (bridgeConfig !== null) {
+    void import("./bridge/nats-bridge.ts").then(
+      ({ NatsBridge }) => {
+        if (!running) return
+        bridge = new NatsBridge(broker, budget, bridgeConfig, log)
+        bridge.start()
+      },
+      (error: unknown) => log(`bridge: cannot load the NATS client (run bun install): ${String(error)}`),
+    )
+  }
   return {
     host: options.host,
     port: tcp.port,
@@ -294,6 +307,20 @@ function startMonitor(
   timer.unref()
   shutdown.addEventListener("abort", () => clearInterval(timer), { once: true })
   return { stats, connections, meter, startedAtMs: Date.now(), maxStoreBytes: broker.retention.config.maxStoreBytes }
+}
+
+/** The bridge's state while its NATS client is still loading: not connected, nothing sent yet. */
+function bridgeStarting(config: BridgeConfig): BridgeState {
+  const subjectsOf = (pattern: string) => patternToSubjects(pattern, config.prefix)
+  return {
+    connected: false,
+    server: null,
+    lastError: null,
+    exported: 0,
+    imported: 0,
+    exports: config.exports.map((rule) => ({ ...rule, subjects: subjectsOf(rule.pattern), exported: 0, lagMessages: 0, position: 0 })),
+    imports: config.imports.map((rule) => ({ ...rule, subjects: subjectsOf(rule.pattern), imported: 0, dropped: 0, redelivered: 0 })),
+  }
 }
 
 /** A reason the server cannot start, in one line for the person starting it. */

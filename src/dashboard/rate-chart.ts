@@ -1,6 +1,7 @@
 /** Puts/s and deliveries/s over the last minutes, as a uPlot line chart that follows its box's width. */
-import uPlot from "uplot"
-import "uplot/dist/uPlot.min.css"
+// Vendored (src/dashboard/vendor/uplot/README.md): the page works on a fresh clone, offline.
+import uPlot from "./vendor/uplot/uPlot.esm.js"
+import "./vendor/uplot/uPlot.min.css"
 import type { RatePoint } from "./types.ts"
 
 /** Points kept: five minutes of one-second samples, as the server keeps. */
