@@ -6,6 +6,7 @@ import { join } from "node:path"
 import { connect } from "../src/client.ts"
 import { parseArguments } from "../src/options.ts"
 import { eventually, startTestServer } from "./helpers.ts"
+import { makeSelfSignedCertificate } from "./self-signed.ts"
 import { spawnServer } from "./server-process.ts"
 
 let directory = ""
@@ -15,30 +16,7 @@ let key = ""
 beforeAll(() => {
   // A throwaway self-signed certificate for 127.0.0.1, made for this run.
   directory = mkdtempSync(join(tmpdir(), "dsmq-tls-"))
-  const made = Bun.spawnSync(
-    [
-      "openssl",
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
-      "-keyout",
-      join(directory, "key.pem"),
-      "-out",
-      join(directory, "cert.pem"),
-      "-days",
-      "1",
-      "-subj",
-      "/CN=127.0.0.1",
-      "-addext",
-      "subjectAltName=IP:127.0.0.1,DNS:localhost",
-    ],
-    { stderr: "pipe" },
-  )
-  if (made.exitCode !== 0) throw new Error(`openssl failed: ${made.stderr.toString()}`)
+  makeSelfSignedCertificate(directory)
   cert = readFileSync(join(directory, "cert.pem"), "utf8")
   key = readFileSync(join(directory, "key.pem"), "utf8")
 })

@@ -4,7 +4,7 @@
  * connections tables, and the tail the user chose.
  */
 import { checkAccess, storedToken, storeToken } from "./access.ts"
-import { formatBytes, formatCount, formatDuration, formatLatency, formatRate } from "./format.ts"
+import { formatBytes, formatCount, formatDuration, formatLatency, formatRate, tableRow } from "./format.ts"
 import { type ChannelState, LiveChannel } from "./live.ts"
 import { RateChart } from "./rate-chart.ts"
 import { TailView } from "./tail-view.ts"
@@ -109,24 +109,16 @@ function showBridge(bridge: BridgeState | null): void {
 function showConnections(rows: readonly ConnectionRow[], total: number): void {
   const body = element<HTMLTableElement>("connections-table").tBodies[0]!
   body.replaceChildren(
-    ...rows.map((row) => {
-      const tr = document.createElement("tr")
-      const cells: [string, boolean][] = [
+    ...rows.map((row) =>
+      tableRow([
         [row.protocol, false],
         [row.address, false],
         [row.principal ?? "–", false],
         [formatCount(row.subscriptions), true],
         [formatBytes(row.bufferedBytes), true],
         [formatDuration(row.ageSeconds), true],
-      ]
-      for (const [text, numeric] of cells) {
-        const td = document.createElement("td")
-        td.textContent = text
-        if (numeric) td.className = "num"
-        tr.append(td)
-      }
-      return tr
-    }),
+      ]),
+    ),
   )
   setText("connections-count", rows.length < total ? `${rows.length} of ${total}` : String(total))
 }

@@ -1,4 +1,4 @@
-/** How the page writes numbers: short, with units, the same everywhere. */
+/** How the page writes numbers (short, with units, the same everywhere), and table rows of them. */
 
 const whole = new Intl.NumberFormat("en", { maximumFractionDigits: 0 })
 const compact = new Intl.NumberFormat("en", { notation: "compact", maximumFractionDigits: 1 })
@@ -45,4 +45,16 @@ export function formatAgo(atMs: number | null, nowMs: number): string {
   if (atMs === null) return "–"
   const seconds = Math.max(0, (nowMs - atMs) / 1000)
   return seconds < 1 ? "now" : `${formatDuration(seconds)} ago`
+}
+
+/** A table row of text cells; numeric ones are right-aligned. */
+export function tableRow(cells: readonly (readonly [text: string, numeric: boolean])[]): HTMLTableRowElement {
+  const tr = document.createElement("tr")
+  for (const [text, numeric] of cells) {
+    const td = document.createElement("td")
+    td.textContent = text
+    if (numeric) td.className = "num"
+    tr.append(td)
+  }
+  return tr
 }

@@ -1,5 +1,5 @@
 /** The topic catalogue as a table: sorted by any column (click its header), filtered by a substring of the name. */
-import { formatAgo, formatBytes, formatCount, formatRate } from "./format.ts"
+import { formatAgo, formatBytes, formatCount, formatRate, tableRow } from "./format.ts"
 import type { TopicRow } from "./types.ts"
 
 type SortKey = keyof TopicRow
@@ -55,22 +55,15 @@ export class TopicsTable {
   }
 
   #rowElement(row: TopicRow): HTMLTableRowElement {
-    const tr = document.createElement("tr")
-    tr.dataset.topic = row.topic
-    const cells: [string, boolean][] = [
+    const tr = tableRow([
       [row.topic, false],
       [formatCount(row.messages), true],
       [formatBytes(row.bytes), true],
       [formatRate(row.perSecond), true],
       [formatCount(row.subscribers), true],
       [formatAgo(row.lastPutAt, this.#nowMs), true],
-    ]
-    for (const [text, numeric] of cells) {
-      const td = document.createElement("td")
-      td.textContent = text
-      if (numeric) td.className = "num"
-      tr.append(td)
-    }
+    ])
+    tr.dataset.topic = row.topic
     return tr
   }
 }

@@ -15,6 +15,7 @@ import { type Client, connect } from "../../src/client.ts"
 import { parseArguments, UsageError } from "../../src/options.ts"
 import { startTestServer } from "../helpers.ts"
 import { NATS_SERVER, NatsServer } from "../nats-server.ts"
+import { makeSelfSignedCertificate } from "../self-signed.ts"
 import { spawnServer } from "../server-process.ts"
 
 const TEST_MS = 60_000
@@ -275,25 +276,7 @@ describe.skipIf(NATS_SERVER === null)("the NATS bridge", () => {
     async () => {
       const directory = mkdtempSync(join(tmpdir(), "dsmq-nats-tls-"))
       try {
-        const [certFile, keyFile] = [join(directory, "cert.pem"), join(directory, "key.pem")]
-        const made = Bun.spawnSync(
-          [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            keyFile,
-            "-out",
-            certFile,
-          ].concat(["-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"]),
-          { stderr: "pipe" },
-        )
-        expect(made.exitCode).toBe(0)
+        const { certFile, keyFile } = makeSelfSignedCertificate(directory)
         await using nats = await NatsServer.start({ token: "s3cret-token", tls: { certFile, keyFile } })
         expect(nats.url).toStartWith("tls://")
         const ca = await Bun.file(certFile).text()
