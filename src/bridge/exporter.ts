@@ -106,8 +106,9 @@ export class Exporter implements Subscriber {
     let lag = 0
     for (const topic of store.topics()) {
       if (topic.lastSeq <= this.position || !this.matches(topic.name)) continue
-      const first = store.oldestAfter(topic.name, this.position)
-      if (first !== null) lag += topic.lastOrdinal - first.ordinal + 1
+      // Asked several times a second (every open dashboard's stats): the ordinal only, never the payload.
+      const first = store.ordinalAfter(topic, this.position)
+      if (first !== null) lag += topic.lastOrdinal - first + 1
     }
     return lag
   }

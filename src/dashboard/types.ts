@@ -1,4 +1,8 @@
-/** The JSON the page reads: GET /stats and the `update` events of GET /stats/live (see the README). */
+/**
+ * The JSON the page reads: GET /stats and the `update` events of GET /stats/live (see the README).
+ * Written out here rather than imported from src/http/: the page is type-checked on its own, with
+ * the DOM's types and without Bun's, which the server's modules need.
+ */
 
 export interface StatsDocument {
   readonly version: string

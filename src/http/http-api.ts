@@ -352,8 +352,7 @@ const MAX_CATALOGUE_PAGE = 10_000
 function catalogue(broker: Broker, principal: Principal, url: URL): object {
   const match = url.searchParams.get("match")
   if (match !== null) checkedName(match, true)
-  const limit = readNumber(url.searchParams.get("limit"), "limit", 1, MAX_CATALOGUE_PAGE) ?? CATALOGUE_PAGE
-  if (!Number.isInteger(limit)) throw new HttpError(400, "bad_field", "limit must be a whole number")
+  const limit = readWhole(url.searchParams.get("limit"), "limit", 1, MAX_CATALOGUE_PAGE) ?? CATALOGUE_PAGE
   const after = url.searchParams.get("after") ?? ""
   const { topics, next } = listTopics(broker, { match, limit, after, readable: (topic) => principal.canRead(topic) })
   return next === null ? { topics } : { topics, next }

@@ -154,6 +154,7 @@ export class Store {
   readonly #insertMany: (entries: readonly { topic: string; payload: Uint8Array }[], putAt: number) => void
   readonly #oldestAfter: Statement<StoredMessage, [number, number]>
   readonly #messagesAfter: Statement<StoredMessage, [number, number, number]>
+  readonly #ordinalAfter: Statement<{ ordinal: number }, [number, number]>
   readonly #newestAfter: Statement<StoredMessage, [number, number]>
   readonly #oldestOfTopic: Statement<DroppedMessage, [number, number]>
   readonly #oldestPutAt: Statement<{ putAt: number }, [number]>
@@ -261,6 +262,7 @@ export class Store {
     // which made every get cost ~5 µs. The expression keeps the same index seek, prepared once.
     this.#oldestAfter = db.prepare(`${SELECT_MESSAGE} WHERE topic_id = +? AND seq > ? ORDER BY seq ASC LIMIT 1`)
     this.#messagesAfter = db.prepare(`${SELECT_MESSAGE} WHERE topic_id = +? AND seq > ? ORDER BY seq ASC LIMIT ?`)
+    this.#ordinalAfter = db.prepare("SELECT ordinal FROM messages WHERE topic_id = +? AND seq > ? ORDER BY seq ASC LIMIT 1")
     this.#newestAfter = db.prepare(`${SELECT_MESSAGE} WHERE topic_id = +? AND seq > ? ORDER BY seq DESC LIMIT 1`)
     this.#oldestOfTopic = db.prepare(
       "SELECT seq, ordinal, length(payload) AS bytes, put_at AS putAt FROM messages WHERE topic_id = +? ORDER BY seq ASC LIMIT ?",
@@ -300,6 +302,7 @@ export class Store {
       this.#insertMessage,
       this.#oldestAfter,
       this.#messagesAfter,
+      this.#ordinalAfter,
       this.#newestAfter,
       this.#oldestOfTopic,
       this.#oldestPutAt,
@@ -391,6 +394,11 @@ export class Store {
   messagesAfter(topic: string, afterSeq: number, limit: number): StoredMessage[] {
     const state = this.#topics.get(topic)
     return state === undefined ? [] : this.#messagesAfter.all(state.id, afterSeq, limit)
+  }
+
+  /** The ordinal of `topic`'s oldest stored message after `afterSeq` (no payload read); null when none. */
+  ordinalAfter(topic: TopicState, afterSeq: number): number | null {
+    return this.#ordinalAfter.get(topic.id, afterSeq)?.ordinal ?? null
   }
 
   /** The newest message of `topic` with a sequence number above `afterSeq`. */
