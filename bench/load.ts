@@ -3,7 +3,7 @@
  * --http-port 0`, a fresh one per scenario and protocol), the load in this one, over loopback
  * only (TCP, and WebSocket on the broker's HTTP port).
  *
- *   bun run bench/load.ts [--quick] [--only SCENARIO] [--protocol PROTOCOL] [--against HOST:PORT]
+ *   bun run bench/load.ts [--quick] [--only SCENARIO] [--protocol PROTOCOL] [--against HOST:PORT] [--peers]
  *
  * Scenarios (each over every protocol that can run it; see bench/README.md):
  *   rtt     1 writer, 1 reader, sequential: put, wait until the reader has it, put the next (64 B)
@@ -25,13 +25,16 @@
 
 import { printTable, writeResults } from "./common.ts"
 import { FULL, parseOptions, QUICK } from "./load/options.ts"
-import { execute, plan } from "./load/plan.ts"
+import { execute, missingPeers, plan } from "./load/plan.ts"
 import {
   checkTargets,
   LOAD_TABLE_HEADER,
   LOAD_TABLE_NOTES,
   type LoadResults,
   loadTableRows,
+  PEER_TABLE_HEADER,
+  PEER_TABLE_NOTES,
+  peerTableRows,
   type ScenarioResult,
   scenarioLegend,
   TARGET_TABLE_HEADER,
@@ -51,6 +54,8 @@ async function main(): Promise<number> {
     `Load scenarios${options.quick ? " (quick)" : ""}: ${runs.length} runs, each against a fresh broker process (bun run src/server.ts --port 0 --http-port 0) on 127.0.0.1`,
   )
   for (const line of scenarioLegend()) console.log(line)
+  const unavailable = missingPeers(options)
+  for (const { cell, reason } of unavailable) console.log(`${cell}: ${reason}`)
   const results: ScenarioResult[] = []
   for (const [index, run] of runs.entries()) {
     // The progress line: which run, of how many, while it runs; its result ends the line.
@@ -77,6 +82,13 @@ async function main(): Promise<number> {
   printTable("Load scenarios (loopback; one fresh broker process per row)", [...LOAD_TABLE_HEADER], loadTableRows(results))
   console.log()
   for (const line of LOAD_TABLE_NOTES) console.log(line)
+  const besideNats = peerTableRows(results)
+  if (besideNats.length > 0) {
+    printTable("Beside NATS (--peers; ratios to the NATS row of the same scenario, same run)", [...PEER_TABLE_HEADER], besideNats)
+    console.log()
+    for (const line of PEER_TABLE_NOTES) console.log(line)
+  }
+  for (const { cell, reason } of unavailable) console.log(`${cell}: ${reason}`)
 
   const targets = checkTargets(results)
   if (options.targets) {
@@ -87,8 +99,9 @@ async function main(): Promise<number> {
     )
   }
 
-  // Every protocol has a driver: a cell that cannot run is a failed row with its error, none is "unavailable".
-  const loadResults: LoadResults = { quick: options.quick, scenarios: results, unavailable: [], targets }
+  // Every protocol has a driver: a cell that cannot run is a failed row with its error; only a
+  // peer that is not installed is "unavailable".
+  const loadResults: LoadResults = { quick: options.quick, scenarios: results, unavailable, targets }
   await writeResults("load", { load: loadResults })
   return results.some((result) => result.error !== null) ? 1 : 0
 }

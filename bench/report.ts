@@ -15,6 +15,9 @@ import {
   LOAD_TABLE_NOTES,
   type LoadResults,
   loadTableRows,
+  PEER_TABLE_HEADER,
+  PEER_TABLE_NOTES,
+  peerTableRows,
   rowLabel,
   SCENARIO_DESCRIPTIONS,
   type ScenarioResult,
@@ -201,6 +204,18 @@ export function renderMarkdown(run: SuiteRun, chartFile: string | null): string 
     const noted = load.scenarios.filter((result) => result.notes.length > 0)
     for (const result of noted) lines.push(`- ${rowLabel(result)}: ${result.notes.join("; ")}`)
     if (failed.length + noted.length > 0) lines.push("")
+
+    const besideNats = peerTableRows(load.scenarios)
+    if (besideNats.length > 0) {
+      lines.push("## Beside NATS")
+      lines.push("")
+      lines.push("Every row of each scenario as a ratio to the NATS row of the same scenario, same run (`--peers`).")
+      lines.push("")
+      lines.push(markdownTable(PEER_TABLE_HEADER, besideNats))
+      lines.push("")
+      lines.push(PEER_TABLE_NOTES.join(" "))
+      lines.push("")
+    }
 
     if (run.targets) {
       lines.push("## Targets (issue 4)")

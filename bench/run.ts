@@ -17,7 +17,10 @@ import {
   LOAD_TABLE_HEADER,
   LOAD_TABLE_NOTES,
   loadTableRows,
+  PEER_TABLE_HEADER,
+  PEER_TABLE_NOTES,
   parseLoopbackAddress,
+  peerTableRows,
   SCENARIOS,
   scenarioLegend,
   TARGET_TABLE_HEADER,
@@ -46,6 +49,9 @@ Options:
                       matches REGEX (sets BENCH_FILTER)
   --against HOST:PORT also run the json-stream load scenarios against another dsmq-compatible
                       server there (loopback addresses only)
+  --peers             also run the load scenarios against nats-server and mosquitto (Debian's
+                      packages, spawned on 127.0.0.1; skipped with a note when not installed)
+                      and show every row beside NATS's
   --json FILE         write all results as JSON to FILE
   --report FILE       where to write the Markdown report (the chart goes next to it, as
                       NAME-latency.svg). Default: bench/RESULTS.md for a full run (no --quick,
@@ -70,6 +76,7 @@ interface Options {
   readonly reportFile: string | undefined
   readonly timeoutSeconds: number
   readonly targets: boolean
+  readonly peers: boolean
 }
 
 const SPECS = {
@@ -87,6 +94,7 @@ const SPECS = {
   report: { type: "string" },
   timeout: { type: "number", min: 1, max: 86_400 },
   targets: { type: "boolean" },
+  peers: { type: "boolean" },
 } as const satisfies Record<string, OptionSpec>
 
 function parseOptions(argv: readonly string[]): Options {
@@ -101,6 +109,7 @@ function parseOptions(argv: readonly string[]): Options {
     reportFile: given.report,
     timeoutSeconds: given.timeout ?? DEFAULT_TIMEOUT_SECONDS,
     targets: given.targets,
+    peers: given.peers,
   }
 }
 
@@ -141,6 +150,7 @@ function selectGroups(options: Options): Group[] {
             ...options.protocols.flatMap((protocol) => ["--protocol", protocol]),
             ...(options.against === undefined ? [] : ["--against", options.against]),
             ...(options.targets ? ["--targets"] : []),
+            ...(options.peers ? ["--peers"] : []),
           ]
         : [],
   }))
@@ -174,6 +184,12 @@ function printSummary(groups: readonly GroupResults[], showTargets: boolean): vo
       for (const { cell, reason } of load.unavailable) console.log(`${cell}: ${reason}`)
       console.log()
       for (const line of LOAD_TABLE_NOTES) console.log(line)
+      const besideNats = peerTableRows(load.scenarios)
+      if (besideNats.length > 0) {
+        printTable("Beside NATS (ratios to the NATS row of the same scenario)", [...PEER_TABLE_HEADER], besideNats)
+        console.log()
+        for (const line of PEER_TABLE_NOTES) console.log(line)
+      }
       if (showTargets) printTable("Targets of issue 4 (this run)", [...TARGET_TABLE_HEADER], targetTableRows(load.targets))
       continue
     }

@@ -15,6 +15,9 @@ Options:
                           binary-push, websocket-json, websocket-binary-push
   --against HOST:PORT     also run the json-stream scenarios against another dsmq-compatible
                           server at HOST:PORT (loopback addresses only)
+  --peers                 also run rtt, khz, fanout and max against nats-server and mosquitto
+                          (spawned on 127.0.0.1; a peer that is not installed is skipped with a
+                          note), and print every row beside NATS's
   --targets               also print the project's performance targets and whether this run met them
   --server-cpu-prof DIR   run each spawned broker under bun --cpu-prof, writing a profile
                           (and its Markdown summary) per scenario into DIR
@@ -30,6 +33,8 @@ export interface Options {
   readonly protocols: ReadonlySet<Protocol>
   readonly against: { readonly host: string; readonly port: number } | null
   readonly cpuProfileDir: string | null
+  /** Also measure the peers (nats-server, mosquitto) that are installed. */
+  readonly peers: boolean
   /** Print the targets table (the project's own checks, not what a user needs). */
   readonly targets: boolean
 }
@@ -42,6 +47,7 @@ const SPECS = {
   protocol: { type: "list", choices: PROTOCOLS },
   against: { type: "string", check: (text: string) => parseLoopbackAddress(text) },
   "server-cpu-prof": { type: "string" },
+  peers: { type: "boolean" },
   targets: { type: "boolean" },
 } as const satisfies Record<string, OptionSpec>
 
@@ -54,6 +60,7 @@ export function parseOptions(argv: readonly string[]): Options {
     protocols: new Set(given.protocol ?? []),
     against: given.against === undefined ? null : parseLoopbackAddress(given.against),
     cpuProfileDir: given["server-cpu-prof"] ?? null,
+    peers: given.peers,
     targets: given.targets,
   }
 }

@@ -44,7 +44,7 @@ export function spawnBroker(options: SpawnOptions = {}): Promise<Spawned> {
         ]
   return spawnListening(
     [process.execPath, ...profile, "run", join(projectDir, "src/server.ts"), "--port", "0", "--http-port", "0", ...(options.args ?? [])],
-    /dsmq listening on tcp:\/\/(\S+):(\d+)/,
+    /dsmq listening on tcp:\/\/(?<host>\S+):(?<port>\d+)/,
   )
 }
 
@@ -52,26 +52,44 @@ export function spawnBroker(options: SpawnOptions = {}): Promise<Spawned> {
 export function spawnEcho(relay = false): Promise<Spawned> {
   return spawnListening(
     [process.execPath, "run", join(projectDir, "bench/load/echo-server.ts"), "0", ...(relay ? ["--relay"] : [])],
-    /echo listening on tcp:\/\/(\S+):(\d+)/,
+    /echo listening on tcp:\/\/(?<host>\S+):(?<port>\d+)/,
   )
 }
 
-async function spawnListening(command: string[], pattern: RegExp): Promise<Spawned> {
+/**
+ * Spawns `command` and resolves once it prints a line matching `pattern` (named groups `port`
+ * and, unless `host` is given, `host`) on stdout or stderr; the process is stopped if it does not
+ * within START_TIMEOUT_MS or exits first.
+ */
+export async function spawnListening(command: string[], pattern: RegExp, host?: string): Promise<Spawned> {
   const child = Bun.spawn(command, { cwd: projectDir, stdin: "ignore", stdout: "pipe", stderr: "pipe" })
   const stderrLines: string[] = []
-  // Keep reading stderr so the child never blocks on a full pipe; keep the last lines.
-  void (async () => {
+  const stderrTail = (): string => stderrLines.join("\n")
+  // Output up to the address line (both streams), then only stderr's last lines are kept.
+  let seen = ""
+  let match: RegExpExecArray | null = null
+  const listening = Promise.withResolvers<void>()
+  // Keep reading both streams so the child never blocks on a full pipe.
+  const pump = async (stream: ReadableStream<Uint8Array>, keepTail: boolean): Promise<void> => {
     const decoder = new TextDecoder()
     let partial = ""
-    for await (const chunk of child.stderr) {
-      partial += decoder.decode(chunk, { stream: true })
+    for await (const chunk of stream) {
+      const text = decoder.decode(chunk, { stream: true })
+      if (match === null) {
+        seen += text
+        match = pattern.exec(seen)
+        if (match !== null) listening.resolve()
+      }
+      if (!keepTail) continue
+      partial += text
       const lines = partial.split("\n")
       partial = lines.pop() ?? ""
       stderrLines.push(...lines)
       if (stderrLines.length > 20) stderrLines.splice(0, stderrLines.length - 20)
     }
-  })()
-  const stderrTail = (): string => stderrLines.join("\n")
+  }
+  void pump(child.stdout, false)
+  void pump(child.stderr, true)
 
   const stop = async (): Promise<void> => {
     if (child.exitCode !== null || child.signalCode !== null) return
@@ -81,36 +99,32 @@ async function spawnListening(command: string[], pattern: RegExp): Promise<Spawn
     clearTimeout(timer)
   }
 
-  const reader = child.stdout.getReader()
-  const decoder = new TextDecoder()
-  let text = ""
-  const deadline = Date.now() + START_TIMEOUT_MS
+  let timer: Timer | undefined
   try {
-    for (;;) {
-      const match = pattern.exec(text)
-      if (match !== null) {
-        // Keep draining stdout in the background.
-        void (async () => {
-          while (!(await reader.read()).done) {}
-        })()
-        const host = match[1]!.replace(/^\[(.*)\]$/, "$1")
-        const addressLine = text.slice(match.index).split("\n")[0]!.trim()
-        const websocketUrl = /WebSocket (ws:\/\/[^\s)]+)/.exec(addressLine)?.[1] ?? null
-        return { host, port: Number(match[2]), addressLine, websocketUrl, pid: child.pid, stderrTail, stop }
-      }
-      const remaining = deadline - Date.now()
-      if (remaining <= 0) throw new Error(`no address line within ${START_TIMEOUT_MS / 1000} s`)
-      const result = await Promise.race([
-        reader.read(),
-        Bun.sleep(remaining).then(() => ({ done: true, value: undefined, timedOut: true }) as const),
-      ])
-      if ("timedOut" in result) continue
-      if (result.done) throw new Error(`exited (code ${await child.exited}) before listening`)
-      text += decoder.decode(result.value, { stream: true })
-    }
+    await Promise.race([
+      listening.promise,
+      child.exited.then((code) => Promise.reject(new Error(`exited (code ${code}) before listening`))),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no address line within ${START_TIMEOUT_MS / 1000} s`)), START_TIMEOUT_MS)
+      }),
+    ])
   } catch (error) {
     await stop()
     const tail = stderrTail()
-    throw new Error(`${command.slice(1).join(" ")}: ${(error as Error).message}${tail === "" ? "" : `\n${tail}`}`)
+    throw new Error(`${command.join(" ")}: ${(error as Error).message}${tail === "" ? "" : `\n${tail}`}`)
+  } finally {
+    clearTimeout(timer)
+  }
+  const found = match as unknown as RegExpExecArray
+  const addressLine = seen.slice(found.index).split("\n")[0]!.trim()
+  const websocketUrl = /WebSocket (ws:\/\/[^\s)]+)/.exec(addressLine)?.[1] ?? null
+  return {
+    host: (host ?? found.groups?.host ?? "").replace(/^\[(.*)\]$/, "$1"),
+    port: Number(found.groups?.port),
+    addressLine,
+    websocketUrl,
+    pid: child.pid,
+    stderrTail,
+    stop,
   }
 }

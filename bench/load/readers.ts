@@ -1,6 +1,7 @@
 import { Op } from "../../src/protocol/binary/constants.ts"
 import { readU32 } from "../../src/protocol/binary/fields.ts"
 import { withTimeout } from "../lib/wait.ts"
+import { openPeerLink, type PeerKind } from "./peer-wire.ts"
 import type { Protocol } from "./results.ts"
 import { WAIT_TIMEOUT_MS } from "./shapes.ts"
 import { type Target, websocketUrlOf } from "./targets.ts"
@@ -53,7 +54,28 @@ export async function openReaders(
       return openJsonPullReaders(tcpJsonPull(target), count, topics, window, arrivals)
     case "websocket-json":
       return openJsonPullReaders(websocketJsonPull(websocketUrlOf(target)), count, topics, window, arrivals)
+    case "nats":
+    case "mqtt":
+      return openPeerReaders(protocol, target, count, topics, arrivals)
   }
+}
+
+/** A peer's readers: one connection each, subscribed to every topic (NATS SUB, MQTT SUBSCRIBE at QoS 0). */
+export async function openPeerReaders(
+  kind: PeerKind,
+  target: Target,
+  count: number,
+  topics: readonly string[],
+  arrivals: readonly Arrival[],
+): Promise<Readers> {
+  const links = await Promise.all(Array.from({ length: count }, () => openPeerLink(kind, target.host, target.port)))
+  await Promise.all(
+    links.map(async (link, reader) => {
+      link.onArrival = arrivals[reader]!
+      for (const topic of topics) await link.subscribe(topic)
+    }),
+  )
+  return alwaysReading(links)
 }
 
 /** The relay floor's readers: each gets every writer's messages, as a reader of all topics would. */

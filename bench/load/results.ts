@@ -27,7 +27,25 @@ export function scenarioLegend(): string[] {
  * JSON text messages, and the binary protocol's frames in binary messages; their rtt rows run once
  * more through the TCP port (variant "tcp port"), where HTTP is detected and relayed.
  */
-export type Protocol = "echo" | "relay" | "json-stream" | "binary-pull" | "binary-push" | "websocket-json" | "websocket-binary-push"
+export type Protocol =
+  | "echo"
+  | "relay"
+  | "json-stream"
+  | "binary-pull"
+  | "binary-push"
+  | "websocket-json"
+  | "websocket-binary-push"
+  | PeerProtocol
+/**
+ * The peers of `--peers`, other brokers measured by the same code in the same run: nats-server
+ * over NATS's core protocol, mosquitto over MQTT 3.1.1 with QoS 0 (bench/load/peer-wire.ts).
+ */
+export type PeerProtocol = "nats" | "mqtt"
+export const PEER_PROTOCOLS: readonly PeerProtocol[] = ["nats", "mqtt"]
+
+export function isPeer(protocol: Protocol): protocol is PeerProtocol {
+  return protocol === "nats" || protocol === "mqtt"
+}
 /** The protocols the broker is measured over (the floors always run with their scenario). */
 export const LOAD_PROTOCOLS = ["json-stream", "binary-pull", "binary-push", "websocket-json", "websocket-binary-push"] as const
 
@@ -56,6 +74,8 @@ export const PROTOCOL_LABELS: Readonly<Record<Protocol, string>> = {
   "binary-push": "binary push",
   "websocket-json": "websocket json pull",
   "websocket-binary-push": "websocket binary push",
+  nats: "NATS core",
+  mqtt: "MQTT QoS 0",
 }
 
 export interface ServerCost {
@@ -81,7 +101,10 @@ export interface ScenarioResult {
   readonly scenario: ScenarioName
   readonly protocol: Protocol
   readonly variant: string | null
-  /** "dsmq" (spawned from src/server.ts), "echo" or "relay" (the floors), or HOST:PORT given with --against. */
+  /**
+   * "dsmq" (spawned from src/server.ts), "echo" or "relay" (the floors), a peer's program and
+   * version ("nats-server 2.9.10"), or HOST:PORT given with --against.
+   */
   readonly target: string
   readonly description: string
   readonly config: Readonly<Record<string, number | string>>
@@ -173,9 +196,9 @@ export function floorOf(
 }
 
 export function rowLabel(result: ScenarioResult): string {
-  const protocol = PROTOCOL_LABELS[result.protocol]
+  const protocol = isPeer(result.protocol) ? `${PROTOCOL_LABELS[result.protocol]} (${result.target})` : PROTOCOL_LABELS[result.protocol]
   const variant = result.variant === null ? "" : ` (${result.variant})`
-  const target = result.target === "dsmq" || isFloor(result) ? "" : ` @ ${result.target}`
+  const target = result.target === "dsmq" || isFloor(result) || isPeer(result.protocol) ? "" : ` @ ${result.target}`
   return `${result.scenario} · ${protocol}${variant}${target}`
 }
 
@@ -246,6 +269,67 @@ export const LOAD_TABLE_NOTES = [
   "floor's process), resp. by the load generator (all its threads); srv sys: the part of the server's",
   "CPU time spent in the kernel (system calls, loopback TCP), from /proc at 10 ms resolution.",
 ]
+
+export const PEER_TABLE_NOTES = [
+  "Peers (--peers): nats-server (NATS core protocol) and mosquitto (MQTT 3.1.1, QoS 0, max_queued_messages 0",
+  "so that a slow reader's messages are queued, not dropped), each a fresh process per row, driven by raw-protocol",
+  "clients written like the broker's (bench/load/peer-wire.ts): the same payloads, pacing, readers and percentile",
+  "code. Their server CPU comes from /proc (10 ms ticks; '-' when the row used too little to measure) over the",
+  "measured phase, divided by the messages the load generator put, resp. received. MQTT and NATS have no batch",
+  "frame: max is compared with single pipelined puts.",
+]
+
+export const PEER_TABLE_HEADER = [
+  "scenario · protocol",
+  "p50 µs",
+  "÷ NATS",
+  "p99",
+  "÷ NATS",
+  "deliv/s",
+  "÷ NATS",
+  "srv µs/msg",
+  "÷ NATS",
+  "loss",
+] as const
+
+/**
+ * Every measured row of each scenario a NATS row exists for, beside that NATS row: latency,
+ * delivery rate and server CPU per message (puts + deliveries) as ratios to NATS's.
+ */
+export function peerTableRows(results: readonly ScenarioResult[]): string[][] {
+  const rows: string[][] = []
+  const ratio = (value: number | null | undefined, base: number | null | undefined): string =>
+    value === null || value === undefined || base === null || base === undefined || base <= 0 ? "-" : `${(value / base).toFixed(2)}x`
+  for (const scenario of SCENARIOS) {
+    const nats = results.find((result) => result.scenario === scenario && result.protocol === "nats" && result.error === null)
+    if (nats === undefined) continue
+    const rowsOf = results.filter(
+      (result) =>
+        result.scenario === scenario &&
+        result.error === null &&
+        !isFloor(result) &&
+        (result.target === "dsmq" || isPeer(result.protocol)) &&
+        result.variant !== "tcp port",
+    )
+    for (const result of rowsOf) {
+      const cost = result.server?.cpuPerOperation
+      const natsCost = nats.server?.cpuPerOperation
+      rows.push([
+        rowLabel(result),
+        formatLatency(result.latency?.p50),
+        ratio(result.latency?.p50, nats.latency?.p50),
+        formatLatency(result.latency?.p99),
+        ratio(result.latency?.p99, nats.latency?.p99),
+        formatRate(result.deliveredRate),
+        ratio(result.deliveredRate, nats.deliveredRate),
+        formatCost(cost),
+        ratio(cost, natsCost),
+        String(result.loss),
+      ])
+    }
+  }
+  return rows
+}
 
 // The issue's targets.
 

@@ -1,9 +1,10 @@
 import { until, withTimeout } from "../lib/wait.ts"
 import type { Durations } from "./options.ts"
+import { type MqttLink, type NatsLink, openPeerLink, peerTopic, publish } from "./peer-wire.ts"
 import { openReaders, openRelayReaders, type Readers } from "./readers.ts"
-import type { ScenarioResult, ServerCost } from "./results.ts"
+import { isPeer, type ScenarioResult, type ServerCost } from "./results.ts"
 import { type Measured, type Run, topicNames } from "./scenario-run.ts"
-import { CpuMeter, costOf, sampleStats, serverCost } from "./server-cost.ts"
+import { CpuMeter, costOf, sampleStats, serverCost, withClientCounts } from "./server-cost.ts"
 import { RTT_LOSS_MS, RTT_PASSES } from "./shapes.ts"
 import { transportNote } from "./stream.ts"
 import { summarize, Tally } from "./tally.ts"
@@ -31,7 +32,7 @@ export async function runRtt(run: Run, target: Target, durations: Durations): Pr
 
   let send: (phase: number, index: number, time: number) => void
   let readers: Readers | null = null
-  let writer: BinaryLink | JsonLink | EchoLink | WebSocketBinaryLink | WebSocketJsonLink | null = null
+  let writer: BinaryLink | JsonLink | EchoLink | WebSocketBinaryLink | WebSocketJsonLink | NatsLink | MqttLink | null = null
   const echo = run.protocol === "echo"
   if (echo) {
     const link = await EchoLink.open(target.host, target.port)
@@ -46,7 +47,12 @@ export async function runRtt(run: Run, target: Target, durations: Durations): Pr
   } else {
     const broker = run.variant === TCP_PORT_VARIANT ? viaTcpPort(target) : target
     readers = await openReaders(run.protocol, broker, 1, [topic], 1, [arrival])
-    if (run.protocol === "json-stream") {
+    if (isPeer(run.protocol)) {
+      const link = await openPeerLink(run.protocol, broker.host, broker.port)
+      const prepared = peerTopic(run.protocol, topic)
+      writer = link
+      send = (phase, index, time) => publish(link.out, prepared, phase, 0, index, time)
+    } else if (run.protocol === "json-stream") {
       const link = await JsonLink.open(broker.host, broker.port)
       writer = link
       send = (phase, index, time) => link.out.jsonPut(topic, phase, 0, index, time)
@@ -109,10 +115,11 @@ export async function runRtt(run: Run, target: Target, durations: Durations): Pr
   await readers?.close()
   await withTimeout(writer.close(), 2000, "closing the writer")
 
-  const server = serverCost(before, after)
+  // A peer counts nothing itself: its CPU per message the load generator put and received.
+  const server = isPeer(run.protocol) ? withClientCounts(serverCost(before, after), sent, tally.unique) : serverCost(before, after)
   void started
   const elapsedSeconds = (tally.lastAt - tally.firstAt) / 1000
-  const key = run.external === null ? run.id : `${run.id}@${run.external.host}:${run.external.port}`
+  const key = rttKey(run.id, target.label)
   const kept = rttSamples.get(key) ?? { latencies: [], fromSend: [] }
   kept.latencies.push(tally.latencies.values().slice())
   kept.fromSend.push(tally.latenciesFromSend.values().slice())
@@ -132,7 +139,7 @@ export async function runRtt(run: Run, target: Target, durations: Durations): Pr
     duplicates: tally.duplicates,
     outOfOrder: tally.outOfOrder,
     putRate:
-      server !== null && server.puts > 0 && server.wallMs > 0
+      !isPeer(run.protocol) && server !== null && server.puts > 0 && server.wallMs > 0
         ? (server.puts / server.wallMs) * 1000
         : elapsedSeconds > 0
           ? sent / elapsedSeconds
@@ -148,6 +155,11 @@ export async function runRtt(run: Run, target: Target, durations: Durations): Pr
   }
 }
 
+/** One row per scenario, protocol and target (a server given with --against, a peer, is a row of its own). */
+function rttKey(id: string, target: string): string {
+  return target === "dsmq" || target === "echo" || target === "relay" ? id : `${id}@${target}`
+}
+
 /** Merges the rtt passes of each protocol into one result, in place (at the first pass's position). */
 export function mergeRtt(results: ScenarioResult[]): void {
   const concat = (parts: readonly Float64Array[]): Float64Array => {
@@ -159,9 +171,7 @@ export function mergeRtt(results: ScenarioResult[]): void {
     }
     return all
   }
-  // One row per scenario, protocol and target (a server given with --against is a row of its own).
-  const keyOf = (result: ScenarioResult): string =>
-    result.target === "dsmq" || result.target === "echo" || result.target === "relay" ? result.id : `${result.id}@${result.target}`
+  const keyOf = (result: ScenarioResult): string => rttKey(result.id, result.target)
   const keys = [...new Set(results.filter((result) => result.scenario === "rtt").map(keyOf))]
   for (const key of keys) {
     const passes = results.filter((result) => keyOf(result) === key)

@@ -18,6 +18,7 @@
  * microsecond).
  */
 
+import { MqttLink, NatsLink, type PeerTopic, peerTopic, publish } from "./peer-wire.ts"
 import { type LatencySummary, Samples, summarize } from "./tally.ts"
 import { TextOut, WebSocketBinaryLink, WebSocketJsonLink } from "./websocket.ts"
 import { BinaryLink, EchoLink, JsonLink, type Out, PAYLOAD_BYTES, PHASE_MEASURED, PHASE_WARMUP, topicBytes } from "./wire.ts"
@@ -32,9 +33,9 @@ export interface SenderSetup {
   /**
    * "raw": 64-byte payloads to the floor's relay (bench/load/echo-server.ts --relay);
    * "websocket-binary": binary frames in WebSocket messages; "websocket-json": upstream 1.x
-   * JSON, one put per text message.
+   * JSON, one put per text message; "nats", "mqtt": a peer's PUB or QoS 0 PUBLISH (--peers).
    */
-  readonly protocol: "binary" | "json" | "raw" | "websocket-binary" | "websocket-json"
+  readonly protocol: "binary" | "json" | "raw" | "websocket-binary" | "websocket-json" | "nats" | "mqtt"
   /** Writer w puts on topics[w]. */
   readonly topics: readonly string[]
   /** The main thread's performance.timeOrigin. */
@@ -80,7 +81,7 @@ const BLAST_CHUNK_BYTES = 128 * 1024
 /** How long to wait for the kernel to take the last bytes. */
 const DRAIN_TIMEOUT_MS = 10_000
 
-type Link = BinaryLink | JsonLink | EchoLink | WebSocketBinaryLink | WebSocketJsonLink
+type Link = BinaryLink | JsonLink | EchoLink | WebSocketBinaryLink | WebSocketJsonLink | NatsLink | MqttLink
 
 let setup: SenderSetup
 let links: Link[] = []
@@ -113,6 +114,10 @@ function open(): Promise<Link> {
       return JsonLink.open(setup.host, setup.port)
     case "raw":
       return EchoLink.open(setup.host, setup.port, "writer")
+    case "nats":
+      return NatsLink.open(setup.host, setup.port)
+    case "mqtt":
+      return MqttLink.open(setup.host, setup.port)
     case "websocket-binary":
     case "websocket-json": {
       const url = setup.url
@@ -160,6 +165,7 @@ function paced(startAt: number, outs: (Out | TextOut)[]): SendResult {
   const lag = new Samples()
   const protocol = setup.protocol
   const binary = protocol === "binary" || protocol === "websocket-binary"
+  const peerTopics = peerTopicsOf(setup)
   for (let tick = 0; ; tick++) {
     const tickStart = startAt + tick * period
     if (tickStart >= end) break
@@ -175,6 +181,7 @@ function paced(startAt: number, outs: (Out | TextOut)[]): SendResult {
         const sentAt = now()
         // A TextOut: websocket-json, one text message per put.
         if (out instanceof TextOut) out.jsonPut(setup.topics[writer]!, phase, writer, index, time, sentAt)
+        else if (peerTopics !== null) publish(out, peerTopics[writer]!, phase, writer, index, time, sentAt)
         else if (binary) out.put(topics[writer]!, phase, writer, index, time, sentAt)
         else if (protocol === "json") out.jsonPut(setup.topics[writer]!, phase, writer, index, time, sentAt)
         else out.payloadAt(out.reserve(PAYLOAD_BYTES), phase, writer, index, time, sentAt)
@@ -192,6 +199,7 @@ async function blast(startAt: number, out: Out | TextOut): Promise<SendResult> {
   const binary = setup.protocol === "binary" || setup.protocol === "websocket-binary"
   // JSON has no batch frame: JSON puts are always single.
   const batch = binary ? Math.max(1, setup.batch) : 1
+  const peer = peerTopicsOf(setup)?.[0] ?? null
   const measuredFrom = startAt + setup.warmupMs
   const end = measuredFrom + setup.durationMs
   let sent = 0
@@ -209,6 +217,7 @@ async function blast(startAt: number, out: Out | TextOut): Promise<SendResult> {
       if (out instanceof TextOut) out.jsonPut(setup.topics[0]!, phase, 0, index, time)
       else if (setup.protocol === "json") out.jsonPut(setup.topics[0]!, phase, 0, index, time)
       else if (setup.protocol === "raw") out.payloadAt(out.reserve(PAYLOAD_BYTES), phase, 0, index, time)
+      else if (peer !== null) publish(out, peer, phase, 0, index, time)
       else if (batch === 1) out.put(topic, phase, 0, index, time)
       else out.putMany(topic, phase, 0, index, batch, time)
       if (measured) sent += batch
@@ -218,6 +227,12 @@ async function blast(startAt: number, out: Out | TextOut): Promise<SendResult> {
     if (out.backlog > 0) await Promise.race([out.whenDrained(), Bun.sleep(Math.max(1, end - now()))])
   }
   return { sent: [sent], warmupSent: [warmupSent], lag: null, measuredFrom, measuredTo: end }
+}
+
+/** The bytes around each payload of writer w for the peers; null for the broker's protocols. */
+function peerTopicsOf(given: SenderSetup): PeerTopic[] | null {
+  const kind = given.protocol
+  return kind === "nats" || kind === "mqtt" ? given.topics.map((topic) => peerTopic(kind, topic)) : null
 }
 
 async function close(): Promise<void> {

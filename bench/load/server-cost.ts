@@ -78,6 +78,14 @@ export function serverCost(before: StatsSample | null, after: StatsSample | null
   return costOf(wallMs, cpuMicros, puts, deliveries, systemShare)
 }
 
+/**
+ * A peer's cost (CPU time from /proc, no counters of its own) per message the load generator
+ * counted: `puts` it sent and `deliveries` it received in the measured phase.
+ */
+export function withClientCounts(cost: ServerCost | null, puts: number, deliveries: number): ServerCost | null {
+  return cost === null ? null : costOf(cost.wallMs, cost.cpuMicros, puts, deliveries, cost.systemShare)
+}
+
 /** CPU time of this process (all threads), for the load generator's share of a core. */
 export class CpuMeter {
   readonly #startCpu = process.cpuUsage()

@@ -1,11 +1,11 @@
 import { until } from "../lib/wait.ts"
 import type { Durations } from "./options.ts"
 import { openReaders } from "./readers.ts"
-import type { Protocol } from "./results.ts"
+import { isPeer, type Protocol } from "./results.ts"
 import { type Measured, PATTERN_VARIANT, type Run, topicNames, topicPrefix } from "./scenario-run.ts"
 import { Sender } from "./sender.ts"
 import type { SenderSetup } from "./sender-worker.ts"
-import { CpuMeter, sampleStats, serverCost } from "./server-cost.ts"
+import { CpuMeter, sampleStats, serverCost, withClientCounts } from "./server-cost.ts"
 import { FANOUT_RATE_HZ, FANOUT_READERS, KHZ_RATE_HZ, KHZ_READERS, KHZ_SLOTS, KHZ_WRITERS, MAX_BATCH, MAX_PULL_WINDOW } from "./shapes.ts"
 import { summarize, Tally } from "./tally.ts"
 import type { Target } from "./targets.ts"
@@ -15,6 +15,8 @@ import { type Arrival, PAYLOAD_BYTES, PHASE_MEASURED } from "./wire.ts"
 export function transportNote(protocol: Protocol): string {
   if (protocol === "websocket-json") return "; over the broker's WebSocket endpoint, one JSON request or reply per text message"
   if (protocol === "websocket-binary-push") return "; over the broker's WebSocket endpoint, binary frames in binary messages"
+  if (protocol === "nats") return "; nats-server over NATS's core protocol (PUB, SUB), for comparison"
+  if (protocol === "mqtt") return "; mosquitto over MQTT 3.1.1 (PUBLISH, SUBSCRIBE at QoS 0), for comparison"
   return ""
 }
 
@@ -26,6 +28,8 @@ export const SENDER_PROTOCOLS: Readonly<Record<Exclude<Protocol, "echo">, Sender
   "binary-push": "binary",
   "websocket-json": "websocket-json",
   "websocket-binary-push": "websocket-binary",
+  nats: "nats",
+  mqtt: "mqtt",
 }
 
 /** khz, fanout (paced writers) and max (one blasting writer). */
@@ -103,13 +107,15 @@ export async function runStream(run: Run, target: Target, durations: Durations):
     const after = await sampleStats(target)
     readers.stop()
 
-    const server = serverCost(before, paced ? after : windowEnd)
+    const measuredCost = serverCost(before, paced ? after : windowEnd)
+    // A peer counts nothing itself: its CPU per message the load generator put and received.
+    const server = isPeer(protocol) ? withClientCounts(measuredCost, sent, tally.unique) : measuredCost
     // From the first measured delivery to the last: the rate the readers actually received at
     // (for max, independent of how long messages queued before the first one arrived).
     const deliveredSeconds = (tally.lastAt - tally.firstAt) / 1000
     const notes: string[] = []
     if (tally.foreign > 0) notes.push(`${tally.foreign} messages named an unknown writer`)
-    if (!paced && server !== null) {
+    if (!paced && server !== null && !isPeer(protocol)) {
       const total = serverCost(before, after)
       if (total !== null)
         notes.push(
@@ -146,7 +152,10 @@ export async function runStream(run: Run, target: Target, durations: Durations):
       loss: expected - tally.unique,
       duplicates: tally.duplicates,
       outOfOrder: tally.outOfOrder,
-      putRate: server !== null && server.puts > 0 && server.wallMs > 0 ? (server.puts / server.wallMs) * 1000 : (sent / durationMs) * 1000,
+      putRate:
+        !isPeer(protocol) && server !== null && server.puts > 0 && server.wallMs > 0
+          ? (server.puts / server.wallMs) * 1000
+          : (sent / durationMs) * 1000,
       deliveredRate: deliveredSeconds > 0 ? tally.unique / deliveredSeconds : 0,
       latency: summarize(tally.latencies.values()),
       latencyFromSend: summarize(tally.latenciesFromSend.values()),

@@ -1,5 +1,7 @@
 import { withTimeout } from "../lib/wait.ts"
 import type { Options } from "./options.ts"
+import type { PeerKind } from "./peer-wire.ts"
+import { spawnPeer } from "./peers.ts"
 import { spawnBroker, spawnEcho } from "./processes.ts"
 import { BinaryLink } from "./wire.ts"
 
@@ -30,6 +32,21 @@ export async function openFloor(kind: "echo" | "relay"): Promise<Target> {
     pid: floor.pid,
     stderrTail: floor.stderrTail,
     close: () => floor.stop(),
+  }
+}
+
+/** A peer (nats-server or mosquitto), spawned for one row; labelled with its program and version. */
+export async function openPeerTarget(kind: PeerKind): Promise<Target> {
+  const peer = await spawnPeer(kind)
+  return {
+    label: peer.version,
+    host: peer.host,
+    port: peer.port,
+    control: null,
+    websocketUrl: null,
+    pid: peer.pid,
+    stderrTail: peer.stderrTail,
+    close: () => peer.stop(),
   }
 }
 
