@@ -29,6 +29,8 @@ import {
 import { describeMachine, loadResultsOf, renderChart, renderMarkdown, type SuiteRun, withoutMachinePath } from "./report.ts"
 
 const DEFAULT_TIMEOUT_SECONDS = 300
+/** --peers adds about 15 load rows (two peers × rtt, khz, fanout, max; rtt twice). */
+const PEERS_EXTRA_SECONDS = 150
 const LOAD_NAMES = [...SCENARIOS, "floor"] as const
 
 const USAGE = `Usage: bun run bench [options]
@@ -58,7 +60,8 @@ Options:
                       --only, --protocol or --filter), bench/out/report.md otherwise
   --targets           also print (and report) the project's performance targets and whether
                       this run met them
-  --timeout SECS      time budget for the whole suite (default ${DEFAULT_TIMEOUT_SECONDS}); a group still
+  --timeout SECS      time budget for the whole suite (default ${DEFAULT_TIMEOUT_SECONDS}, with --peers
+                      ${DEFAULT_TIMEOUT_SECONDS + PEERS_EXTRA_SECONDS}); a group still
                       running when it is used up is stopped and counts as failed
   -h, --help          show this help
 
@@ -107,7 +110,7 @@ function parseOptions(argv: readonly string[]): Options {
     against: given.against,
     jsonFile: given.json,
     reportFile: given.report,
-    timeoutSeconds: given.timeout ?? DEFAULT_TIMEOUT_SECONDS,
+    timeoutSeconds: given.timeout ?? DEFAULT_TIMEOUT_SECONDS + (given.peers ? PEERS_EXTRA_SECONDS : 0),
     targets: given.targets,
     peers: given.peers,
   }

@@ -353,6 +353,17 @@ function fromSendNote(result: ScenarioResult): string {
 }
 const rate = (value: number): string => `${Math.round(value).toLocaleString("en-US")}/s`
 
+/** "; NATS in this run: …" for a target's note, when --peers measured NATS in the scenario. */
+function natsNote(results: readonly ScenarioResult[], scenario: ScenarioName, describe: (nats: ScenarioResult) => string): string {
+  const nats = results.find((result) => result.scenario === scenario && result.protocol === "nats" && result.error === null)
+  return nats === undefined ? "" : `; NATS in this run: ${describe(nats)}`
+}
+
+const natsCost = (nats: ScenarioResult): string =>
+  nats.server?.cpuPerOperation === null || nats.server?.cpuPerOperation === undefined
+    ? "CPU too small to measure"
+    : `${micros(nats.server.cpuPerOperation)} per operation (put or delivery)`
+
 /** Each target of issue 4 against this run's results; `met` is null where the run did not measure it. */
 export function checkTargets(results: readonly ScenarioResult[]): TargetCheck[] {
   const checks: TargetCheck[] = []
@@ -375,7 +386,9 @@ export function checkTargets(results: readonly ScenarioResult[]): TargetCheck[] 
       goal,
       measured: `${micros(cost)} per operation`,
       met: cost <= 5,
-      note: `all server CPU ÷ (puts + gets): ${result.server!.puts.toLocaleString("en-US")} puts, ${result.server!.deliveries.toLocaleString("en-US")} gets; per put alone: ${micros(result.server!.cpuPerPut ?? Number.NaN)}`,
+      note:
+        `all server CPU ÷ (puts + gets): ${result.server!.puts.toLocaleString("en-US")} puts, ${result.server!.deliveries.toLocaleString("en-US")} gets; per put alone: ${micros(result.server!.cpuPerPut ?? Number.NaN)}` +
+        natsNote(results, result.scenario, natsCost),
     })
   }
   {
@@ -390,7 +403,9 @@ export function checkTargets(results: readonly ScenarioResult[]): TargetCheck[] 
         goal,
         measured: `${micros(cost)} per message`,
         met: cost <= 2,
-        note: `all server CPU ÷ messages put, which includes pushing each one to the subscriber (÷ puts + deliveries: ${micros(result.server!.cpuPerOperation ?? Number.NaN)})`,
+        note:
+          `all server CPU ÷ messages put, which includes pushing each one to the subscriber (÷ puts + deliveries: ${micros(result.server!.cpuPerOperation ?? Number.NaN)})` +
+          natsNote(results, "max", (nats) => `single puts, ${rate(nats.putRate)}; ${natsCost(nats)}`),
       })
     }
   }
@@ -419,7 +434,10 @@ export function checkTargets(results: readonly ScenarioResult[]): TargetCheck[] 
         `p50 ${micros(p50)}, echo floor p50 ${micros(floor)}` +
         (relayFloor === undefined
           ? ""
-          : `; against the relay floor (same two-connection topology, p50 ${micros(relayFloor)}): ${(p50 / relayFloor).toFixed(2)}×`),
+          : `; against the relay floor (same two-connection topology, p50 ${micros(relayFloor)}): ${(p50 / relayFloor).toFixed(2)}×`) +
+        natsNote(results, "rtt", (nats) =>
+          nats.latency === null ? "-" : `p50 ${micros(nats.latency.p50)}, ${(nats.latency.p50 / floor).toFixed(2)}× the echo floor`,
+        ),
     })
   }
 
@@ -474,7 +492,10 @@ export function checkTargets(results: readonly ScenarioResult[]): TargetCheck[] 
         note:
           `${result.unique.toLocaleString("en-US")} deliveries at ${rate(result.deliveredRate)}` +
           floorNote(results, "khz") +
-          fromSendNote(result),
+          fromSendNote(result) +
+          natsNote(results, "khz", (nats) =>
+            nats.latency === null ? "-" : `loss ${nats.loss}, p99 ${micros(nats.latency.p99)}; ${natsCost(nats)}`,
+          ),
       })
     }
   }
@@ -510,7 +531,10 @@ export function checkTargets(results: readonly ScenarioResult[]): TargetCheck[] 
         note:
           `offered: 100 subscribers × 1,000/s; server CPU ${result.server?.cpuPercent.toFixed(0) ?? "-"}% of a core` +
           floorNote(results, "fanout") +
-          fromSendNote(result),
+          fromSendNote(result) +
+          natsNote(results, "fanout", (nats) =>
+            nats.latency === null ? "-" : `${rate(nats.deliveredRate)}, loss ${nats.loss}, p99 ${micros(nats.latency.p99)}`,
+          ),
       })
     }
   }
