@@ -54,6 +54,9 @@ Options:
   --peers             also run the load scenarios against nats-server and mosquitto (Debian's
                       packages, spawned on 127.0.0.1; skipped with a note when not installed)
                       and show every row beside NATS's
+  --server-cpu-prof DIR
+                      run each broker the load scenarios spawn under bun --cpu-prof, leaving a
+                      profile and its Markdown summary per row in DIR
   --json FILE         write all results as JSON to FILE
   --report FILE       where to write the Markdown report (the chart goes next to it, as
                       NAME-latency.svg). Default: bench/RESULTS.md for a full run (no --quick,
@@ -80,6 +83,7 @@ interface Options {
   readonly timeoutSeconds: number
   readonly targets: boolean
   readonly peers: boolean
+  readonly serverCpuProfileDir: string | undefined
 }
 
 const SPECS = {
@@ -98,6 +102,7 @@ const SPECS = {
   timeout: { type: "number", min: 1, max: 86_400 },
   targets: { type: "boolean" },
   peers: { type: "boolean" },
+  "server-cpu-prof": { type: "string" },
 } as const satisfies Record<string, OptionSpec>
 
 function parseOptions(argv: readonly string[]): Options {
@@ -113,6 +118,7 @@ function parseOptions(argv: readonly string[]): Options {
     timeoutSeconds: given.timeout ?? DEFAULT_TIMEOUT_SECONDS + (given.peers ? PEERS_EXTRA_SECONDS : 0),
     targets: given.targets,
     peers: given.peers,
+    serverCpuProfileDir: given["server-cpu-prof"],
   }
 }
 
@@ -154,6 +160,7 @@ function selectGroups(options: Options): Group[] {
             ...(options.against === undefined ? [] : ["--against", options.against]),
             ...(options.targets ? ["--targets"] : []),
             ...(options.peers ? ["--peers"] : []),
+            ...(options.serverCpuProfileDir === undefined ? [] : ["--server-cpu-prof", resolve(options.serverCpuProfileDir)]),
           ]
         : [],
   }))
