@@ -18,6 +18,8 @@ Options:
   --peers                 also run rtt, khz, fanout and max against nats-server and mosquitto
                           (spawned on 127.0.0.1; a peer that is not installed is skipped with a
                           note), and print every row beside NATS's
+  --server-env NAME=VALUE set an environment variable for every broker spawned (repeatable),
+                          e.g. BUN_JSC_numberOfGCMarkers=1 (see bench/README.md)
   --targets               also print the project's performance targets and whether this run met them
   --server-cpu-prof DIR   run each spawned broker under bun --cpu-prof, writing a profile
                           (and its Markdown summary) per scenario into DIR
@@ -33,6 +35,8 @@ export interface Options {
   readonly protocols: ReadonlySet<Protocol>
   readonly against: { readonly host: string; readonly port: number } | null
   readonly cpuProfileDir: string | null
+  /** Extra environment of the spawned brokers (--server-env). */
+  readonly serverEnv: Readonly<Record<string, string>>
   /** Also measure the peers (nats-server, mosquitto) that are installed. */
   readonly peers: boolean
   /** Print the targets table (the project's own checks, not what a user needs). */
@@ -48,6 +52,7 @@ const SPECS = {
   against: { type: "string", check: (text: string) => parseLoopbackAddress(text) },
   "server-cpu-prof": { type: "string" },
   peers: { type: "boolean" },
+  "server-env": { type: "list" },
   targets: { type: "boolean" },
 } as const satisfies Record<string, OptionSpec>
 
@@ -61,8 +66,23 @@ export function parseOptions(argv: readonly string[]): Options {
     against: given.against === undefined ? null : parseLoopbackAddress(given.against),
     cpuProfileDir: given["server-cpu-prof"] ?? null,
     peers: given.peers,
+    serverEnv: serverEnvironment(given["server-env"] ?? []),
     targets: given.targets,
   }
+}
+
+/** NAME=VALUE pairs as an environment (exits with a usage error on anything else). */
+function serverEnvironment(pairs: readonly string[]): Record<string, string> {
+  const env: Record<string, string> = {}
+  for (const pair of pairs) {
+    const match = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/s.exec(pair)
+    if (match === null) {
+      console.error(`load: --server-env needs NAME=VALUE, got "${pair}"`)
+      process.exit(2)
+    }
+    env[match[1]!] = match[2]!
+  }
+  return env
 }
 
 export interface Durations {

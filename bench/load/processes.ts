@@ -29,6 +29,8 @@ export interface SpawnOptions {
   readonly profileName?: string
   /** More flags for the broker (after --port 0 --http-port 0). */
   readonly args?: readonly string[]
+  /** More environment variables for the broker (e.g. a BUN_JSC_ engine option). */
+  readonly env?: Readonly<Record<string, string>>
 }
 
 export function spawnBroker(options: SpawnOptions = {}): Promise<Spawned> {
@@ -45,6 +47,8 @@ export function spawnBroker(options: SpawnOptions = {}): Promise<Spawned> {
   return spawnListening(
     [process.execPath, ...profile, "run", join(projectDir, "src/server.ts"), "--port", "0", "--http-port", "0", ...(options.args ?? [])],
     /dsmq listening on tcp:\/\/(?<host>\S+):(?<port>\d+)/,
+    undefined,
+    options.env,
   )
 }
 
@@ -61,8 +65,13 @@ export function spawnEcho(relay = false): Promise<Spawned> {
  * and, unless `host` is given, `host`) on stdout or stderr; the process is stopped if it does not
  * within START_TIMEOUT_MS or exits first.
  */
-export async function spawnListening(command: string[], pattern: RegExp, host?: string): Promise<Spawned> {
-  const child = Bun.spawn(command, { cwd: projectDir, stdin: "ignore", stdout: "pipe", stderr: "pipe" })
+export async function spawnListening(
+  command: string[],
+  pattern: RegExp,
+  host?: string,
+  env: Readonly<Record<string, string>> = {},
+): Promise<Spawned> {
+  const child = Bun.spawn(command, { cwd: projectDir, env: { ...process.env, ...env }, stdin: "ignore", stdout: "pipe", stderr: "pipe" })
   const stderrLines: string[] = []
   const stderrTail = (): string => stderrLines.join("\n")
   // Output up to the address line (both streams), then only stderr's last lines are kept.

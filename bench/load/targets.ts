@@ -63,9 +63,10 @@ export async function openTarget(options: Options, external: Options["against"],
       close: async () => {},
     }
   }
-  const server = await spawnBroker(
-    options.cpuProfileDir === null ? {} : { cpuProfileDir: options.cpuProfileDir, profileName: profileName.replaceAll("/", "-") },
-  )
+  const server = await spawnBroker({
+    env: options.serverEnv,
+    ...(options.cpuProfileDir === null ? {} : { cpuProfileDir: options.cpuProfileDir, profileName: profileName.replaceAll("/", "-") }),
+  })
   try {
     const control = await BinaryLink.open(server.host, server.port)
     return {
