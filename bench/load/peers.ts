@@ -53,7 +53,7 @@ export async function spawnPeer(kind: PeerKind): Promise<SpawnedPeer> {
     // Core NATS, no JetStream: -p -1 picks a free port, which it logs.
     const spawned = await spawnListening(
       [executable, "-a", "127.0.0.1", "-p", "-1"],
-      /Listening for client connections on (?<host>[\d.]+):(?<port>\d+)/,
+      /Listening for client connections on (?<host>[\d.]+):(?<port>\d+)[\s\S]*Server is ready/,
     )
     return { ...spawned, version }
   }
@@ -76,7 +76,12 @@ export async function spawnPeer(kind: PeerKind): Promise<SpawnedPeer> {
     ].join("\n"),
   )
   try {
-    const spawned = await spawnListening([executable, "-c", config], /Opening ipv4 listen socket on port (?<port>\d+)/, "127.0.0.1")
+    // It logs "Opening … socket" before it listens, and "… running" once every listener is open.
+    const spawned = await spawnListening(
+      [executable, "-c", config],
+      /Opening ipv4 listen socket on port (?<port>\d+)[\s\S]*mosquitto version \S+ running/,
+      "127.0.0.1",
+    )
     return {
       ...spawned,
       version,
