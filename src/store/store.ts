@@ -68,6 +68,14 @@ export interface DroppedMessage {
   readonly putAt: number
 }
 
+/**
+ * Rows per INSERT when a batch is stored: bun:sqlite's cost per statement run is about 0.3 µs of
+ * the 0.8 µs a single-row insert of a small message takes; 16 rows a statement cost 0.49 µs a
+ * message, 50 rows 0.45 µs (2026-12-07, in memory, 64-byte payloads), so 16 keeps most of the gain
+ * with few parameters (80; SQLite allows 32,766).
+ */
+const INSERT_ROWS = 16
+
 const TIME_ORIGIN = performance.timeOrigin
 
 /** Wall-clock milliseconds with the precision of performance.now(). */
@@ -151,6 +159,9 @@ export class Store {
   #topicGeneration = 0
   readonly #insertTopic: Statement<{ id: number }, [string]>
   readonly #insertMessage: Statement<unknown, [number, number, number, number, Uint8Array]>
+  /** INSERT_ROWS messages in one statement, for batches; its parameters are filled into #rowParameters. */
+  readonly #insertMessages: Statement<unknown, (number | Uint8Array)[]>
+  readonly #rowParameters: (number | Uint8Array)[] = new Array(INSERT_ROWS * 5)
   readonly #insertMany: (entries: readonly { topic: string; payload: Uint8Array }[], putAt: number) => void
   readonly #oldestAfter: Statement<StoredMessage, [number, number]>
   readonly #messagesAfter: Statement<StoredMessage, [number, number, number]>
@@ -248,14 +259,38 @@ export class Store {
 
     this.#insertTopic = db.prepare("INSERT INTO topics (name) VALUES (?) RETURNING id")
     this.#insertMessage = db.prepare("INSERT INTO messages (seq, topic_id, ordinal, put_at, payload) VALUES (?, ?, ?, ?, ?)")
+    this.#insertMessages = db.prepare(
+      `INSERT INTO messages (seq, topic_id, ordinal, put_at, payload) VALUES ${Array(INSERT_ROWS).fill("(?, ?, ?, ?, ?)").join(", ")}`,
+    )
     this.#insertMany = db.transaction((entries: readonly { topic: string; payload: Uint8Array }[], putAt: number) => {
       let seq = this.#lastSeq
-      for (const entry of entries) {
+      const rows = this.#rowParameters
+      let at = 0
+      // Whole groups of INSERT_ROWS in one statement each, the rest one by one.
+      for (; at + INSERT_ROWS <= entries.length; at += INSERT_ROWS) {
+        for (let row = 0; row < INSERT_ROWS; row++) {
+          const entry = entries[at + row]!
+          const topic = this.#topicFor(entry.topic)
+          const base = row * 5
+          rows[base] = ++seq
+          rows[base + 1] = topic.id
+          rows[base + 2] = ++topic.lastOrdinal
+          rows[base + 3] = putAt
+          rows[base + 4] = entry.payload
+          topic.lastSeq = seq
+          topic.lastPutAt = putAt
+        }
+        this.#insertMessages.run(...rows)
+      }
+      for (; at < entries.length; at++) {
+        const entry = entries[at]!
         const topic = this.#topicFor(entry.topic)
         this.#insertMessage.run(++seq, topic.id, ++topic.lastOrdinal, putAt, entry.payload)
         topic.lastSeq = seq
         topic.lastPutAt = putAt
       }
+      // The parameters keep no payload alive past the batch.
+      rows.fill(0)
     })
     // `+?` rather than `?`: Bun's SQLite re-prepares a statement whenever a value is bound to a
     // bare parameter compared with an index's first column (so the planner can look at it),
@@ -300,6 +335,7 @@ export class Store {
     this.#statements = [
       this.#insertTopic,
       this.#insertMessage,
+      this.#insertMessages,
       this.#oldestAfter,
       this.#messagesAfter,
       this.#ordinalAfter,

@@ -110,6 +110,38 @@ test("a putMany that fails stores nothing and forgets topics it created", () => 
   expect(text(store.oldestAfter("fresh", 0)!.payload)).toBe("again")
 })
 
+test("a putMany larger than one multi-row insert keeps every message's topic, order, sequence number and ordinal", () => {
+  using store = disposable(new Store())
+  store.put("x", bytes("x-before"))
+  // 37 entries: two statements of 16 rows and 5 single ones, over three topics, one of them new.
+  const topics = ["x", "y", "new"]
+  const entries = Array.from({ length: 37 }, (_, i) => ({ topic: topics[i % 3]!, payload: bytes(`m${i}`) }))
+  expect(store.putMany(entries)).toBe(2)
+  expect(store.lastSeq).toBe(38)
+  for (const [t, topic] of topics.entries()) {
+    const expected = entries.flatMap((_, i) => (i % 3 === t ? [{ seq: i + 2, payload: `m${i}` }] : []))
+    const read: { seq: number; ordinal: number; payload: string }[] = []
+    // After x-before, the one message not in the batch.
+    let after = 1
+    for (let message = store.oldestAfter(topic, after); message !== null && read.length < 50; message = store.oldestAfter(topic, after)) {
+      read.push({ seq: message.seq, ordinal: message.ordinal, payload: text(message.payload) })
+      after = message.seq
+    }
+    const firstOrdinal = topic === "x" ? 2 : 1
+    expect(read).toEqual(expected.map((message, k) => ({ ...message, ordinal: firstOrdinal + k })))
+  }
+})
+
+test("a putMany that fails inside a multi-row insert stores nothing of it", () => {
+  using store = disposable(new Store())
+  const entries = Array.from({ length: 20 }, (_, i) => ({ topic: "t", payload: bytes(`m${i}`) }))
+  entries[9] = { topic: "t", payload: Symbol("not bindable") as unknown as Uint8Array }
+  expect(() => store.putMany(entries)).toThrow()
+  expect(store.messageCount).toBe(0)
+  expect(store.put("t", bytes("after"))).toBe(1)
+  expect(store.oldestAfter("t", 0)!.ordinal).toBe(1)
+})
+
 describe("group commit", () => {
   /** What another connection to the same file sees: only committed writes. */
   const committedCount = (path: string): number => {
