@@ -135,7 +135,7 @@ test("a putMany larger than one multi-row insert keeps every message's topic, or
 test("a putMany that fails inside a multi-row insert stores nothing of it", () => {
   using store = disposable(new Store())
   const entries = Array.from({ length: 20 }, (_, i) => ({ topic: "t", payload: bytes(`m${i}`) }))
-  entries[9] = { topic: "t", payload: Symbol("not bindable") as unknown as Uint8Array }
+  entries[9] = { topic: "t", payload: Symbol("not bindable") as unknown as (typeof entries)[number]["payload"] }
   expect(() => store.putMany(entries)).toThrow()
   expect(store.messageCount).toBe(0)
   expect(store.put("t", bytes("after"))).toBe(1)
