@@ -16,7 +16,7 @@
  * (QoS 0) → SUBACK, PUBLISH (QoS 0: topic, then the payload, no packet id, no acknowledgement).
  */
 import type { Socket } from "bun"
-import { type Arrival, Out, PAYLOAD_BYTES, readPayload } from "./wire.ts"
+import { type Arrival, Carry, Out, PAYLOAD_BYTES, readPayload } from "./wire.ts"
 
 const encoder = new TextEncoder()
 const utf8 = new TextDecoder()
@@ -65,44 +65,6 @@ function remainingLength(value: number): number[] {
     bytes.push(byte)
   } while (value > 0)
   return bytes
-}
-
-/** Keeps a message cut by the end of a chunk until the next chunk completes it. */
-class Carry {
-  bytes = new Uint8Array(16 * 1024)
-  length = 0
-
-  /** The chunk to parse: `chunk` itself when nothing is carried, else the carried bytes followed by it. */
-  join(chunk: Uint8Array): Uint8Array {
-    if (this.length === 0) return chunk
-    this.#ensure(this.length + chunk.length)
-    this.bytes.set(chunk, this.length)
-    const joined = this.bytes.subarray(0, this.length + chunk.length)
-    this.length = 0
-    return joined
-  }
-
-  /** Keeps `bytes[from..]` (which may live in this carry's own buffer). */
-  keep(bytes: Uint8Array, from: number): void {
-    const rest = bytes.length - from
-    if (rest === 0) return
-    if (bytes.buffer === this.bytes.buffer) {
-      this.bytes.copyWithin(0, bytes.byteOffset + from, bytes.byteOffset + bytes.length)
-    } else {
-      this.#ensure(rest)
-      this.bytes.set(bytes.subarray(from), 0)
-    }
-    this.length = rest
-  }
-
-  #ensure(capacity: number): void {
-    if (capacity <= this.bytes.length) return
-    let size = this.bytes.length * 2
-    while (size < capacity) size *= 2
-    const grown = new Uint8Array(size)
-    grown.set(this.bytes.subarray(0, this.length))
-    this.bytes = grown
-  }
 }
 
 /** What both peer links offer the load generator. */

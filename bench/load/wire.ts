@@ -271,22 +271,54 @@ export function payloadOffset(bytes: Uint8Array, start: number): number {
 /** Called with each whole frame: it is `bytes[start]` to `bytes[end]`, valid only during the call. */
 export type FrameHandler = (bytes: Uint8Array, start: number, end: number) => void
 
+/** Keeps a message cut by the end of a chunk until the next chunk completes it (only its bytes are copied). */
+export class Carry {
+  #bytes = new Uint8Array(16 * 1024)
+  #length = 0
+
+  /** The chunk to parse: `chunk` itself when nothing is carried, else the carried bytes followed by it. */
+  join(chunk: Uint8Array): Uint8Array {
+    if (this.#length === 0) return chunk
+    this.#ensure(this.#length + chunk.length)
+    this.#bytes.set(chunk, this.#length)
+    const joined = this.#bytes.subarray(0, this.#length + chunk.length)
+    this.#length = 0
+    return joined
+  }
+
+  /** Keeps `bytes[from..]` (which may live in this carry's own buffer). */
+  keep(bytes: Uint8Array, from: number): void {
+    const rest = bytes.length - from
+    if (rest === 0) return
+    if (bytes.buffer === this.#bytes.buffer) {
+      this.#bytes.copyWithin(0, bytes.byteOffset + from, bytes.byteOffset + bytes.length)
+    } else {
+      this.#ensure(rest)
+      this.#bytes.set(bytes.subarray(from), 0)
+    }
+    this.#length = rest
+  }
+
+  #ensure(capacity: number): void {
+    if (capacity <= this.#bytes.length) return
+    let size = this.#bytes.length * 2
+    while (size < capacity) size *= 2
+    const grown = new Uint8Array(size)
+    grown.set(this.#bytes.subarray(0, this.#length))
+    this.#bytes = grown
+  }
+}
+
 /**
  * Splits a stream of binary frames in place: whole frames in a chunk are handed over as offsets
  * into it; only a frame cut by the chunk's end is copied, to be completed by the next one.
  */
 export class FrameSplitter {
-  #tail = new Uint8Array(64 * 1024)
-  #tailLength = 0
+  readonly #carry = new Carry()
 
   push(chunk: Uint8Array, onFrame: FrameHandler): void {
-    let bytes = chunk
-    let end = chunk.length
-    if (this.#tailLength > 0) {
-      this.#append(chunk)
-      bytes = this.#tail
-      end = this.#tailLength
-    }
+    const bytes = this.#carry.join(chunk)
+    const end = bytes.length
     let at = 0
     while (end - at >= 4) {
       const frameEnd = at + 4 + readU32(bytes, at)
@@ -294,26 +326,7 @@ export class FrameSplitter {
       onFrame(bytes, at, frameEnd)
       at = frameEnd
     }
-    if (bytes === chunk) {
-      this.#tailLength = 0
-      if (at < end) this.#append(chunk.subarray(at))
-    } else {
-      this.#tail.copyWithin(0, at, end)
-      this.#tailLength = end - at
-    }
-  }
-
-  #append(bytes: Uint8Array): void {
-    const needed = this.#tailLength + bytes.length
-    if (needed > this.#tail.length) {
-      let capacity = this.#tail.length * 2
-      while (capacity < needed) capacity *= 2
-      const grown = new Uint8Array(capacity)
-      grown.set(this.#tail.subarray(0, this.#tailLength))
-      this.#tail = grown
-    }
-    this.#tail.set(bytes, this.#tailLength)
-    this.#tailLength = needed
+    this.#carry.keep(bytes, at)
   }
 }
 

@@ -265,29 +265,31 @@ export class Store {
     this.#insertMany = db.transaction((entries: readonly { topic: string; payload: Uint8Array }[], putAt: number) => {
       let seq = this.#lastSeq
       const rows = this.#rowParameters
-      let at = 0
-      // Whole groups of INSERT_ROWS in one statement each, the rest one by one.
-      for (; at + INSERT_ROWS <= entries.length; at += INSERT_ROWS) {
-        for (let row = 0; row < INSERT_ROWS; row++) {
-          const entry = entries[at + row]!
-          const topic = this.#topicFor(entry.topic)
-          const base = row * 5
-          rows[base] = ++seq
-          rows[base + 1] = topic.id
-          rows[base + 2] = ++topic.lastOrdinal
-          rows[base + 3] = putAt
-          rows[base + 4] = entry.payload
-          topic.lastSeq = seq
-          topic.lastPutAt = putAt
-        }
-        this.#insertMessages.run(...rows)
-      }
-      for (; at < entries.length; at++) {
-        const entry = entries[at]!
+      let filled = 0
+      for (const entry of entries) {
         const topic = this.#topicFor(entry.topic)
-        this.#insertMessage.run(++seq, topic.id, ++topic.lastOrdinal, putAt, entry.payload)
+        const base = filled * 5
+        rows[base] = ++seq
+        rows[base + 1] = topic.id
+        rows[base + 2] = ++topic.lastOrdinal
+        rows[base + 3] = putAt
+        rows[base + 4] = entry.payload
         topic.lastSeq = seq
         topic.lastPutAt = putAt
+        // A whole group goes in one statement; the rest, fewer than INSERT_ROWS, one by one below.
+        if (++filled === INSERT_ROWS) {
+          this.#insertMessages.run(...rows)
+          filled = 0
+        }
+      }
+      for (let base = 0; base < filled * 5; base += 5) {
+        this.#insertMessage.run(
+          rows[base] as number,
+          rows[base + 1] as number,
+          rows[base + 2] as number,
+          rows[base + 3] as number,
+          rows[base + 4] as Uint8Array,
+        )
       }
       // The parameters keep no payload alive past the batch.
       rows.fill(0)
