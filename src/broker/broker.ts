@@ -40,6 +40,10 @@ export interface Delivery extends StoredMessage {
   readonly missed: number | null
 }
 
+/**
+ * A wait's answer. The payload may be a view of the putting connection's input, valid only
+ * during the call: a callback that keeps the message past it copies the payload.
+ */
 export type WaitCallback = (message: Delivery | null) => void
 
 export interface Waiter {
@@ -325,10 +329,12 @@ export class Broker {
     if (waiting !== undefined) {
       // Detach first: a woken reader may go on to wait on this topic again.
       this.#waiters.delete(topic)
+      // The message in hand is each waiter's answer: no look-up in the store per waiter.
+      const message: StoredMessage = { seq, ordinal, payload, putAt }
       for (const waiter of waiting) {
         clearTimeout(waiter.timer)
         waiter.reader.forgetWaiter(waiter)
-        waiter.callback(readOrNothing(() => waiter.reader.get(topic)))
+        waiter.callback(readOrNothing(() => waiter.reader.handOff(topic, message)))
       }
     }
     if (this.#patternSubscribers.size > 0) {

@@ -129,6 +129,18 @@ export class Reader {
     return message
   }
 
+  /**
+   * @internal A wait's answer from the message just put on `topic`, without a look-up. A waiter
+   * is woken by the topic's first put after it found nothing unread, so that message is the
+   * oldest unread; should this reader have read it meanwhile, or retention removed it, the
+   * store is asked as for any get.
+   */
+  handOff(topic: string, message: StoredMessage): Delivery | null {
+    const state = this.#broker.store.topic(topic)
+    const stillNext = state !== undefined && this.cursor(topic) < message.seq && state.droppedThroughSeq < message.seq
+    return stillNext ? this.#deliver(topic, message) : this.get(topic)
+  }
+
   isWaiting(topic: string): boolean {
     return this.#waiters.has(topic)
   }

@@ -252,7 +252,9 @@ async function getAfter(
   try {
     if (waitSeconds === 0) return messageResponse(reader.get(topic, readable))
     const { promise, resolve } = Promise.withResolvers<Delivery | null>()
-    const now = reader.getWait(topic, waitSeconds * 1000, resolve, readable)
+    // The answer is sent after the callback returns: its payload is copied (see WaitCallback).
+    const keep = (message: Delivery | null): void => resolve(message === null ? null : { ...message, payload: message.payload.slice() })
+    const now = reader.getWait(topic, waitSeconds * 1000, keep, readable)
     if (now !== null) return messageResponse(now)
     // A long poll outlives the server's idle timeout; a client that gives up ends the wait.
     server.timeout(request, 0)

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test"
-import { Broker } from "../../src/broker/broker.ts"
+import { Broker, type Delivery } from "../../src/broker/broker.ts"
 import { BrokerError } from "../../src/broker/errors.ts"
 import { Store, type StoredMessage } from "../../src/store/store.ts"
 
@@ -134,6 +134,55 @@ describe("Broker", () => {
     broker.put("t", bytes("3"))
     await done
     expect(received).toEqual(["1", "2", "3"])
+  })
+
+  test("a wait is answered with the put itself: its seq, topic and put time, nothing missed", () => {
+    using broker = openBroker()
+    const reader = broker.openReader()
+    let answer: Delivery | null = null
+    reader.getWait("t", 60_000, (message) => (answer = message === null ? null : { ...message, payload: message.payload.slice() }))
+    const seq = broker.put("t", bytes("now"))
+    expect(answer).not.toBeNull()
+    const { topic, missed, seq: answeredSeq, putAt } = answer!
+    expect({ topic, missed, seq: answeredSeq, text: text(answer) }).toEqual({ topic: "t", missed: 0, seq, text: "now" })
+    expect(putAt).toBeGreaterThan(0)
+    expect(reader.get("t")).toBeNull()
+  })
+
+  test("a batch answers a wait with its first message on the topic, and the rest stay unread in order", () => {
+    using broker = openBroker()
+    const reader = broker.openReader()
+    const answers: (string | null)[] = []
+    reader.getWait("t", 60_000, (message) => answers.push(text(message)))
+    broker.putMany([
+      { topic: "other", payload: bytes("o") },
+      { topic: "t", payload: bytes("1") },
+      { topic: "t", payload: bytes("2") },
+    ])
+    expect(answers).toEqual(["1"])
+    expect(text(reader.get("t"))).toBe("2")
+    expect(reader.get("t")).toBeNull()
+  })
+
+  test("a waiter that read the put before its turn to be answered gets nothing again, and no message is skipped", () => {
+    using broker = openBroker()
+    const first = broker.openReader()
+    const second = broker.openReader()
+    const firstAnswers: (string | null)[] = []
+    const secondAnswers: (string | null)[] = []
+    first.getWait("t", 60_000, (message) => {
+      firstAnswers.push(text(message))
+      // Inside the first answer: the second reader reads the message itself, then a second put comes.
+      secondAnswers.push(`read:${text(second.get("t"))}`)
+      broker.put("t", bytes("2"))
+    })
+    second.getWait("t", 60_000, (message) => secondAnswers.push(text(message)))
+    broker.put("t", bytes("1"))
+    expect(firstAnswers).toEqual(["1"])
+    // Its wait is answered from the store: the oldest message it has not read.
+    expect(secondAnswers).toEqual(["read:1", "2"])
+    expect(second.get("t")).toBeNull()
+    expect(text(first.get("t"))).toBe("2")
   })
 
   test("closing a reader drops its wait without answering it", () => {
