@@ -422,16 +422,20 @@ export class Store {
     return first
   }
 
-  /** The oldest message of `topic` with a sequence number above `afterSeq`. */
+  /**
+   * The oldest message of `topic` with a sequence number above `afterSeq`. A reader that is
+   * caught up (the usual GET and GET_WAIT at steady rates) costs no statement: no stored
+   * message is newer than the topic's lastSeq.
+   */
   oldestAfter(topic: string, afterSeq: number): StoredMessage | null {
     const state = this.#topics.get(topic)
-    return state === undefined ? null : this.#oldestAfter.get(state.id, afterSeq)
+    return state === undefined || state.lastSeq <= afterSeq ? null : this.#oldestAfter.get(state.id, afterSeq)
   }
 
   /** Up to `limit` messages of `topic` after `afterSeq`, oldest first: one statement for a batch. */
   messagesAfter(topic: string, afterSeq: number, limit: number): StoredMessage[] {
     const state = this.#topics.get(topic)
-    return state === undefined ? [] : this.#messagesAfter.all(state.id, afterSeq, limit)
+    return state === undefined || state.lastSeq <= afterSeq ? [] : this.#messagesAfter.all(state.id, afterSeq, limit)
   }
 
   /** The ordinal of `topic`'s oldest stored message after `afterSeq` (no payload read); null when none. */
@@ -442,7 +446,7 @@ export class Store {
   /** The newest message of `topic` with a sequence number above `afterSeq`. */
   newestAfter(topic: string, afterSeq: number): StoredMessage | null {
     const state = this.#topics.get(topic)
-    return state === undefined ? null : this.#newestAfter.get(state.id, afterSeq)
+    return state === undefined || state.lastSeq <= afterSeq ? null : this.#newestAfter.get(state.id, afterSeq)
   }
 
   topic(name: string): TopicState | undefined {
