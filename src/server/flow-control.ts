@@ -13,6 +13,7 @@
  */
 import type { ProtocolError } from "../protocol/errors.ts"
 import { type BudgetHolder, type BufferBudget, PAUSED_OUTPUT_BYTES } from "./buffer-budget.ts"
+import { endOfTurn } from "./end-of-turn.ts"
 
 /**
  * Requests one connection may run before it lets the event loop serve others. Bun hands over
@@ -294,7 +295,7 @@ export class FlowControl implements BudgetHolder {
 
   /**
    * Something happened outside the connection's own handlers (a wait answered, a push): pump
-   * once, at the end of this turn of the event loop (setImmediate), so the pushes that every
+   * once, at the end of this turn of the event loop (EndOfTurn), so the pushes that every
    * publisher's chunk in this turn causes go out together, in one write per subscriber (a
    * microtask wrote once per publisher: with ten publishers, ten writes). What it produced is
    * reported to the budget at once, so one turn of pushes cannot carry many subscribers past it.
@@ -303,10 +304,12 @@ export class FlowControl implements BudgetHolder {
     this.#reportToBudget()
     if (this.#woken) return
     this.#woken = true
-    setImmediate(() => {
-      this.#woken = false
-      this.#peer.pump()
-    })
+    endOfTurn.schedule(this.#pumpWoken)
+  }
+
+  readonly #pumpWoken = (): void => {
+    this.#woken = false
+    this.#peer.pump()
   }
 
   /** After a pump: reuse an emptied inbox (or drop its taken half), and pause or resume reading to match what is held. */
@@ -354,7 +357,10 @@ export class FlowControl implements BudgetHolder {
         this.#unfedBytes += rest.length
         return
       }
-      this.#peer.decode(bytes.subarray(offset, Math.min(bytes.length, offset + FEED_SLICE_BYTES)))
+      // A chunk that fits one slice (the usual case) goes as it is: subarray is not free.
+      this.#peer.decode(
+        bytes.length <= FEED_SLICE_BYTES ? bytes : bytes.subarray(offset, Math.min(bytes.length, offset + FEED_SLICE_BYTES)),
+      )
     }
   }
 
