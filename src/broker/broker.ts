@@ -29,6 +29,7 @@ import { Histogram, LATENCY_BUCKETS_SECONDS } from "./histogram.ts"
 import { Reader } from "./reader.ts"
 import { DEFAULT_RETENTION, Retention, type RetentionConfig } from "./retention.ts"
 import { TopicReclaimer } from "./topic-reclaimer.ts"
+import { type Timed, WaitDeadlines } from "./wait-deadlines.ts"
 
 export { Reader }
 
@@ -46,12 +47,11 @@ export interface Delivery extends StoredMessage {
  */
 export type WaitCallback = (message: Delivery | null) => void
 
-export interface Waiter {
+export interface Waiter extends Timed {
   readonly reader: Reader
   /** A topic, or a pattern. */
   readonly topic: string
   readonly callback: WaitCallback
-  readonly timer: Timer
   /** For a pattern: which matching topics the reader may be given. */
   readonly readable: TopicFilter | undefined
 }
@@ -114,6 +114,8 @@ export class Broker {
   /** Named readers in use, by name (one connection at a time). */
   readonly #named = new Map<string, Reader>()
   readonly #timers: Timer[] = []
+  /** When pending waits time out: answered with nothing. */
+  readonly #deadlines = new WaitDeadlines<Waiter>((waiter) => this.cancelWait(waiter, true))
 
   /** The most topic cursors one reader may hold (--max-cursors). */
   readonly maxCursors: number
@@ -270,13 +272,8 @@ export class Broker {
   }
 
   addWaiter(reader: Reader, topic: string, timeoutMs: number, callback: WaitCallback, readable?: TopicFilter): Waiter {
-    const waiter: Waiter = {
-      reader,
-      topic,
-      callback,
-      readable,
-      timer: setTimeout(() => this.cancelWait(waiter, true), timeoutMs),
-    }
+    const waiter: Waiter = { reader, topic, callback, readable, timeoutMs, deadline: performance.now() + timeoutMs, settled: false }
+    this.#deadlines.add(waiter)
     if (isPattern(topic)) {
       this.#patternWaiters.add(topic, waiter)
       return waiter
@@ -291,7 +288,7 @@ export class Broker {
   }
 
   cancelWait(waiter: Waiter, answer: boolean): void {
-    clearTimeout(waiter.timer)
+    this.#deadlines.settle(waiter)
     waiter.reader.forgetWaiter(waiter)
     if (isPattern(waiter.topic)) this.#patternWaiters.remove(waiter.topic, waiter)
     else {
@@ -332,7 +329,7 @@ export class Broker {
       // The message in hand is each waiter's answer: no look-up in the store per waiter.
       const message: StoredMessage = { seq, ordinal, payload, putAt }
       for (const waiter of waiting) {
-        clearTimeout(waiter.timer)
+        this.#deadlines.settle(waiter)
         waiter.reader.forgetWaiter(waiter)
         waiter.callback(readOrNothing(() => waiter.reader.handOff(topic, message)))
       }
