@@ -106,13 +106,16 @@ export class BufferBudget {
    * running what it received, which the server drains by itself.
    */
   report(holder: BudgetHolder, bytes: number, waitingOnClient = bytes): void {
-    const before = this.#held.get(holder) ?? 0
+    const known = this.#held.get(holder)
+    // Nothing held by a holder not (or no longer) known: nothing to note, and no entry for it.
+    if (known === undefined && bytes === 0 && waitingOnClient === 0) return
+    const before = known ?? 0
     const waitedBefore = this.#waitingOnClient.get(holder) ?? 0
-    if (waitingOnClient === 0) this.#waitingOnClient.delete(holder)
-    else this.#waitingOnClient.set(holder, waitingOnClient)
-    if (bytes === before) return
-    if (bytes === 0) this.#held.delete(holder)
-    else this.#held.set(holder, bytes)
+    // Entries stay, at 0, until `forget`: a Map that deletes and adds a key on every report
+    // (twice per delivery to a subscriber) makes garbage.
+    this.#waitingOnClient.set(holder, waitingOnClient)
+    if (bytes === before && known !== undefined) return
+    this.#held.set(holder, bytes)
     this.#totalBytes += bytes - before
     if (this.#paused.has(holder)) {
       this.#pausedBytes += bytes - before
@@ -131,6 +134,7 @@ export class BufferBudget {
     if (this.#paused.delete(holder)) this.#pausedBytes -= this.#held.get(holder) ?? 0
     if (this.#paused.size === 0) this.#stopStallCheck()
     this.report(holder, 0)
+    this.#held.delete(holder)
     this.#waitingOnClient.delete(holder)
   }
 
@@ -148,7 +152,7 @@ export class BufferBudget {
 
   /** Pauses running holders, largest first, until the running ones hold at most half the budget. */
   #pauseBiggest(): void {
-    const running = [...this.#held].filter(([holder]) => !this.#paused.has(holder)).sort((a, b) => b[1] - a[1])
+    const running = [...this.#held].filter(([holder, bytes]) => bytes > 0 && !this.#paused.has(holder)).sort((a, b) => b[1] - a[1])
     const now = this.#clock()
     for (const [holder, bytes] of running) {
       if (this.#totalBytes - this.#pausedBytes <= this.maxBytes / 2) break
