@@ -54,6 +54,30 @@ export class Outbound {
     if (wasIdle) this.writeQueued()
   }
 
+  /**
+   * Sends the first `length` bytes of `bytes`, which the caller reuses once this returns: written
+   * straight from them when nothing is waiting (no allocation when the kernel takes them all,
+   * the usual case); whatever has to wait is copied first.
+   */
+  sendLent(bytes: Uint8Array, length: number): void {
+    if (length === 0) return
+    if (!this.isIdle) {
+      this.send(bytes.slice(0, length))
+      return
+    }
+    const written = this.#socket.write(bytes, 0, length)
+    if (written < 0) {
+      this.#socket.terminate()
+      return
+    }
+    if (written === length) return
+    // The kernel is full (`drain` will come): the rest waits, alone at the head, as any write's rest.
+    const rest = bytes.slice(written, length)
+    this.#queued.push(rest)
+    this.#queuedBytes += rest.length
+    this.#headIsRest = true
+  }
+
   /** Writes queued bytes until the kernel stops taking them (then `drain` comes) or none are left. */
   writeQueued(): void {
     // Bounded: each round either empties a write's worth of the queue or ends.

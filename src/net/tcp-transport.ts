@@ -21,6 +21,10 @@ export class TcpTransport implements Transport {
     this.#outbound.send(output instanceof Uint8Array ? output : utf8.encode(output.join("")))
   }
 
+  sendLent(bytes: Uint8Array, length: number): void {
+    this.#outbound.sendLent(bytes, length)
+  }
+
   get queuedBytes(): number {
     return this.#outbound.queuedBytes
   }

@@ -20,6 +20,8 @@ export interface Transport {
   readonly remoteAddress: string
   /** Sends now, or queues behind what waits; never drops. */
   send(output: Output): void
+  /** Sends the first `length` bytes of `bytes`, which are reused once this returns (what must wait is copied). */
+  sendLent(bytes: Uint8Array, length: number): void
   /** Output the peer has not taken yet, in bytes. */
   readonly queuedBytes: number
   readonly isIdle: boolean

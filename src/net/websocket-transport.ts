@@ -34,6 +34,11 @@ export class WebSocketTransport implements Transport {
     else for (const text of output) this.#socket.sendText(text)
   }
 
+  sendLent(bytes: Uint8Array, length: number): void {
+    // Bun frames (copies) the message before send returns.
+    if (!this.#closing) this.#socket.sendBinary(bytes.subarray(0, length))
+  }
+
   get queuedBytes(): number {
     return this.#socket.getBufferedAmount()
   }

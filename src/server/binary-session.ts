@@ -8,7 +8,7 @@ import type { Delivery, Reader, Subscriber, TopicFilter } from "../broker/broker
 import { listTopics } from "../broker/catalogue.ts"
 import { BrokerError } from "../broker/errors.ts"
 import { BINARY_VERSION, Op } from "../protocol/binary/constants.ts"
-import { FrameWriter, writeError, writeMessage } from "../protocol/binary/frame-writer.ts"
+import { FrameWriter, type LentBytesSink, writeError, writeMessage } from "../protocol/binary/frame-writer.ts"
 import { type BinaryRequest, detachRequest, type RejectedFrame, readRequest } from "../protocol/binary/request.ts"
 import { ProtocolError, protocolErrorOf } from "../protocol/errors.ts"
 import { isPattern } from "../topic/pattern.ts"
@@ -99,6 +99,13 @@ export class BinarySession implements Session<BinaryItem> {
     // What the replies tell of (acknowledged puts, delivered cursors) is durable before they leave.
     this.#host.broker.store.commit()
     return this.#writer.take()
+  }
+
+  lendOutput(sink: LentBytesSink): void {
+    if (this.#writer.length === 0) return
+    // As in takeOutput: durable before the replies leave.
+    this.#host.broker.store.commit()
+    this.#writer.lend(sink)
   }
 
   run(request: BinaryItem): void {
@@ -290,8 +297,18 @@ export class BinarySession implements Session<BinaryItem> {
 
   /** A PUT_MANY is refused whole if any of its topics may not be written. */
   #mayWrite(request: Extract<BinaryRequest, { op: typeof Op.put | typeof Op.putMany }>): boolean {
-    const topics = request.op === Op.put ? [request.topic] : request.entries.map((entry) => entry.topic)
-    const denied = topics.find((topic) => !this.#principal!.canWrite(topic))
+    // No array or closure per put: this runs for every frame on the put path.
+    const principal = this.#principal!
+    let denied: string | undefined
+    if (request.op === Op.put) {
+      if (!principal.canWrite(request.topic)) denied = request.topic
+    } else {
+      for (const entry of request.entries) {
+        if (principal.canWrite(entry.topic)) continue
+        denied = entry.topic
+        break
+      }
+    }
     if (denied === undefined) return true
     this.#reportError(
       request.requestId,

@@ -17,7 +17,7 @@ import type { ConnectionContext } from "./connection-context.ts"
 import { FlowControl, MAX_PASSES_PER_TURN, StreamFailure } from "./flow-control.ts"
 import { Handshake } from "./handshake.ts"
 import { ConnectionLifecycle, Lifecycle } from "./lifecycle.ts"
-import { type Session, sessionHost } from "./session.ts"
+import { type Session, sendOutput, sessionHost } from "./session.ts"
 import { webSocketMessageProblem } from "./websocket-message.ts"
 import { WIRE_PROTOCOLS } from "./wire-protocols.ts"
 
@@ -223,9 +223,7 @@ export class Connection implements FrameSink {
         if (budget !== null) session.produceBacklog(budget)
       }
       const outputBytes = session.pendingBytes
-      const output = session.takeOutput()
-      if (output !== null) {
-        this.#transport.send(output)
+      if (sendOutput(session, this.#transport)) {
         this.#flow.countSent(outputBytes)
         this.lastActivityMs = Date.now()
       }

@@ -6,6 +6,8 @@
  */
 export class EndOfTurn {
   #tasks: (() => void)[] = []
+  /** The list run last turn, emptied: reused, so that a turn allocates no list. */
+  #spare: (() => void)[] = []
   #scheduled = false
   readonly #runAll = (): void => this.#run()
   readonly #report: (error: unknown) => void
@@ -26,7 +28,7 @@ export class EndOfTurn {
   #run(): void {
     // Taken first: what these tasks schedule goes to the next turn (bounded: this list only).
     const tasks = this.#tasks
-    this.#tasks = []
+    this.#tasks = this.#spare
     this.#scheduled = false
     for (const task of tasks) {
       try {
@@ -36,6 +38,8 @@ export class EndOfTurn {
         this.#report(error)
       }
     }
+    tasks.length = 0
+    this.#spare = tasks
   }
 }
 

@@ -5,7 +5,8 @@
  */
 import type { Authenticator, Principal } from "../auth/auth.ts"
 import type { Broker } from "../broker/broker.ts"
-import type { Output } from "../net/transport.ts"
+import type { Output, Transport } from "../net/transport.ts"
+import type { LentBytesSink } from "../protocol/binary/frame-writer.ts"
 import type { ErrorName, ProtocolError } from "../protocol/errors.ts"
 
 export interface ConnectionLimits {
@@ -63,6 +64,11 @@ export interface Session<Request> {
   readonly principalName: string | null
   readonly subscriptionCount: number
   takeOutput(): Output | null
+  /**
+   * Sessions whose output is bytes may lend them instead (see sendOutput): `sink` gets memory
+   * that is reused once it returns.
+   */
+  lendOutput?(sink: LentBytesSink): void
   /** True when it has more to send that it produces itself (a subscriber catching up). */
   readonly hasBacklog: boolean
   /** Produces backlog output within `budget` bytes. */
@@ -109,4 +115,18 @@ export function sessionHost(
       context.requestShutdown()
     },
   }
+}
+
+/**
+ * Sends what `session` produced: lent when the transport is idle (the kernel usually takes it
+ * all, and nothing is allocated per write), else taken and queued. Whether anything was sent.
+ */
+export function sendOutput(session: Session<unknown>, transport: Transport): boolean {
+  if (session.lendOutput !== undefined && session.pendingBytes > 0 && transport.isIdle) {
+    session.lendOutput(transport)
+    return true
+  }
+  const output = session.takeOutput()
+  if (output !== null) transport.send(output)
+  return output !== null
 }

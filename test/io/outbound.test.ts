@@ -15,8 +15,9 @@ class FakeSocket {
   closed = false
   terminated = false
 
-  write(bytes: Uint8Array): number {
+  write(all: Uint8Array, offset = 0, length = all.length - offset): number {
     if (this.closed) return -1
+    const bytes = offset === 0 && length === all.length ? all : all.subarray(offset, offset + length)
     this.offered.push(bytes)
     const took = Math.min(bytes.length, this.room)
     for (let i = 0; i < took; i++) this.taken.push(bytes[i]!)
@@ -89,6 +90,53 @@ describe("Outbound", () => {
     for (let i = 0; i < total; i++) if (socket.taken[i] !== i % 251) wrong++
     expect(wrong).toBe(0)
     expect(outbound.joinedBytes).toBeLessThanOrEqual(total)
+  })
+
+  test("lent bytes go straight to an idle socket: only the lent length, from the lender's memory, nothing kept", () => {
+    const socket = new FakeSocket()
+    const outbound = outboundOn(socket)
+    const memory = piece(64, 0)
+    outbound.sendLent(memory, 40)
+    expect(socket.taken).toEqual([...piece(40, 0)])
+    expect(socket.offered[0]!.buffer).toBe(memory.buffer)
+    expect(outbound.isIdle).toBe(true)
+    expect(outbound.queuedBytes).toBe(0)
+  })
+
+  test("what the kernel does not take of lent bytes is copied: reusing the memory at once changes nothing sent", () => {
+    const socket = new FakeSocket()
+    const outbound = outboundOn(socket)
+    socket.room = 10
+    const memory = piece(100, 0)
+    outbound.sendLent(memory, 100)
+    expect(outbound.queuedBytes).toBe(90)
+    memory.fill(0) // the lender writes its next replies here
+    socket.room = Number.POSITIVE_INFINITY
+    outbound.writeQueued()
+    expect(socket.taken).toEqual([...piece(100, 0)])
+  })
+
+  test("lent bytes behind a queue wait as a copy, in order", () => {
+    const socket = new FakeSocket()
+    const outbound = outboundOn(socket)
+    socket.room = 5
+    outbound.send(piece(20, 0))
+    const memory = piece(30, 20)
+    outbound.sendLent(memory, 30)
+    expect(socket.offered.length).toBe(1)
+    memory.fill(0)
+    socket.room = Number.POSITIVE_INFINITY
+    outbound.writeQueued()
+    expect(socket.taken).toEqual([...piece(50, 0)])
+  })
+
+  test("lent bytes to a socket that will never take them (write returns -1) close it", () => {
+    const socket = new FakeSocket()
+    const outbound = outboundOn(socket)
+    socket.closed = true
+    outbound.sendLent(piece(10, 0), 10)
+    expect(socket.terminated).toBe(true)
+    expect(outbound.queuedBytes).toBe(0)
   })
 
   test("a socket that will never take its bytes (write returns -1) is closed and its queue dropped", () => {

@@ -3,6 +3,7 @@
  * `writeMessage` / `writeError` write the two frames whose layout has a choice in it.
  */
 
+import { BoundedCache } from "../../topic/bounded-cache.ts"
 import { MAX_TOPIC_BYTES } from "../../topic/topic-name.ts"
 import { ErrorCode, type ErrorName, ProtocolError } from "../errors.ts"
 import { Flag, HEADER_BYTES, LENGTH_BYTES, Op } from "./constants.ts"
@@ -11,6 +12,20 @@ const encoder = new TextEncoder()
 
 /** Room for many small replies before the buffer first grows; `take` keeps it for reuse. */
 const INITIAL_CAPACITY = 16 * 1024
+/**
+ * Topics whose UTF-8 bytes are kept, so that a push to many subscribers (one frame each) does
+ * not encode the topic again for each (encodeInto allocated a view and a result object per
+ * frame). At most 1 MiB (1,024 topics of at most MAX_TOPIC_BYTES), shared by every connection.
+ */
+const TOPIC_BYTES_CACHED = 1024
+const topicBytes = new BoundedCache<string, Uint8Array>(TOPIC_BYTES_CACHED)
+/** Where `lend` hands bytes: the first `length` of `bytes`, reused once `sendLent` returns. */
+export interface LentBytesSink {
+  sendLent(bytes: Uint8Array, length: number): void
+}
+
+/** After `lend`, a buffer larger than this is replaced by a fresh one. */
+const LENT_CAPACITY_KEPT = 4 * INITIAL_CAPACITY
 
 /**
  * Builds frames back to back in one buffer, so everything produced while handling one chunk
@@ -86,13 +101,18 @@ export class FrameWriter {
     return this
   }
 
-  /** A u16 length and the UTF-8 bytes of `topic`. */
+  /** A u16 length and the UTF-8 bytes of `topic` (encoded once per topic, see TOPIC_BYTES_CACHED). */
   topic(topic: string): this {
-    this.#reserve(2 + topic.length * 3)
-    const { written } = encoder.encodeInto(topic, this.#bytes.subarray(this.#length + 2))
-    if (written > MAX_TOPIC_BYTES) throw new ProtocolError("bad_field", `topic is longer than ${MAX_TOPIC_BYTES} bytes`)
-    this.#view.setUint16(this.#length, written)
-    this.#length += 2 + written
+    let encoded = topicBytes.get(topic)
+    if (encoded === undefined) {
+      encoded = encoder.encode(topic)
+      if (encoded.length > MAX_TOPIC_BYTES) throw new ProtocolError("bad_field", `topic is longer than ${MAX_TOPIC_BYTES} bytes`)
+      topicBytes.set(topic, encoded)
+    }
+    this.#reserve(2 + encoded.length)
+    this.#view.setUint16(this.#length, encoded.length)
+    this.#bytes.set(encoded, this.#length + 2)
+    this.#length += 2 + encoded.length
     return this
   }
 
@@ -110,6 +130,21 @@ export class FrameWriter {
     this.#bytes = new Uint8Array(INITIAL_CAPACITY)
     this.#view = new DataView(this.#bytes.buffer)
     return taken
+  }
+
+  /**
+   * Hands the bytes written since the last `take` to `sink` without copying them, and starts
+   * over in the same memory once it returns: the sink copies whatever it keeps. A buffer grown
+   * far past its start is let go afterwards, so a burst does not pin its memory.
+   */
+  lend(sink: LentBytesSink): void {
+    const length = this.#length
+    this.#length = 0
+    sink.sendLent(this.#bytes, length)
+    if (this.#bytes.length > LENT_CAPACITY_KEPT) {
+      this.#bytes = new Uint8Array(INITIAL_CAPACITY)
+      this.#view = new DataView(this.#bytes.buffer)
+    }
   }
 
   /** Drops a frame begun but not ended (its content turned out to be invalid). */

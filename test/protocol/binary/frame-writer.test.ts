@@ -87,6 +87,28 @@ describe("FrameWriter and readReply", () => {
     expect(toHex(writer.take())).toBe("00000006840000000003")
   })
 
+  test("lend() hands over its own memory and length, then writes over it; a large buffer is let go", () => {
+    const writer = new FrameWriter()
+    const lent: { memory: Uint8Array; hex: string }[] = []
+    const sink = { sendLent: (memory: Uint8Array, length: number) => lent.push({ memory, hex: toHex(memory.subarray(0, length)) }) }
+    writer.begin(Op.ok, 0, 1).end()
+    writer.lend(sink)
+    expect(writer.length).toBe(0)
+    writer.begin(Op.empty, 0, 3).end()
+    writer.lend(sink)
+    expect(lent.map(({ hex }) => hex)).toEqual(["00000006800000000001", "00000006840000000003"])
+    // The same memory both times: nothing was allocated to send.
+    expect(lent[1]!.memory).toBe(lent[0]!.memory)
+    // A burst that grew the buffer: after lending, a fresh small one takes its place.
+    writer.begin(Op.pong, 0, 4).bytes(new Uint8Array(200_000)).end()
+    writer.lend(sink)
+    expect(lent[2]!.memory.length).toBeGreaterThan(200_000)
+    writer.begin(Op.ok, 0, 5).end()
+    writer.lend(sink)
+    expect(lent[3]!.memory.length).toBeLessThan(200_000)
+    expect(lent[3]!.hex).toBe("00000006800000000005")
+  })
+
   test("grows for frames larger than its buffer", () => {
     const payload = new Uint8Array(100_000).map((_, i) => i % 251)
     expect(readReply(encodeReplies(rep.message(1, 5, "big", payload)))).toEqual(rep.message(1, 5, "big", payload))
