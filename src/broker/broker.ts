@@ -269,6 +269,7 @@ export class Broker {
   /** Stops the timers; the store stays open for its owner to close. */
   close(): void {
     for (const timer of this.#timers) clearInterval(timer)
+    this.#deadlines.clear()
   }
 
   addWaiter(reader: Reader, topic: string, timeoutMs: number, callback: WaitCallback, readable?: TopicFilter): Waiter {

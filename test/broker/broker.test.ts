@@ -185,6 +185,20 @@ describe("Broker", () => {
     expect(text(first.get("t"))).toBe("2")
   })
 
+  test("closing the broker stops its wait timers: a pending wait is not answered afterwards", async () => {
+    const broker = new Broker(new Store())
+    let answered = false
+    broker.openReader().getWait("t", 5, () => (answered = true))
+    broker.close()
+    // Another broker's wait with a later deadline expiring says the first one's has passed.
+    using marker = openBroker()
+    const { promise, resolve } = Promise.withResolvers<StoredMessage | null>()
+    marker.openReader().getWait("t", 20, resolve)
+    expect(await promise).toBeNull()
+    expect(answered).toBe(false)
+    broker.store.close()
+  })
+
   test("closing a reader drops its wait without answering it", () => {
     using broker = openBroker()
     const reader = broker.openReader()

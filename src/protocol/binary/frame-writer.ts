@@ -19,13 +19,13 @@ const INITIAL_CAPACITY = 16 * 1024
  */
 const TOPIC_BYTES_CACHED = 1024
 const topicBytes = new BoundedCache<string, Uint8Array>(TOPIC_BYTES_CACHED)
+/** After `lend`, a buffer larger than this is replaced by a fresh one. */
+const LENT_CAPACITY_KEPT = 4 * INITIAL_CAPACITY
+
 /** Where `lend` hands bytes: the first `length` of `bytes`, reused once `sendLent` returns. */
 export interface LentBytesSink {
   sendLent(bytes: Uint8Array, length: number): void
 }
-
-/** After `lend`, a buffer larger than this is replaced by a fresh one. */
-const LENT_CAPACITY_KEPT = 4 * INITIAL_CAPACITY
 
 /**
  * Builds frames back to back in one buffer, so everything produced while handling one chunk
