@@ -42,16 +42,19 @@ export interface Delivery extends StoredMessage {
 }
 
 /**
- * A wait's answer. The payload may be a view of the putting connection's input, valid only
- * during the call: a callback that keeps the message past it copies the payload.
+ * A wait's answer, with the tag the wait was given (a request id: one callback serves every
+ * wait of a connection, with no closure per wait). The payload may be a view of the putting
+ * connection's input, valid only during the call: a callback that keeps the message past it
+ * copies the payload.
  */
-export type WaitCallback = (message: Delivery | null) => void
+export type WaitCallback = (message: Delivery | null, tag: number) => void
 
 export interface Waiter extends Timed {
   readonly reader: Reader
   /** A topic, or a pattern. */
   readonly topic: string
   readonly callback: WaitCallback
+  readonly tag: number
   /** For a pattern: which matching topics the reader may be given. */
   readonly readable: TopicFilter | undefined
 }
@@ -272,8 +275,9 @@ export class Broker {
     this.#deadlines.clear()
   }
 
-  addWaiter(reader: Reader, topic: string, timeoutMs: number, callback: WaitCallback, readable?: TopicFilter): Waiter {
-    const waiter: Waiter = { reader, topic, callback, readable, timeoutMs, deadline: performance.now() + timeoutMs, settled: false }
+  addWaiter(reader: Reader, topic: string, timeoutMs: number, callback: WaitCallback, readable?: TopicFilter, tag = 0): Waiter {
+    const deadline = performance.now() + timeoutMs
+    const waiter: Waiter = { reader, topic, callback, tag, readable, timeoutMs, deadline, settled: false }
     this.#deadlines.add(waiter)
     if (isPattern(topic)) {
       this.#patternWaiters.add(topic, waiter)
@@ -296,7 +300,7 @@ export class Broker {
       const waiting = this.#waiters.get(waiter.topic)
       if (waiting?.delete(waiter) && waiting.size === 0) this.#waiters.delete(waiter.topic)
     }
-    if (answer) waiter.callback(null)
+    if (answer) waiter.callback(null, waiter.tag)
   }
 
   /** A new named reader is a record the store keeps for good: it must fit the store's cap. */
@@ -332,7 +336,7 @@ export class Broker {
       for (const waiter of waiting) {
         this.#deadlines.settle(waiter)
         waiter.reader.forgetWaiter(waiter)
-        waiter.callback(readOrNothing(() => waiter.reader.handOff(topic, message)))
+        waiter.callback(readOrNothing(waiter, message), waiter.tag)
       }
     }
     if (this.#patternSubscribers.size > 0) {
@@ -342,7 +346,7 @@ export class Broker {
       // A copy: answering removes the waiter, and its reader may wait on the pattern again.
       for (const waiter of [...this.#patternWaiters.match(topic)]) {
         this.cancelWait(waiter, false)
-        waiter.callback(readOrNothing(() => waiter.reader.get(waiter.topic, waiter.readable)))
+        waiter.callback(readOrNothing(waiter, null), waiter.tag)
       }
     }
   }
@@ -352,9 +356,10 @@ export class Broker {
  * A waiting reader's answer. A read refused for lack of cursor room (another read took the
  * room the wait was checked against) answers "nothing" rather than failing the put.
  */
-function readOrNothing(read: () => Delivery | null): Delivery | null {
+function readOrNothing(waiter: Waiter, handed: StoredMessage | null): Delivery | null {
   try {
-    return read()
+    // The message just put, for a wait on its topic; a pattern's wait reads its topics.
+    return handed === null ? waiter.reader.get(waiter.topic, waiter.readable) : waiter.reader.handOff(waiter.topic, handed)
   } catch (error) {
     if (error instanceof BrokerError && error.code === BrokerErrorCode.tooManyCursors) return null
     throw error

@@ -120,12 +120,12 @@ export class Reader {
    * Returns the oldest unread message now if there is one. Otherwise returns null and calls
    * `callback` exactly once: with the message as soon as one is put, or with null on timeout.
    */
-  getWait(topic: string, timeoutMs: number, callback: WaitCallback, readable?: TopicFilter): Delivery | null {
+  getWait(topic: string, timeoutMs: number, callback: WaitCallback, readable?: TopicFilter, tag = 0): Delivery | null {
     if (this.#waiters.has(topic)) throw new Error(`reader is already waiting on ${JSON.stringify(topic)}`)
     const message = this.get(topic, readable)
     // The answer will need an entry: refuse now rather than when the put comes.
     if (message === null && (isPattern(topic) || !this.#cursors.has(topic))) this.#needRoom(topic)
-    if (message === null) this.#waiters.set(topic, this.#broker.addWaiter(this, topic, timeoutMs, callback, readable))
+    if (message === null) this.#waiters.set(topic, this.#broker.addWaiter(this, topic, timeoutMs, callback, readable, tag))
     return message
   }
 

@@ -356,16 +356,18 @@ export class BinarySession implements Session<BinaryItem> {
       return
     }
     this.#pendingWaits++
-    const answered = (answer: Delivery | null): void => {
-      this.#pendingWaits--
-      this.#writeMessage(requestId, answer)
-      this.#host.wake()
-    }
-    const message = this.#reader.getWait(topic, timeoutMs, answered, readable)
+    const message = this.#reader.getWait(topic, timeoutMs, this.#answerWait, readable, requestId)
     if (message !== null) {
       this.#pendingWaits--
       this.#writeMessage(requestId, message)
     }
+  }
+
+  /** A GET_WAIT's answer; the wait's tag is its request id. */
+  readonly #answerWait = (answer: Delivery | null, requestId: number): void => {
+    this.#pendingWaits--
+    this.#writeMessage(requestId, answer)
+    this.#host.wake()
   }
 
   #subscribe(requestId: number, topic: string, readable: TopicFilter | undefined): void {

@@ -199,6 +199,25 @@ describe("Broker", () => {
     broker.store.close()
   })
 
+  test("one callback serves many waits: each answer comes with its wait's tag, on a put or a timeout", async () => {
+    using broker = openBroker()
+    const reader = broker.openReader()
+    const answers: [string | null, number][] = []
+    const { promise: timedOut, resolve } = Promise.withResolvers<void>()
+    const answer = (message: StoredMessage | null, tag: number): void => {
+      answers.push([text(message), tag])
+      if (tag === 2) resolve()
+    }
+    reader.getWait("a", 60_000, answer, undefined, 1)
+    reader.getWait("b", 5, answer, undefined, 2)
+    broker.put("a", bytes("for 1"))
+    await timedOut
+    expect(answers).toEqual([
+      ["for 1", 1],
+      [null, 2],
+    ])
+  })
+
   test("closing a reader drops its wait without answering it", () => {
     using broker = openBroker()
     const reader = broker.openReader()
