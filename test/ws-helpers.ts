@@ -84,6 +84,8 @@ export class WsClient implements AsyncDisposable {
  */
 export class RawWsClient implements AsyncDisposable {
   readonly texts: string[] = []
+  /** Binary messages received (copies). */
+  readonly binaries: Uint8Array[] = []
   #socket!: Socket<undefined>
   #outbound!: Outbound
   #buffer = Buffer.alloc(0)
@@ -120,6 +122,16 @@ export class RawWsClient implements AsyncDisposable {
   /** Sends text messages in one write. */
   sendTexts(texts: string[]): void {
     this.#outbound.send(Buffer.concat(texts.map((text) => maskedFrame(0x1, Buffer.from(text)))))
+  }
+
+  /** Sends one binary message. */
+  sendBinary(bytes: Uint8Array): void {
+    this.#outbound.send(maskedFrame(0x2, bytes))
+  }
+
+  async waitForBinaries(count: number): Promise<Uint8Array[]> {
+    await this.#waitUntil(() => this.binaries.length >= count, `${count} binary messages (have ${this.binaries.length})`)
+    return this.binaries
   }
 
   pauseReading(): void {
@@ -165,6 +177,7 @@ export class RawWsClient implements AsyncDisposable {
       }
       if (this.#buffer.length < offset + length) break
       if (opcode === 0x1) this.texts.push(this.#buffer.subarray(offset, offset + length).toString())
+      if (opcode === 0x2) this.binaries.push(new Uint8Array(this.#buffer.subarray(offset, offset + length)))
       this.#buffer = this.#buffer.subarray(offset + length)
     }
     this.#events.notify()

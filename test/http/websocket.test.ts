@@ -203,6 +203,48 @@ for (const door of DOORS) {
         expect(replies[4]).toEqual({ op: Op.empty, requestId: 4 })
       })
 
+      test("a binary subscriber that stops reading gets every push intact once it reads again", async () => {
+        using server = startTestServer()
+        await using slow = await RawWsClient.connect(door.portOf(server))
+        await using writer = await TestClient.connect(server.port)
+        const frames = new FrameWriter()
+        frames.begin(Op.hello, 0, 1).bytes(MAGIC).u8(1).end()
+        frames.begin(Op.subscribe, 0, 2).topic("big").end()
+        slow.sendBinary(frames.take())
+        const replies: BinaryReply[] = []
+        const failures: string[] = []
+        const decoder = new BinaryDecoder(
+          { frame: (frame) => replies.push(readReply(frame)), fail: (error) => failures.push(error.message) },
+          1 << 20,
+        )
+        const decodeReceived = (): void => {
+          for (const message of slow.binaries.splice(0)) decoder.push(message)
+        }
+        await slow.waitForBinaries(1)
+        decodeReceived()
+        expect(replies.map((reply) => reply.op)).toEqual([Op.welcome, Op.ok])
+
+        // About 24 MiB of pushes while the client reads nothing: the server's buffers fill, its
+        // writes are cut short, and later pushes wait in the store.
+        slow.pauseReading()
+        const count = 1500
+        const message = (i: number) => `${i}:`.padEnd(16 * 1024, String.fromCharCode(97 + (i % 26)))
+        writer.sendRequests(Array.from({ length: count }, (_, i) => ({ action: "put", topic: "big", message: message(i) })))
+        await writer.ask({ action: "get", topic: "sync" })
+        slow.resumeReading()
+        for (let round = 0; round < count && replies.length < 2 + count; round++) {
+          await slow.waitForBinaries(1)
+          decodeReceived()
+        }
+        const delivered = replies
+          .slice(2)
+          .map((reply) => (reply.op === Op.deliver ? new TextDecoder().decode(reply.payload) : `op ${reply.op}`))
+        const wrong = delivered.filter((text, i) => text !== message(i))
+        expect(failures).toEqual([])
+        expect(delivered.length).toBe(count)
+        expect(wrong.length).toBe(0)
+      }, 60_000)
+
       test("text after binary on one WebSocket is refused", async () => {
         using server = startTestServer()
         await using client = await WsClient.connect(wsUrl(server))
