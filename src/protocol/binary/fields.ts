@@ -7,8 +7,11 @@ import { isPattern, patternProblem } from "../../topic/pattern.ts"
 import { MAX_TOPIC_BYTES, topicProblem } from "../../topic/topic-name.ts"
 import { ProtocolError } from "../errors.ts"
 import { HEADER_BYTES } from "./constants.ts"
+import { KnownNames } from "./known-names.ts"
 
 const utf8 = new TextDecoder("utf-8", { fatal: true })
+/** Names already read and checked (see KnownNames). */
+const knownNames = new KnownNames()
 
 export function readU32(bytes: Uint8Array, at: number): number {
   return ((bytes[at]! << 24) | (bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!) >>> 0
@@ -88,9 +91,19 @@ export class BodyReader {
 
   /** A topic name: a string as `topic()` reads it, that is also a valid topic. */
   topicName(): string {
+    const start = this.#at + 2
+    if (this.remaining >= 2) {
+      const length = (this.frame[this.#at]! << 8) | this.frame[this.#at + 1]!
+      const known = length <= this.remaining - 2 ? knownNames.find(this.frame, start, length) : null
+      if (known !== null) {
+        this.#at = start + length
+        return known
+      }
+    }
     const topic = this.topic()
     const problem = topicProblem(topic)
     if (problem !== null) throw badField(problem)
+    knownNames.remember(this.frame, start, this.#at - start, topic)
     return topic
   }
 

@@ -1,0 +1,37 @@
+/**
+ * Topic names recently read from frames, by their bytes: a client sends the same few topics
+ * over and over (a GET_WAIT per message, a PUT per message), and each read decoded and checked
+ * the name again and allocated a new string. A small direct-mapped table (a hash of the bytes
+ * picks the slot; a different name in it is replaced) returns the string already checked. At
+ * most SLOTS names of at most MAX_TOPIC_BYTES each (256 KiB), shared by every connection.
+ */
+
+const SLOTS = 256
+
+/** FNV-1a over `length` bytes of `bytes` from `start`. */
+function hash(bytes: Uint8Array, start: number, length: number): number {
+  let h = 0x811c9dc5
+  for (let i = start; i < start + length; i++) h = Math.imul(h ^ bytes[i]!, 0x01000193)
+  return h >>> 0
+}
+
+export class KnownNames {
+  readonly #bytes: (Uint8Array | null)[] = new Array(SLOTS).fill(null)
+  readonly #names: string[] = new Array(SLOTS).fill("")
+
+  /** The name whose UTF-8 bytes are `bytes[start, start + length)`, if it is in the table. */
+  find(bytes: Uint8Array, start: number, length: number): string | null {
+    const slot = hash(bytes, start, length) & (SLOTS - 1)
+    const known = this.#bytes[slot]
+    if (known === null || known === undefined || known.length !== length) return null
+    for (let i = 0; i < length; i++) if (known[i] !== bytes[start + i]) return null
+    return this.#names[slot]!
+  }
+
+  /** Remembers a name that was read and found valid, with its bytes (copied). */
+  remember(bytes: Uint8Array, start: number, length: number, name: string): void {
+    const slot = hash(bytes, start, length) & (SLOTS - 1)
+    this.#bytes[slot] = bytes.slice(start, start + length)
+    this.#names[slot] = name
+  }
+}
