@@ -17,6 +17,12 @@ export interface Timed {
 
 /** Finished entries a queue may carry before it is compacted (and only once they are half of it). */
 const COMPACT_AT = 64
+/**
+ * Queues kept, with their timer, once nothing in them is pending: a client waiting for one
+ * message at a time (rtt) would otherwise make a queue and a timer for every wait. A few, so
+ * that clients cycling through many timeouts do not leave a timer behind for each.
+ */
+const IDLE_QUEUES_KEPT = 8
 
 class Queue<T extends Timed> {
   constructor(readonly timeoutMs: number) {}
@@ -26,6 +32,8 @@ class Queue<T extends Timed> {
   /** Settled entries at or after `head`. */
   settled = 0
   timer: Timer | null = null
+  /** Nothing pending, kept with its timer for the next wait (see IDLE_QUEUES_KEPT). */
+  idle = false
 
   get pending(): number {
     return this.items.length - this.head - this.settled
@@ -34,6 +42,8 @@ class Queue<T extends Timed> {
 
 export class WaitDeadlines<T extends Timed> {
   readonly #queues = new Map<number, Queue<T>>()
+  /** Queues with nothing pending that were kept (IDLE_QUEUES_KEPT); their timer drops them. */
+  #idleQueues = 0
   readonly #expire: (item: T) => void
 
   /** `expire` is called once for each wait whose deadline passes before it is settled. */
@@ -48,12 +58,18 @@ export class WaitDeadlines<T extends Timed> {
     return count
   }
 
+  /** @internal Queues held (one per distinct timeout in use, plus the few kept idle). */
+  get queueCount(): number {
+    return this.#queues.size
+  }
+
   add(item: T): void {
     let queue = this.#queues.get(item.timeoutMs)
     if (queue === undefined) {
       queue = new Queue(item.timeoutMs)
       this.#queues.set(item.timeoutMs, queue)
     }
+    this.#wake(queue)
     queue.items.push(item)
     if (queue.timer === null) this.#arm(queue, item.deadline)
   }
@@ -65,8 +81,13 @@ export class WaitDeadlines<T extends Timed> {
     const queue = this.#queues.get(item.timeoutMs)
     if (queue === undefined) return
     queue.settled++
-    if (queue.pending === 0) this.#drop(queue)
-    else this.#compactIfMostlySettled(queue)
+    if (queue.pending > 0) this.#compactIfMostlySettled(queue)
+    else if (this.#idleQueues < IDLE_QUEUES_KEPT) {
+      // Kept with its timer, which drops it if nothing is added before it fires.
+      queue.idle = true
+      this.#idleQueues++
+      this.#compactIfMostlySettled(queue)
+    } else this.#drop(queue)
   }
 
   /** Settles every wait without expiring any (the owner is closing). */
@@ -83,6 +104,7 @@ export class WaitDeadlines<T extends Timed> {
   }
 
   #fire(queue: Queue<T>): void {
+    this.#wake(queue)
     const now = performance.now()
     // Bounded by the queue's length; waits added meanwhile (by an expiry's callback) expire later.
     while (queue.head < queue.items.length) {
@@ -126,7 +148,15 @@ export class WaitDeadlines<T extends Timed> {
     queue.settled = 0
   }
 
+  /** The queue is in use again (a wait added, or its timer fired): no longer counted as kept idle. */
+  #wake(queue: Queue<T>): void {
+    if (!queue.idle) return
+    queue.idle = false
+    this.#idleQueues--
+  }
+
   #drop(queue: Queue<T>): void {
+    this.#wake(queue)
     if (queue.timer !== null) clearTimeout(queue.timer)
     queue.timer = null
     queue.items = []

@@ -52,7 +52,7 @@ describe("WaitDeadlines", () => {
     expect(deadlines.pending).toBe(0)
   })
 
-  test("settling every wait of a timeout drops its queue; a later wait with that timeout still expires", async () => {
+  test("a wait added to a queue whose waits were all settled (kept, with its timer) still expires", async () => {
     const { deadlines, names, expired } = recording()
     const first = wait("first", 5)
     deadlines.add(first)
@@ -62,6 +62,23 @@ describe("WaitDeadlines", () => {
     deadlines.add(wait("second", 5))
     await expired(1)
     expect(names).toEqual(["second"])
+  })
+
+  test("a few emptied queues are kept for the next wait; waits of many distinct timeouts leave no more behind", async () => {
+    const { deadlines, names, expired } = recording()
+    const waits = Array.from({ length: 100 }, (_, i) => wait(`w${i}`, 1000 + i))
+    for (const item of waits) deadlines.add(item)
+    expect(deadlines.queueCount).toBe(100)
+    for (const item of waits) deadlines.settle(item)
+    expect(deadlines.pending).toBe(0)
+    expect(deadlines.queueCount).toBeLessThanOrEqual(8)
+    expect(deadlines.queueCount).toBeGreaterThan(0)
+    // Kept queues do not hold up a new one: a shorter wait still expires on time.
+    deadlines.add(wait("fresh", 5))
+    await expired(1)
+    expect(names).toEqual(["fresh"])
+    deadlines.clear()
+    expect(deadlines.queueCount).toBe(0)
   })
 
   test("an expiry may start another wait (a reader waiting again), which expires in its turn", async () => {
