@@ -16,14 +16,14 @@ function hash(bytes: Uint8Array, start: number, length: number): number {
 }
 
 export class KnownNames {
-  readonly #bytes: (Uint8Array | null)[] = new Array(SLOTS).fill(null)
+  readonly #bytes: (Uint8Array | undefined)[] = new Array(SLOTS)
   readonly #names: string[] = new Array(SLOTS).fill("")
 
   /** The name whose UTF-8 bytes are `bytes[start, start + length)`, if it is in the table. */
   find(bytes: Uint8Array, start: number, length: number): string | null {
     const slot = hash(bytes, start, length) & (SLOTS - 1)
     const known = this.#bytes[slot]
-    if (known === null || known === undefined || known.length !== length) return null
+    if (known === undefined || known.length !== length) return null
     for (let i = 0; i < length; i++) if (known[i] !== bytes[start + i]) return null
     return this.#names[slot]!
   }
