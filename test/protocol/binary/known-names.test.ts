@@ -27,6 +27,37 @@ describe("KnownNames", () => {
     expect(names.find(utf8.encode("abc"), 0, 3)).toBe("abc")
   })
 
+  test("a name replaces another in its slot only when it comes twice in a row", () => {
+    const remembered = (names: KnownNames, name: string): string | null => {
+      const bytes = utf8.encode(name)
+      return names.find(bytes, 0, bytes.length)
+    }
+    const remember = (names: KnownNames, name: string): void => {
+      const bytes = utf8.encode(name)
+      names.remember(bytes, 0, bytes.length, name)
+    }
+    // A name that shares the slot of "held" (1 in 256 do): the only other name in the table.
+    let names = new KnownNames()
+    let rival: string | null = null
+    for (let i = 0; i < 100_000 && rival === null; i++) {
+      names = new KnownNames()
+      remember(names, "held")
+      remember(names, `rival/${i}`)
+      if (remembered(names, `rival/${i}`) === null) rival = `rival/${i}`
+    }
+    expect(rival).not.toBeNull()
+    // Seen once: "held" stays.
+    expect(remembered(names, "held")).toBe("held")
+    // Another name in between breaks the run: still once in a row.
+    remember(names, "held")
+    remember(names, rival!)
+    expect(remembered(names, "held")).toBe("held")
+    // Twice in a row: it takes the slot.
+    remember(names, rival!)
+    expect(remembered(names, rival!)).toBe(rival)
+    expect(remembered(names, "held")).toBeNull()
+  })
+
   test("holds a bounded number of names: thousands of distinct ones leave at most its slots", () => {
     const names = new KnownNames()
     for (let i = 0; i < 5000; i++) {
