@@ -65,6 +65,24 @@ describe("per-topic limits", () => {
     expect({ text: text(next.payload), missed: next.missed }).toEqual({ text: "m8", missed: 6 })
   })
 
+  test("a reader that never read a topic misses only what was dropped after its start, even when one drop spans it", () => {
+    using broker = openBroker({ defaults: { maxMessages: 4 } })
+    // Another topic between them, so that the topic's seqs are not its ordinals.
+    for (let i = 1; i <= 3; i++) {
+      broker.put("t", bytes(`m${i}`))
+      if (i < 3) broker.put("other", bytes("o"))
+    }
+    const late = broker.openReader()
+    broker.put("t", bytes("m4"))
+    broker.put("t", bytes("m5"))
+    // One drop of m2, m3 (before the late reader's start) and m4 (after it).
+    broker.putMany(["m6", "m7", "m8"].map((m) => ({ topic: "t", payload: bytes(m) })))
+    expect(broker.store.topic("t")!.count).toBe(4)
+    // It missed m4 alone: m1 to m3 were put before it opened.
+    const first = late.get("t")!
+    expect({ text: text(first.payload), missed: first.missed }).toEqual({ text: "m5", missed: 1 })
+  })
+
   test("a large topic limit drops in batches, not one message per put", () => {
     using broker = openBroker({ defaults: { maxMessages: 6400 } })
     for (let i = 0; i < 6400; i++) broker.put("t", bytes("x"))
