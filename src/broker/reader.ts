@@ -117,6 +117,19 @@ export class Reader {
   }
 
   /**
+   * Whether a `get` (or, `latest`, a `getLatest`) of `topic` now would return a message of at
+   * least `bytes`, found without reading it: from the topic's size when that is smaller, else
+   * by one look-up. False for patterns (their answer is not known without looking at each
+   * matching topic).
+   */
+  wouldRead(topic: string, bytes: number, latest: boolean): boolean {
+    if (isPattern(topic)) return false
+    const state = this.#broker.store.topic(topic)
+    if (state === undefined || state.bytes < bytes) return false
+    return this.#broker.store.payloadBytesAfter(topic, this.cursor(topic), latest) >= bytes
+  }
+
+  /**
    * Returns the oldest unread message now if there is one. Otherwise returns null and calls
    * `callback` exactly once: with the message as soon as one is put, or with null on timeout.
    */

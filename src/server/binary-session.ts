@@ -12,6 +12,7 @@ import { FrameWriter, type LentBytesSink, writeError, writeMessage } from "../pr
 import { type BinaryRequest, detachRequest, type RejectedFrame, readRequest } from "../protocol/binary/request.ts"
 import { ProtocolError, protocolErrorOf } from "../protocol/errors.ts"
 import { isPattern } from "../topic/pattern.ts"
+import { LARGE_READ_BYTES } from "./bulk-turn.ts"
 import { type ReadAccess, readAccess } from "./read-access.ts"
 import type { Session, SessionHost } from "./session.ts"
 
@@ -181,13 +182,23 @@ export class BinarySession implements Session<BinaryItem> {
     }
   }
 
-  /** A live subscription's new message: encoded now unless the connection is backed up. */
+  readsAtLeast(request: BinaryItem, bytes: number): boolean {
+    if (request.op !== Op.get && request.op !== Op.getLatest && request.op !== Op.getWait) return false
+    return this.#reader.wouldRead(request.topic, bytes, request.op === Op.getLatest)
+  }
+
+  /**
+   * A live subscription's new message: encoded now unless the connection is backed up. A large
+   * one is read back from the store by catch-up, which is paced across connections (bulk-turn.ts).
+   */
   push(subscription: Subscription, topic: string, seq: number, ordinal: number, payload: Uint8Array, putAt: number): void {
     // Already sent through another subscription that matches the same topic (`lab/a` and `lab/#`).
     if (this.#reader.cursor(topic) >= seq) return
-    if (this.#host.outboundBytes() >= this.#host.limits.maxOutboundBytes || !this.#host.mayPush()) {
+    const large = payload.length >= LARGE_READ_BYTES
+    if (large || this.#host.outboundBytes() >= this.#host.limits.maxOutboundBytes || !this.#host.mayPush()) {
       subscription.live = false
       this.#lagging.add(subscription)
+      if (large) this.#host.wake()
       return
     }
     if (!this.#reader.hasRoomFor(topic)) {

@@ -60,6 +60,7 @@ export class Connection implements FrameSink {
         outboundBytes: () => this.#outboundBytes(),
         bufferedBytes: () => this.bufferedBytes,
         isHolding: () => this.#session?.holding ?? false,
+        readsAtLeast: (request, bytes) => this.#session?.readsAtLeast(request, bytes) ?? false,
         isDecoding: () => this.#lifecycle.decodes,
         decode: (slice) => this.#decoder!.push(slice),
         pauseReading: () => this.#transport.pause(),
@@ -176,7 +177,7 @@ export class Connection implements FrameSink {
     const session = this.#session!
     this.#handshake.frameArrived()
     const request = session.parse(frame)
-    if (this.#lifecycle.runs && this.#flow.mayRunNow()) {
+    if (this.#lifecycle.runs && this.#flow.mayRunNow(request)) {
       this.#flow.countRun()
       session.run(request)
     } else {
@@ -213,7 +214,7 @@ export class Connection implements FrameSink {
     if (session === null || this.#lifecycle.isClosed) return
     for (let pass = 0; ; pass++) {
       this.#flow.feedKept()
-      while (this.#flow.hasQueued && this.#lifecycle.runs && this.#flow.mayRun()) {
+      while (this.#flow.hasQueued && this.#lifecycle.runs && this.#flow.mayRunNext()) {
         const item = this.#flow.takeQueued()
         if (item instanceof StreamFailure) session.failStream(item.error)
         else session.run(item)
@@ -229,7 +230,7 @@ export class Connection implements FrameSink {
       }
       // Go on only if the kernel took everything (no `drain` will come) and work is left.
       const moreToRun = (this.#flow.hasQueued || this.#flow.hasUnfed) && !session.holding
-      const moreWork = this.#lifecycle.runs && (moreToRun || session.hasBacklog)
+      const moreWork = this.#lifecycle.runs && !this.#flow.waitingForBulk && (moreToRun || session.hasBacklog)
       // Sending may have closed the connection (the peer reset it).
       if (!moreWork || !this.#transport.isIdle || this.#lifecycle.isClosed) break
       if (pass === MAX_PASSES_PER_TURN || !this.#flow.hasTurnBudget()) {

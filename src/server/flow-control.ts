@@ -6,13 +6,16 @@
  * - received bytes are decoded a slice at a time, only as far as the turn can run (decoded
  *   requests wait in the inbox, copied off the chunk); the rest is kept undecoded and reading
  *   from the peer pauses, so the client feels TCP backpressure instead of the server
- *   buffering for it (behind a held get_wait, see PAUSE_AT_QUEUED).
+ *   buffering for it (behind a held get_wait, see PAUSE_AT_QUEUED);
+ * - a read with a large reply waits while this turn's output, over every connection, is spent
+ *   (bulk-turn.ts), and so does a subscriber's catch-up.
  *
  * It knows nothing of sockets or sessions: the connection it paces answers a few questions
  * (`Paced`), so it is tested with a fake one.
  */
 import type { ProtocolError } from "../protocol/errors.ts"
 import { type BudgetHolder, type BufferBudget, PAUSED_OUTPUT_BYTES } from "./buffer-budget.ts"
+import { type BulkTurn, bulkTurn, LARGE_READ_BYTES } from "./bulk-turn.ts"
 import { endOfTurn } from "./end-of-turn.ts"
 
 /**
@@ -76,6 +79,8 @@ export interface Paced {
   budgetStalled(): void
   /** True while a request holds back the ones behind it (a JSON get_wait). */
   isHolding(): boolean
+  /** Whether `request` is a read whose reply would be at least `bytes`, known without running it. */
+  readsAtLeast(request: unknown, bytes: number): boolean
   /** False once the connection decodes nothing more (it is closing or stopping). */
   isDecoding(): boolean
   /** Decodes one slice of received bytes; its frames reach the connection during the call. */
@@ -101,6 +106,9 @@ export class FlowControl implements BudgetHolder {
   /** The connection is gone (see clear): it reports nothing more. */
   #cleared = false
   readonly #nextTurn: (task: () => void) => void
+  readonly #bulk: BulkTurn
+  /** Waiting for a turn with room for large output (its queue's head is a large read, or it has backlog). */
+  #waitingForBulk = false
   /**
    * Received bytes not yet decoded because requests were backing up (see FEED_SLICE_BYTES),
    * oldest first; copies, since Bun may reuse a chunk's memory. A list, not one buffer, so
@@ -130,17 +138,24 @@ export class FlowControl implements BudgetHolder {
    */
   requestsArriveWhole = false
 
-  /** `nextTurn` runs a task in a later turn of the event loop (a test may run it by hand). */
+  /** `nextTurn` runs a task in a later turn of the event loop (a test may run it by hand, and pace large output with its own BulkTurn). */
   constructor(
     peer: Paced,
     maxOutboundBytes: number,
     budget: BufferBudget | null = null,
     nextTurn: (task: () => void) => void = setImmediate,
+    bulk: BulkTurn = bulkTurn,
   ) {
     this.#peer = peer
     this.#maxOutboundBytes = maxOutboundBytes
     this.#budget = budget
     this.#nextTurn = nextTurn
+    this.#bulk = bulk
+  }
+
+  /** Waiting for a later turn to run a large read or catch up (bulk-turn.ts): nothing more runs now. */
+  get waitingForBulk(): boolean {
+    return this.#waitingForBulk
   }
 
   /** Whether the server-wide budget has paused this connection (its pushes then wait in the store). */
@@ -211,6 +226,7 @@ export class FlowControl implements BudgetHolder {
   clear(): void {
     this.#cleared = true
     this.#budget?.forget(this)
+    this.#bulk.cancel(this.#resumeBulk)
     this.dropUnfed()
     this.#inbox = []
     this.#inboxSizes = []
@@ -224,9 +240,32 @@ export class FlowControl implements BudgetHolder {
     return this.hasTurnBudget() && !this.#peer.isHolding() && this.#peer.outboundBytes() < maxOutbound
   }
 
-  /** Whether a request just decoded may run at once, ahead of nothing. */
-  mayRunNow(): boolean {
-    return this.#inboxHead === this.#inbox.length && this.mayRun()
+  /** Whether `request`, just decoded, may run at once, ahead of nothing. */
+  mayRunNow(request: unknown): boolean {
+    return this.#inboxHead === this.#inbox.length && this.mayRun() && !this.#waitsForBulk(request)
+  }
+
+  /** Whether the oldest queued request may run now. */
+  mayRunNext(): boolean {
+    return this.mayRun() && !this.#waitsForBulk(this.#inbox[this.#inboxHead])
+  }
+
+  /** A large read while this turn's output is spent: it waits for a turn with room (bulk-turn.ts). */
+  #waitsForBulk(request: unknown): boolean {
+    if (this.#waitingForBulk) return true
+    if (this.#bulk.hasRoom || request instanceof StreamFailure || !this.#peer.readsAtLeast(request, LARGE_READ_BYTES)) return false
+    this.#awaitBulk()
+    return true
+  }
+
+  #awaitBulk(): void {
+    this.#waitingForBulk = true
+    this.#bulk.wait(this.#resumeBulk)
+  }
+
+  readonly #resumeBulk = (): void => {
+    this.#waitingForBulk = false
+    this.#peer.pump()
   }
 
   countRun(): void {
@@ -235,6 +274,7 @@ export class FlowControl implements BudgetHolder {
 
   countSent(bytes: number): void {
     this.#sentThisTurn += bytes
+    this.#bulk.count(bytes)
   }
 
   /** Queues a request (detached from the chunk) that may not run yet; `size` as received. */
@@ -270,7 +310,11 @@ export class FlowControl implements BudgetHolder {
 
   /** Bytes a subscriber's backlog may produce now, or null when this turn's output is spent. */
   backlogBudget(): number | null {
-    if (this.#budgetPaused) return null
+    if (this.#budgetPaused || this.#waitingForBulk) return null
+    if (!this.#bulk.hasRoom) {
+      this.#awaitBulk()
+      return null
+    }
     const turnRoom = TURN_OUTPUT_BYTES - this.#sentThisTurn - this.#peer.producedBytes()
     if (turnRoom <= 0) return null
     return Math.min(this.#maxOutboundBytes - this.#peer.outboundBytes(), turnRoom)

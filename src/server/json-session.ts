@@ -147,6 +147,11 @@ export class JsonSession implements Session<JsonItem> {
     }
   }
 
+  readsAtLeast(request: JsonItem, bytes: number): boolean {
+    if (request.action !== "get" && request.action !== "get_latest" && request.action !== "get_wait") return false
+    return this.#reader.wouldRead(request.topic, bytes, request.action === "get_latest")
+  }
+
   #read(action: "get" | "get_latest" | "get_wait", topic: string, timeoutMs: number, readable: TopicFilter | undefined): void {
     const reader = this.#reader
     if (action === "get_latest") this.#replyWith(reader.getLatest(topic, readable), topic)

@@ -167,6 +167,8 @@ export class Store {
   readonly #messagesAfter: Statement<StoredMessage, [number, number, number]>
   readonly #ordinalAfter: Statement<{ ordinal: number }, [number, number]>
   readonly #newestAfter: Statement<StoredMessage, [number, number]>
+  readonly #oldestBytesAfter: Statement<{ bytes: number }, [number, number]>
+  readonly #newestBytesAfter: Statement<{ bytes: number }, [number, number]>
   readonly #oldestOfTopic: Statement<DroppedMessage, [number, number]>
   readonly #oldestPutAt: Statement<{ putAt: number }, [number]>
   readonly #preview: Statement<MessagePreview, [number, number]>
@@ -301,6 +303,13 @@ export class Store {
     this.#messagesAfter = db.prepare(`${SELECT_MESSAGE} WHERE topic_id = +? AND seq > ? ORDER BY seq ASC LIMIT ?`)
     this.#ordinalAfter = db.prepare("SELECT ordinal FROM messages WHERE topic_id = +? AND seq > ? ORDER BY seq ASC LIMIT 1")
     this.#newestAfter = db.prepare(`${SELECT_MESSAGE} WHERE topic_id = +? AND seq > ? ORDER BY seq DESC LIMIT 1`)
+    // length() of a BLOB reads its size from the record, not the payload's pages.
+    this.#oldestBytesAfter = db.prepare(
+      "SELECT length(payload) AS bytes FROM messages WHERE topic_id = +? AND seq > ? ORDER BY seq ASC LIMIT 1",
+    )
+    this.#newestBytesAfter = db.prepare(
+      "SELECT length(payload) AS bytes FROM messages WHERE topic_id = +? AND seq > ? ORDER BY seq DESC LIMIT 1",
+    )
     this.#oldestOfTopic = db.prepare(
       "SELECT seq, ordinal, length(payload) AS bytes, put_at AS putAt FROM messages WHERE topic_id = +? ORDER BY seq ASC LIMIT ?",
     )
@@ -342,6 +351,8 @@ export class Store {
       this.#messagesAfter,
       this.#ordinalAfter,
       this.#newestAfter,
+      this.#oldestBytesAfter,
+      this.#newestBytesAfter,
       this.#oldestOfTopic,
       this.#oldestPutAt,
       this.#preview,
@@ -447,6 +458,13 @@ export class Store {
   newestAfter(topic: string, afterSeq: number): StoredMessage | null {
     const state = this.#topics.get(topic)
     return state === undefined || state.lastSeq <= afterSeq ? null : this.#newestAfter.get(state.id, afterSeq)
+  }
+
+  /** The payload size of what oldestAfter (or, `newest`, newestAfter) would return, without reading the payload; 0 when none. */
+  payloadBytesAfter(topic: string, afterSeq: number, newest: boolean): number {
+    const state = this.#topics.get(topic)
+    if (state === undefined || state.lastSeq <= afterSeq) return 0
+    return (newest ? this.#newestBytesAfter : this.#oldestBytesAfter).get(state.id, afterSeq)?.bytes ?? 0
   }
 
   topic(name: string): TopicState | undefined {

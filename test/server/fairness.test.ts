@@ -1,5 +1,8 @@
 import { expect, test } from "bun:test"
 import { join } from "node:path"
+import { Op } from "../../src/protocol/binary/constants.ts"
+import { bulkTurn } from "../../src/server/bulk-turn.ts"
+import { BinaryClient } from "../binary-client.ts"
 import { eventually, request, startTestServer, TestClient } from "../helpers.ts"
 
 test("a client flooding requests from another process does not keep others waiting for its whole flood", async () => {
@@ -79,6 +82,63 @@ test("readers asking for near-megabyte messages take turns with other clients, a
     }
   } finally {
     for (const reader of readers) await reader[Symbol.asyncDispose]()
+  }
+}, 60_000)
+
+test("a crowd asking for large messages at once is paced server-wide, a few a turn, and every reader still gets each, in order", async () => {
+  using server = startTestServer()
+  const perReader = 4
+  const message = (i: number) => `${i}:`.padEnd(300 * 1024, "x")
+  const framings = ["json-stream", "json-header"] as const
+  const readers = await Promise.all(Array.from({ length: 24 }, (_, i) => TestClient.connect(server.port, framings[i % 2])))
+  const subscribers = await Promise.all(Array.from({ length: 4 }, () => BinaryClient.connect(server.port)))
+  await using writer = await TestClient.connect(server.port)
+  await using other = await TestClient.connect(server.port)
+  const originalWait = bulkTurn.wait
+  let waits = 0
+  try {
+    for (const [i, reader] of readers.entries()) await reader.ask({ action: "get", topic: "sync" }, framings[i % 2])
+    for (const subscriber of subscribers) expect((await subscriber.call({ op: Op.subscribe, requestId: 7, topic: "crowd" })).op).toBe(Op.ok)
+    await other.ask({ action: "get", topic: "quiet" })
+    writer.sendRequests(
+      Array.from({ length: perReader }, (_, i) => ({ action: "put", topic: "crowd", message: message(i), ack: i === perReader - 1 })),
+    )
+    await writer.waitForReplies(1)
+    // Large pushes go through catch-up, paced the same way: every subscriber gets each, in order.
+    for (const subscriber of subscribers) {
+      const pushes = await subscriber.waitForFrames(1 + perReader)
+      const payloads = pushes.flatMap((frame) => (frame.op === Op.deliver ? [Buffer.from(frame.payload).toString()] : []))
+      expect(payloads).toEqual(Array.from({ length: perReader }, (_, i) => message(i)))
+    }
+    for (const reader of readers) reader.pauseReading()
+
+    bulkTurn.wait = (resume) => {
+      waits++
+      originalWait.call(bulkTurn, resume)
+    }
+    const before = server.stats().bytesDelivered
+    // All in the kernel before the server's next turn: 24 readers' first gets arrive together.
+    for (const [i, reader] of readers.entries())
+      reader.sendRequests(
+        Array.from({ length: perReader }, () => ({ action: "get", topic: "crowd" })),
+        framings[i % 2],
+      )
+    await other.ask({ action: "get", topic: "quiet" })
+    const deliveredMeanwhile = (server.stats().bytesDelivered - before) / message(0).length
+    // About 1 MiB of them a turn (4 of 300 KiB); without the server-wide pacing every reader's
+    // first get ran in the first turn (24 or more before the quiet get was answered).
+    expect(deliveredMeanwhile).toBeLessThan(20)
+    expect(waits).toBeGreaterThan(0)
+
+    for (const reader of readers) reader.resumeReading()
+    for (const reader of readers) {
+      const replies = (await reader.waitForReplies(1 + perReader)).slice(1)
+      expect(replies.map((reply) => reply.message)).toEqual(Array.from({ length: perReader }, (_, i) => message(i)))
+    }
+  } finally {
+    bulkTurn.wait = originalWait
+    for (const reader of readers) await reader[Symbol.asyncDispose]()
+    for (const subscriber of subscribers) await subscriber[Symbol.asyncDispose]()
   }
 }, 60_000)
 

@@ -6,6 +6,7 @@
 import { describe, expect, test } from "bun:test"
 import { ProtocolError } from "../../src/protocol/errors.ts"
 import type { BufferBudget } from "../../src/server/buffer-budget.ts"
+import { BULK_BYTES_PER_TURN, BulkTurn, LARGE_READ_BYTES } from "../../src/server/bulk-turn.ts"
 import {
   FEED_SLICE_BYTES,
   FlowControl,
@@ -38,9 +39,17 @@ class FakeConnection implements Paced {
   paused = false
   stalled = false
   pumps = 0
+  /** Requests that are reads of a large message (see readsAtLeast). */
+  readonly largeReads = new Set<number>()
+  /** Large output, paced for this connection (its turns among laterTurns) or shared with another. */
+  readonly bulk: BulkTurn
+  /** What a pump does (by default: nothing but count). */
+  onPump: () => void = () => {}
 
-  constructor(budget: BufferBudget | null = null) {
-    this.flow = new FlowControl(this, MAX_OUTBOUND, budget, (task) => this.laterTurns.push(task))
+  constructor(budget: BufferBudget | null = null, bulk: BulkTurn | null = null) {
+    const later = (task: () => void) => this.laterTurns.push(task)
+    this.bulk = bulk ?? new BulkTurn(BULK_BYTES_PER_TURN, later)
+    this.flow = new FlowControl(this, MAX_OUTBOUND, budget, later, this.bulk)
   }
 
   bufferedBytes(): number {
@@ -56,6 +65,10 @@ class FakeConnection implements Paced {
   isHolding(): boolean {
     return this.holding
   }
+  readsAtLeast(request: unknown, bytes: number): boolean {
+    expect(bytes).toBe(LARGE_READ_BYTES)
+    return this.largeReads.has(request as number)
+  }
   isDecoding(): boolean {
     return this.decoding
   }
@@ -63,7 +76,7 @@ class FakeConnection implements Paced {
     expect(slice.length % REQUEST_BYTES).toBe(0)
     for (let offset = 0; offset < slice.length; offset += REQUEST_BYTES) {
       const request = slice[offset]!
-      if (this.flow.mayRunNow()) {
+      if (this.flow.mayRunNow(request)) {
         this.flow.countRun()
         this.ran.push(request)
       } else {
@@ -83,11 +96,12 @@ class FakeConnection implements Paced {
   }
   pump(): void {
     this.pumps++
+    this.onPump()
   }
 
   /** Runs the queued requests as the connection's pump does. */
   runQueued(): void {
-    while (this.flow.hasQueued && this.flow.mayRun()) {
+    while (this.flow.hasQueued && this.flow.mayRunNext()) {
       const item = this.flow.takeQueued()
       this.ran.push(item as number)
     }
@@ -299,6 +313,69 @@ describe("requests that arrive whole (WebSocket text messages)", () => {
     connection.flow.settle()
     expect(connection.paused).toBe(false)
     expect(connection.ran).toEqual(numbered(PAUSE_AT_QUEUED))
+  })
+})
+
+describe("reads of large messages, paced server-wide (bulk-turn.ts)", () => {
+  test("once the turn's output is spent, a large read waits, with what is behind it; another connection's small requests do not", () => {
+    const first = new FakeConnection()
+    const second = new FakeConnection(null, first.bulk)
+    first.largeReads.add(1)
+    first.bulk.count(BULK_BYTES_PER_TURN)
+    first.flow.receive(requests(3))
+    // Request 0 is small and runs; 1 is large and waits, and 2 waits behind it (order is kept).
+    expect(first.ran).toEqual([0])
+    expect(first.flow.queuedRequests).toBe(2)
+    expect(first.flow.waitingForBulk).toBe(true)
+    second.flow.receive(requests(3, 10))
+    expect(second.ran).toEqual([10, 11, 12])
+
+    // The next turn has room: the waiting connection goes on, large read first.
+    first.onPump = () => first.runQueued()
+    first.nextTurn()
+    expect(first.ran).toEqual([0, 1, 2])
+    expect(first.flow.waitingForBulk).toBe(false)
+  })
+
+  test("connections waiting for room go on in the order they began to wait, as many a turn as there is room for", () => {
+    const first = new FakeConnection()
+    const waiting = Array.from({ length: 3 }, () => new FakeConnection(null, first.bulk))
+    first.bulk.count(BULK_BYTES_PER_TURN)
+    for (const [i, connection] of waiting.entries()) {
+      connection.largeReads.add(i)
+      // Each large read produces a turn's room of output.
+      connection.onPump = () => {
+        connection.runQueued()
+        connection.flow.countSent(BULK_BYTES_PER_TURN)
+      }
+      connection.flow.receive(requests(1, i))
+    }
+    expect(waiting.map((connection) => connection.ran.length)).toEqual([0, 0, 0])
+    // A newcomer's large read waits behind them even in a turn with room.
+    first.nextTurn()
+    expect(waiting.map((connection) => connection.ran.length)).toEqual([1, 0, 0])
+    first.nextTurn()
+    expect(waiting.map((connection) => connection.ran.length)).toEqual([1, 1, 0])
+    first.nextTurn()
+    expect(waiting.map((connection) => connection.ran.length)).toEqual([1, 1, 1])
+    expect(first.bulk.waitingCount).toBe(0)
+  })
+
+  test("a subscriber's catch-up waits for a turn with room too, and a connection that closes waits no more", () => {
+    const first = new FakeConnection()
+    const other = new FakeConnection(null, first.bulk)
+    first.bulk.count(BULK_BYTES_PER_TURN)
+    expect(first.flow.backlogBudget()).toBeNull()
+    expect(first.flow.waitingForBulk).toBe(true)
+    other.largeReads.add(0)
+    other.flow.receive(requests(1))
+    expect(first.bulk.waitingCount).toBe(2)
+    other.flow.clear()
+    expect(first.bulk.waitingCount).toBe(1)
+    first.nextTurn()
+    expect(first.pumps).toBe(1)
+    expect(other.pumps).toBe(0)
+    expect(first.flow.backlogBudget()).toBe(TURN_OUTPUT_BYTES)
   })
 })
 
