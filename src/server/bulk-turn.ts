@@ -6,7 +6,7 @@
  * read, encode and write), and every other client waited for all of it.
  *
  * So a read whose reply would be large (LARGE_READ_BYTES or more, known before it runs: see
- * Session.readsLarge) runs only while this turn's output, over every connection, is under
+ * Session.readsAtLeast) runs only while this turn's output, over every connection, is under
  * BULK_BYTES_PER_TURN, and nobody is waiting ahead of it. Otherwise it waits, at the head of
  * its connection's queue, and the connection is resumed in a later turn, in the order they
  * began to wait, as long as there is room. Small requests never wait here: a ping behind a
@@ -41,11 +41,6 @@ export class BulkTurn {
   /** Whether a large read may run now: room left in this turn, and nobody waiting before it. */
   get hasRoom(): boolean {
     return this.#bytes < this.#maxBytes && (this.#resuming || this.#waiting.size === 0)
-  }
-
-  /** Bytes a backlog may still produce in this turn (0: none, wait). */
-  get room(): number {
-    return this.hasRoom ? this.#maxBytes - this.#bytes : 0
   }
 
   /** Connections waiting for a later turn. */
