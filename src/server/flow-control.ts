@@ -235,19 +235,19 @@ export class FlowControl implements BudgetHolder {
   }
 
   /** Whether a request may run now: turn budget left, nothing holding, and the client keeping up. */
-  mayRun(): boolean {
+  #mayRun(): boolean {
     const maxOutbound = this.#budgetPaused ? PAUSED_OUTPUT_BYTES : this.#maxOutboundBytes
     return this.hasTurnBudget() && !this.#peer.isHolding() && this.#peer.outboundBytes() < maxOutbound
   }
 
   /** Whether `request`, just decoded, may run at once, ahead of nothing. */
   mayRunNow(request: unknown): boolean {
-    return this.#inboxHead === this.#inbox.length && this.mayRun() && !this.#waitsForBulk(request)
+    return this.#inboxHead === this.#inbox.length && this.#mayRun() && !this.#waitsForBulk(request)
   }
 
   /** Whether the oldest queued request may run now. */
   mayRunNext(): boolean {
-    return this.mayRun() && !this.#waitsForBulk(this.#inbox[this.#inboxHead])
+    return this.#mayRun() && !this.#waitsForBulk(this.#inbox[this.#inboxHead])
   }
 
   /** A large read while this turn's output is spent: it waits for a turn with room (bulk-turn.ts). */
