@@ -82,8 +82,11 @@ export class Reader {
     // Put order holds only up to the first topic cut short: its next message may be older than others' found ones.
     let bound = Number.POSITIVE_INFINITY
     for (const name of names) {
-      const rows = this.#broker.store.messagesAfter(name, this.cursor(name), perTopic)
-      const all = rows.length < perTopic
+      const cursor = this.cursor(name)
+      // Large messages: no more of them read than the byte budget can give.
+      const limit = this.#broker.store.messagesWithin(name, cursor, perTopic, maxBytes)
+      const rows = this.#broker.store.messagesAfter(name, cursor, limit)
+      const all = rows.length < limit
       left.set(name, { found: rows.length, all })
       if (!all) bound = Math.min(bound, rows[rows.length - 1]!.seq)
       for (const message of rows) found.push({ topic: name, message })

@@ -165,6 +165,7 @@ export class Store {
   readonly #insertMany: (entries: readonly { topic: string; payload: Uint8Array }[], putAt: number) => void
   readonly #oldestAfter: Statement<StoredMessage, [number, number]>
   readonly #messagesAfter: Statement<StoredMessage, [number, number, number]>
+  readonly #payloadSizesAfter: Statement<{ bytes: number }, [number, number, number]>
   readonly #ordinalAfter: Statement<{ ordinal: number }, [number, number]>
   readonly #newestAfter: Statement<StoredMessage, [number, number]>
   readonly #oldestBytesAfter: Statement<{ bytes: number }, [number, number]>
@@ -301,6 +302,9 @@ export class Store {
     // which made every get cost ~5 µs. The expression keeps the same index seek, prepared once.
     this.#oldestAfter = db.prepare(`${SELECT_MESSAGE} WHERE topic_id = +? AND seq > ? ORDER BY seq ASC LIMIT 1`)
     this.#messagesAfter = db.prepare(`${SELECT_MESSAGE} WHERE topic_id = +? AND seq > ? ORDER BY seq ASC LIMIT ?`)
+    this.#payloadSizesAfter = db.prepare(
+      "SELECT length(payload) AS bytes FROM messages WHERE topic_id = +? AND seq > ? ORDER BY seq ASC LIMIT ?",
+    )
     this.#ordinalAfter = db.prepare("SELECT ordinal FROM messages WHERE topic_id = +? AND seq > ? ORDER BY seq ASC LIMIT 1")
     this.#newestAfter = db.prepare(`${SELECT_MESSAGE} WHERE topic_id = +? AND seq > ? ORDER BY seq DESC LIMIT 1`)
     // length() of a BLOB reads its size from the record, not the payload's pages.
@@ -349,6 +353,7 @@ export class Store {
       this.#insertMessages,
       this.#oldestAfter,
       this.#messagesAfter,
+      this.#payloadSizesAfter,
       this.#ordinalAfter,
       this.#newestAfter,
       this.#oldestBytesAfter,
@@ -447,6 +452,26 @@ export class Store {
   messagesAfter(topic: string, afterSeq: number, limit: number): StoredMessage[] {
     const state = this.#topics.get(topic)
     return state === undefined || state.lastSeq <= afterSeq ? [] : this.#messagesAfter.all(state.id, afterSeq, limit)
+  }
+
+  /**
+   * How many of `topic`'s messages after `afterSeq`, at most `limit`, a batch of up to `maxBytes`
+   * of payload takes: the one that reaches `maxBytes` included, and at least one. Found from the
+   * sizes alone (no payload read), and only for a topic whose messages are large enough on
+   * average for `limit` of them to pass `maxBytes`; otherwise `limit`. Without it, a catch-up of
+   * 960 KiB messages read 64 of them (60 MiB, 5-12 ms) to send one or two.
+   */
+  messagesWithin(topic: string, afterSeq: number, limit: number, maxBytes: number): number {
+    const state = this.#topics.get(topic)
+    if (state === undefined || state.count === 0 || (state.bytes / state.count) * limit <= maxBytes) return limit
+    let count = 0
+    let bytes = 0
+    for (const row of this.#payloadSizesAfter.iterate(state.id, afterSeq, limit)) {
+      count++
+      bytes += row.bytes
+      if (bytes >= maxBytes) break
+    }
+    return Math.max(1, count)
   }
 
   /** The ordinal of `topic`'s oldest stored message after `afterSeq` (no payload read); null when none. */

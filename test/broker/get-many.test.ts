@@ -59,6 +59,35 @@ describe("Reader.getMany", () => {
     expect(reader.getMany("t", 10, 1000)).toEqual([])
   })
 
+  test.each(["big", "+"])("with messages of very different sizes and small budgets, %p gives what repeated gets do", (name) => {
+    using one = openBroker()
+    using many = openBroker()
+    const random = seededRandom(7)
+    const [byGet, byMany] = [one.openReader(), many.openReader()]
+    for (let i = 0; i < 300; i++) {
+      // Mostly large (a topic whose average fills a batch), some tiny.
+      const size = random() < 0.7 ? 2000 + Math.floor(random() * 4000) : 1 + Math.floor(random() * 10)
+      const payload = bytes(`${i}:`.padEnd(size, "y"))
+      one.put("big", payload)
+      many.put("big", payload)
+    }
+    const got: unknown[] = []
+    const gotMany: unknown[] = []
+    for (let round = 0; round < 400 && got.length < 300; round++) {
+      const [batch, budget] = [1 + Math.floor(random() * 20), 1 + Math.floor(random() * 12_000)]
+      let given = 0
+      for (let bytesGiven = 0; given < batch && (given === 0 || bytesGiven < budget); given++) {
+        const message = byGet.get(name)
+        if (message === null) break
+        got.push(shape(message))
+        bytesGiven += message.payload.length
+      }
+      gotMany.push(...byMany.getMany(name, batch, budget).map(shape))
+      expect(gotMany).toEqual(got)
+    }
+    expect(got).toHaveLength(300)
+  })
+
   test("with a pattern, topics past their batch do not let later messages of others jump ahead", () => {
     using broker = openBroker()
     const reader = broker.openReader()

@@ -203,3 +203,18 @@ describe("group commit", () => {
     expect(committedCount(path)).toBe(1)
   })
 })
+
+test("messagesWithin: how many of a topic's messages a byte budget takes, the one reaching it included", () => {
+  using store = disposable(new Store())
+  for (let i = 0; i < 10; i++) store.put("big", new Uint8Array(1000))
+  for (let i = 0; i < 10; i++) store.put("small", new Uint8Array(10))
+  expect(store.messagesWithin("big", 0, 64, 2500)).toBe(3)
+  expect(store.messagesWithin("big", 0, 64, 3000)).toBe(3)
+  expect(store.messagesWithin("big", 8, 64, 2500)).toBe(2) // only two left after seq 8
+  expect(store.messagesWithin("big", 0, 64, 1)).toBe(1)
+  // Nothing after the cursor: a batch finds nothing anyway.
+  expect(store.messagesWithin("big", 10, 64, 2500)).toBe(1)
+  // Small enough on average for the whole batch to fit: the limit, without looking.
+  expect(store.messagesWithin("small", 10, 5, 2500)).toBe(5)
+  expect(store.messagesWithin("absent", 0, 64, 2500)).toBe(64)
+})
