@@ -202,6 +202,15 @@ group("Store.put: 64-byte payload, to an existing topic (grows the store while i
         let i = 0
         yield () => do_not_optimize(store.put(lookupTopics[i++ & MASK]!, payload))
       })
+      // What an acknowledged put costs: the session commits before the reply leaves (a no-op
+      // in a memory store, whose group lasts until the end of the turn).
+      bench(name("put+commit", fixture), function* () {
+        let i = 0
+        yield () => {
+          do_not_optimize(store.put(lookupTopics[i++ & MASK]!, payload))
+          store.commit()
+        }
+      })
     }
   })
 })
@@ -210,6 +219,7 @@ const stats = await runBenchmarks()
 
 const operations = [
   ["put", "put"],
+  ["put+commit", "put, commit"],
   ["oldestAfter", "oldestAfter"],
   ["newestAfter", "newestAfter"],
   ["Reader.get", "Reader.get"],

@@ -170,6 +170,18 @@ describe("group commit", () => {
     store.commit()
   })
 
+  test("a memory store keeps its group open past commit() until the end of the turn, and reads see the writes", async () => {
+    using store = disposable(new Store())
+    store.put("a", bytes("1"))
+    store.commit()
+    expect(store.hasUncommittedWrites).toBe(true)
+    store.put("a", bytes("2"))
+    expect(store.messagesAfter("a", 0, 10).map((message) => new TextDecoder().decode(message.payload))).toEqual(["1", "2"])
+    await new Promise<void>((resolve) => setImmediate(resolve))
+    expect(store.hasUncommittedWrites).toBe(false)
+    expect(store.messageCount).toBe(2)
+  })
+
   test("the end of the event-loop turn commits what nobody committed", async () => {
     const path = tempDbPath()
     using store = disposable(new Store({ path }))
