@@ -209,9 +209,9 @@ export class Store {
 
   constructor(options: StoreOptions = {}) {
     this.path = options.path ?? ":memory:"
-    this.#durable = options.path !== undefined
+    this.#durable = this.path !== ":memory:"
     this.#db = new Database(this.path, { strict: true, create: true })
-    if (options.path !== undefined) {
+    if (this.#durable) {
       // WAL: readers never block the writer, and a commit is one append to the log.
       this.#db.run("PRAGMA journal_mode = WAL")
       this.#db.run(`PRAGMA synchronous = ${options.sync === "full" ? "FULL" : "NORMAL"}`)
@@ -684,7 +684,7 @@ export class Store {
     this.#commitGroup()
     this.#open = false
     for (const statement of [...this.#statements, this.#begin, this.#commit]) statement.finalize()
-    if (this.path !== ":memory:") this.#db.run("PRAGMA wal_checkpoint(TRUNCATE)")
+    if (this.#durable) this.#db.run("PRAGMA wal_checkpoint(TRUNCATE)")
     this.#db.close()
   }
 
