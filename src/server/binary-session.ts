@@ -12,9 +12,9 @@ import { FrameWriter, type LentBytesSink, writeError, writeMessage } from "../pr
 import { type BinaryRequest, detachRequest, type RejectedFrame, readRequest } from "../protocol/binary/request.ts"
 import { ProtocolError, protocolErrorOf } from "../protocol/errors.ts"
 import { isPattern } from "../topic/pattern.ts"
+import { LARGE_READ_BYTES } from "./bulk-turn.ts"
 import { type ReadAccess, readAccess } from "./read-access.ts"
 import type { Session, SessionHost } from "./session.ts"
-import { LARGE_READ_BYTES } from "./turn-pacer.ts"
 
 type BinaryItem = BinaryRequest | RejectedFrame
 
@@ -189,7 +189,7 @@ export class BinarySession implements Session<BinaryItem> {
 
   /**
    * A live subscription's new message: encoded now unless the connection is backed up. A large
-   * one is read back from the store by catch-up, which is paced across connections (turn-pacer.ts).
+   * one is read back from the store by catch-up, which is paced across connections (bulk-turn.ts).
    */
   push(subscription: Subscription, topic: string, seq: number, ordinal: number, payload: Uint8Array, putAt: number): void {
     // Already sent through another subscription that matches the same topic (`lab/a` and `lab/#`).

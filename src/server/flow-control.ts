@@ -2,23 +2,21 @@
  * Flow control for one connection, so that one client can never make the server buffer
  * without bound, nor keep the event loop from serving the others:
  * - no request runs while more than `maxOutboundBytes` of output wait for the client, nor
- *   beyond RUN_BUDGET requests or TURN_OUTPUT_BYTES of output in one turn of the event loop,
- *   nor, past its first RUNS_BEFORE_PACING requests, once all connections together have run
- *   a turn's worth (turn-pacer.ts);
+ *   beyond RUN_BUDGET requests or TURN_OUTPUT_BYTES of output in one turn of the event loop;
  * - received bytes are decoded a slice at a time, only as far as the turn can run (decoded
  *   requests wait in the inbox, copied off the chunk); the rest is kept undecoded and reading
  *   from the peer pauses, so the client feels TCP backpressure instead of the server
  *   buffering for it (behind a held get_wait, see PAUSE_AT_QUEUED);
  * - a read with a large reply waits while this turn's output, over every connection, is spent
- *   (turn-pacer.ts), and so does a subscriber's catch-up.
+ *   (bulk-turn.ts), and so does a subscriber's catch-up.
  *
  * It knows nothing of sockets or sessions: the connection it paces answers a few questions
  * (`Paced`), so it is tested with a fake one.
  */
 import type { ProtocolError } from "../protocol/errors.ts"
 import { type BudgetHolder, type BufferBudget, PAUSED_OUTPUT_BYTES } from "./buffer-budget.ts"
+import { type BulkTurn, bulkTurn, LARGE_READ_BYTES } from "./bulk-turn.ts"
 import { endOfTurn } from "./end-of-turn.ts"
-import { LARGE_READ_BYTES, type TurnPacer, turnPacer } from "./turn-pacer.ts"
 
 /**
  * Requests one connection may run before it lets the event loop serve others. Bun hands over
@@ -29,13 +27,6 @@ import { LARGE_READ_BYTES, type TurnPacer, turnPacer } from "./turn-pacer.ts"
  * lag was 2-3x higher (bench/isolation.ts); pipelined throughput did not change.
  */
 export const RUN_BUDGET = 64
-/**
- * Requests a connection runs in a turn whatever the others did: a client that sends a few at a
- * time is never held back. Past them it runs more (up to RUN_BUDGET) only while all
- * connections together have run fewer than RUNS_PER_TURN in this turn (turn-pacer.ts), so a
- * crowd of pipelining connections shares one turn's worth instead of each taking its own.
- */
-export const RUNS_BEFORE_PACING = 8
 /**
  * Output one connection may produce before it lets the event loop serve others: the byte
  * side of RUN_BUDGET. Replies of near-megabyte messages cost about 2 ms per megabyte to read
@@ -115,7 +106,7 @@ export class FlowControl implements BudgetHolder {
   /** The connection is gone (see clear): it reports nothing more. */
   #cleared = false
   readonly #nextTurn: (task: () => void) => void
-  readonly #pacer: TurnPacer
+  readonly #bulk: BulkTurn
   /** Waiting for a turn with room for large output (its queue's head is a large read, or it has backlog). */
   #waitingForBulk = false
   /**
@@ -134,8 +125,6 @@ export class FlowControl implements BudgetHolder {
   /** Requests run and bytes sent since this connection last let the event loop turn. */
   #ranThisTurn = 0
   #sentThisTurn = 0
-  /** The pacer's turn the two counts above belong to: in a later one they start from zero. */
-  #countedTurn = -1
   /** A yielded turn is scheduled. */
   #turnYielded = false
   /** A pump is scheduled for the end of the current handler (see `wake`). */
@@ -149,22 +138,22 @@ export class FlowControl implements BudgetHolder {
    */
   requestsArriveWhole = false
 
-  /** `nextTurn` runs a task in a later turn of the event loop (a test may run it by hand, and pace turns with its own TurnPacer). */
+  /** `nextTurn` runs a task in a later turn of the event loop (a test may run it by hand, and pace large output with its own BulkTurn). */
   constructor(
     peer: Paced,
     maxOutboundBytes: number,
     budget: BufferBudget | null = null,
     nextTurn: (task: () => void) => void = setImmediate,
-    pacer: TurnPacer = turnPacer,
+    bulk: BulkTurn = bulkTurn,
   ) {
     this.#peer = peer
     this.#maxOutboundBytes = maxOutboundBytes
     this.#budget = budget
     this.#nextTurn = nextTurn
-    this.#pacer = pacer
+    this.#bulk = bulk
   }
 
-  /** Waiting for a later turn to run a large read or catch up (turn-pacer.ts): nothing more runs now. */
+  /** Waiting for a later turn to run a large read or catch up (bulk-turn.ts): nothing more runs now. */
   get waitingForBulk(): boolean {
     return this.#waitingForBulk
   }
@@ -237,8 +226,7 @@ export class FlowControl implements BudgetHolder {
   clear(): void {
     this.#cleared = true
     this.#budget?.forget(this)
-    this.#pacer.cancel(this.#resumeBulk)
-    this.#pacer.cancel(this.#resumeYielded)
+    this.#bulk.cancel(this.#resumeBulk)
     this.dropUnfed()
     this.#inbox = []
     this.#inboxSizes = []
@@ -262,17 +250,17 @@ export class FlowControl implements BudgetHolder {
     return this.#mayRun() && !this.#waitsForBulk(this.#inbox[this.#inboxHead])
   }
 
-  /** A large read while this turn's output is spent: it waits for a turn with room (turn-pacer.ts). */
+  /** A large read while this turn's output is spent: it waits for a turn with room (bulk-turn.ts). */
   #waitsForBulk(request: unknown): boolean {
     if (this.#waitingForBulk) return true
-    if (this.#pacer.hasRoom || request instanceof StreamFailure || !this.#peer.readsAtLeast(request, LARGE_READ_BYTES)) return false
+    if (this.#bulk.hasRoom || request instanceof StreamFailure || !this.#peer.readsAtLeast(request, LARGE_READ_BYTES)) return false
     this.#awaitBulk()
     return true
   }
 
   #awaitBulk(): void {
     this.#waitingForBulk = true
-    this.#pacer.wait(this.#resumeBulk)
+    this.#bulk.wait(this.#resumeBulk)
   }
 
   readonly #resumeBulk = (): void => {
@@ -280,24 +268,13 @@ export class FlowControl implements BudgetHolder {
     this.#peer.pump()
   }
 
-  /** This connection's counts of requests run and bytes sent start from zero in each of the pacer's turns. */
-  #countThisTurn(): void {
-    if (this.#countedTurn === this.#pacer.turn) return
-    this.#countedTurn = this.#pacer.turn
-    this.#ranThisTurn = 0
-    this.#sentThisTurn = 0
-  }
-
   countRun(): void {
-    this.#countThisTurn()
     this.#ranThisTurn++
-    this.#pacer.countRun()
   }
 
   countSent(bytes: number): void {
-    this.#countThisTurn()
     this.#sentThisTurn += bytes
-    this.#pacer.count(bytes)
+    this.#bulk.count(bytes)
   }
 
   /** Queues a request (detached from the chunk) that may not run yet; `size` as received. */
@@ -318,7 +295,7 @@ export class FlowControl implements BudgetHolder {
 
   /** The oldest queued request or stream failure, counted as run. */
   takeQueued(): unknown {
-    this.countRun()
+    this.#ranThisTurn++
     this.#inboxBytes -= this.#inboxSizes[this.#inboxHead]!
     const request = this.#inbox[this.#inboxHead]
     // Not kept once taken: under a steady flood the inbox is never empty, so never reset.
@@ -334,37 +311,30 @@ export class FlowControl implements BudgetHolder {
   /** Bytes a subscriber's backlog may produce now, or null when this turn's output is spent. */
   backlogBudget(): number | null {
     if (this.#budgetPaused || this.#waitingForBulk) return null
-    if (!this.#pacer.hasRoom) {
+    if (!this.#bulk.hasRoom) {
       this.#awaitBulk()
       return null
     }
-    this.#countThisTurn()
     const turnRoom = TURN_OUTPUT_BYTES - this.#sentThisTurn - this.#peer.producedBytes()
     if (turnRoom <= 0) return null
     return Math.min(this.#maxOutboundBytes - this.#peer.outboundBytes(), turnRoom)
   }
 
-  /** What is left of this turn's RUN_BUDGET (and of the pacer's, past RUNS_BEFORE_PACING) and TURN_OUTPUT_BYTES. */
+  /** What is left of this turn's RUN_BUDGET and TURN_OUTPUT_BYTES. */
   hasTurnBudget(): boolean {
-    this.#countThisTurn()
-    const ran = this.#ranThisTurn
-    if (ran >= RUN_BUDGET || (ran >= RUNS_BEFORE_PACING && !this.#pacer.hasRunRoom)) return false
-    return this.#sentThisTurn + this.#peer.producedBytes() < TURN_OUTPUT_BYTES
+    return this.#ranThisTurn < RUN_BUDGET && this.#sentThisTurn + this.#peer.producedBytes() < TURN_OUTPUT_BYTES
   }
 
-  /**
-   * Lets the event loop serve other sockets, then resumes the peer's turn with a fresh budget:
-   * in a later turn, behind the connections that yielded before it, once the pacer has room.
-   */
+  /** Lets the event loop serve other sockets, then resumes the peer's turn with a fresh budget. */
   yieldTurn(): void {
     if (this.#turnYielded) return
     this.#turnYielded = true
-    this.#pacer.wait(this.#resumeYielded)
-  }
-
-  readonly #resumeYielded = (): void => {
-    this.#turnYielded = false
-    this.#peer.pump()
+    this.#nextTurn(() => {
+      this.#turnYielded = false
+      this.#ranThisTurn = 0
+      this.#sentThisTurn = 0
+      this.#peer.pump()
+    })
   }
 
   /**

@@ -54,7 +54,7 @@ export interface Session<Request> {
   /** A copy of `request` that no longer shares memory with the chunk it came in. */
   detach(request: Request): Request
   run(request: Request): void
-  /** Whether `request` is a read whose reply would be at least `bytes` (src/server/turn-pacer.ts), found without running it. */
+  /** Whether `request` is a read whose reply would be at least `bytes` (src/server/bulk-turn.ts), found without running it. */
   readsAtLeast(request: Request, bytes: number): boolean
   /** The byte stream broke (bad framing): reply with `error` in this protocol's way, then close. */
   failStream(error: ProtocolError): void

@@ -6,6 +6,7 @@
 import { describe, expect, test } from "bun:test"
 import { ProtocolError } from "../../src/protocol/errors.ts"
 import type { BufferBudget } from "../../src/server/buffer-budget.ts"
+import { BULK_BYTES_PER_TURN, BulkTurn, LARGE_READ_BYTES } from "../../src/server/bulk-turn.ts"
 import {
   FEED_SLICE_BYTES,
   FlowControl,
@@ -14,12 +15,10 @@ import {
   PAUSE_AT_QUEUED,
   type Paced,
   RUN_BUDGET,
-  RUNS_BEFORE_PACING,
   StreamFailure,
   TURN_OUTPUT_BYTES,
   YIELD_AFTER_CHUNK_BYTES,
 } from "../../src/server/flow-control.ts"
-import { BULK_BYTES_PER_TURN, LARGE_READ_BYTES, RUNS_PER_TURN, TurnPacer } from "../../src/server/turn-pacer.ts"
 
 const REQUEST_BYTES = 64
 const MAX_OUTBOUND = 1024 * 1024
@@ -32,10 +31,7 @@ class FakeConnection implements Paced {
   readonly flow: FlowControl
   readonly ran: number[] = []
   readonly held: number[] = []
-  /** What flow control itself left for a later turn (a paused read's resumption). */
   readonly laterTurns: (() => void)[] = []
-  /** The pacer's new turns, which resume connections that yielded or wait for room. */
-  readonly pacerTurns: (() => void)[] = []
   produced = 0
   queuedInTransport = 0
   holding = false
@@ -45,15 +41,15 @@ class FakeConnection implements Paced {
   pumps = 0
   /** Requests that are reads of a large message (see readsAtLeast). */
   readonly largeReads = new Set<number>()
-  /** The turn pacer: this connection's own (its turns among laterTurns) or shared with another. */
-  readonly pacer: TurnPacer
+  /** Large output, paced for this connection (its turns among laterTurns) or shared with another. */
+  readonly bulk: BulkTurn
   /** What a pump does (by default: nothing but count). */
   onPump: () => void = () => {}
 
-  constructor(budget: BufferBudget | null = null, pacer: TurnPacer | null = null) {
+  constructor(budget: BufferBudget | null = null, bulk: BulkTurn | null = null) {
     const later = (task: () => void) => this.laterTurns.push(task)
-    this.pacer = pacer ?? new TurnPacer(BULK_BYTES_PER_TURN, RUNS_PER_TURN, (task) => this.pacerTurns.push(task))
-    this.flow = new FlowControl(this, MAX_OUTBOUND, budget, later, this.pacer)
+    this.bulk = bulk ?? new BulkTurn(BULK_BYTES_PER_TURN, later)
+    this.flow = new FlowControl(this, MAX_OUTBOUND, budget, later, this.bulk)
   }
 
   bufferedBytes(): number {
@@ -113,7 +109,7 @@ class FakeConnection implements Paced {
 
   /** Lets the "event loop" turn: tasks scheduled for the next turn run. */
   nextTurn(): void {
-    const tasks = [...this.laterTurns.splice(0), ...this.pacerTurns.splice(0)]
+    const tasks = this.laterTurns.splice(0)
     for (const task of tasks) task()
   }
 }
@@ -203,10 +199,9 @@ describe("the turn's budget", () => {
     for (let i = 0; i < RUN_BUDGET; i++) connection.flow.countRun()
     expect(connection.flow.hasTurnBudget()).toBe(false)
     connection.flow.yieldTurn()
-    // Yielding twice in one turn waits once, for the pacer's next turn.
+    // Yielding twice in one turn schedules one continuation.
     connection.flow.yieldTurn()
-    expect(connection.pacer.waitingCount).toBe(1)
-    expect(connection.pacerTurns).toHaveLength(1)
+    expect(connection.laterTurns).toHaveLength(1)
     connection.nextTurn()
     expect(connection.flow.hasTurnBudget()).toBe(true)
     expect(connection.pumps).toBe(1)
@@ -321,70 +316,12 @@ describe("requests that arrive whole (WebSocket text messages)", () => {
   })
 })
 
-describe("a crowd of pipelining connections, paced server-wide (turn-pacer.ts)", () => {
-  /** Connections sharing one pacer that lets `runsPerTurn` requests run in a turn; each pumps as Connection does. */
-  function crowd(count: number, runsPerTurn: number): FakeConnection[] {
-    const connections: FakeConnection[] = []
-    const pacer = new TurnPacer(BULK_BYTES_PER_TURN, runsPerTurn, (task) => connections[0]!.pacerTurns.push(task))
-    for (let i = 0; i < count; i++) {
-      const connection = new FakeConnection(null, pacer)
-      connection.onPump = () => pumpOnce(connection)
-      connections.push(connection)
-    }
-    return connections
-  }
-  function pumpOnce(connection: FakeConnection): void {
-    connection.flow.feedKept()
-    connection.runQueued()
-    if (connection.flow.hasQueued || connection.flow.hasUnfed) connection.flow.yieldTurn()
-    connection.flow.settle()
-  }
-
-  test("past its first RUNS_BEFORE_PACING requests a connection runs only while the turn has room; a light client's few run at once", () => {
-    const [first, second, light] = crowd(3, 100)
-    first!.flow.receive(requests(2 * RUN_BUDGET))
-    expect(first!.ran).toEqual(numbered(RUN_BUDGET))
-    second!.flow.receive(requests(2 * RUN_BUDGET))
-    // The turn had room for 100: the second ran what was left of it, and held the rest.
-    expect(second!.ran).toEqual(numbered(100 - RUN_BUDGET))
-    light!.flow.receive(requests(RUNS_BEFORE_PACING))
-    expect(light!.ran).toEqual(numbered(RUNS_BEFORE_PACING))
-    expect(light!.flow.hasQueued).toBe(false)
-  })
-
-  test("connections that yielded resume in the order they yielded, a turn's worth at a time, and each runs all it sent, in order", () => {
-    const connections = crowd(10, 100)
-    const perConnection = 200
-    for (const connection of connections) {
-      connection.flow.receive(requests(perConnection))
-      pumpOnce(connection)
-    }
-    const first = connections[0]!
-    let turns = 0
-    // Bounded: 2,000 requests at 100 (and at most RUNS_BEFORE_PACING more per connection) a turn.
-    while (first.pacerTurns.length > 0 && turns < 100) {
-      const before = connections.reduce((sum, connection) => sum + connection.ran.length, 0)
-      first.nextTurn()
-      turns++
-      const ran = connections.reduce((sum, connection) => sum + connection.ran.length, 0) - before
-      expect(ran).toBeLessThanOrEqual(100 + RUN_BUDGET)
-      // At first the first two ran the turn's 100 and the rest their first few; in the next turn
-      // the first two, who yielded first, go on, and the others wait their turn.
-      if (turns === 1) expect(connections.map((connection) => connection.ran.length)).toEqual([128, 72, ...Array(8).fill(8)])
-    }
-    for (const connection of connections) expect(connection.ran).toEqual(numbered(perConnection))
-    // Each turn ran about its 100 (the last connection resumed in a turn may finish its RUN_BUDGET).
-    expect(turns).toBeGreaterThanOrEqual(Math.floor((connections.length * perConnection) / (100 + RUN_BUDGET)))
-    expect(turns).toBeLessThan(100)
-  })
-})
-
-describe("reads of large messages, paced server-wide (turn-pacer.ts)", () => {
+describe("reads of large messages, paced server-wide (bulk-turn.ts)", () => {
   test("once the turn's output is spent, a large read waits, with what is behind it; another connection's small requests do not", () => {
     const first = new FakeConnection()
-    const second = new FakeConnection(null, first.pacer)
+    const second = new FakeConnection(null, first.bulk)
     first.largeReads.add(1)
-    first.pacer.count(BULK_BYTES_PER_TURN)
+    first.bulk.count(BULK_BYTES_PER_TURN)
     first.flow.receive(requests(3))
     // Request 0 is small and runs; 1 is large and waits, and 2 waits behind it (order is kept).
     expect(first.ran).toEqual([0])
@@ -402,8 +339,8 @@ describe("reads of large messages, paced server-wide (turn-pacer.ts)", () => {
 
   test("connections waiting for room go on in the order they began to wait, as many a turn as there is room for", () => {
     const first = new FakeConnection()
-    const waiting = Array.from({ length: 3 }, () => new FakeConnection(null, first.pacer))
-    first.pacer.count(BULK_BYTES_PER_TURN)
+    const waiting = Array.from({ length: 3 }, () => new FakeConnection(null, first.bulk))
+    first.bulk.count(BULK_BYTES_PER_TURN)
     for (const [i, connection] of waiting.entries()) {
       connection.largeReads.add(i)
       // Each large read produces a turn's room of output.
@@ -421,20 +358,20 @@ describe("reads of large messages, paced server-wide (turn-pacer.ts)", () => {
     expect(waiting.map((connection) => connection.ran.length)).toEqual([1, 1, 0])
     first.nextTurn()
     expect(waiting.map((connection) => connection.ran.length)).toEqual([1, 1, 1])
-    expect(first.pacer.waitingCount).toBe(0)
+    expect(first.bulk.waitingCount).toBe(0)
   })
 
   test("a subscriber's catch-up waits for a turn with room too, and a connection that closes waits no more", () => {
     const first = new FakeConnection()
-    const other = new FakeConnection(null, first.pacer)
-    first.pacer.count(BULK_BYTES_PER_TURN)
+    const other = new FakeConnection(null, first.bulk)
+    first.bulk.count(BULK_BYTES_PER_TURN)
     expect(first.flow.backlogBudget()).toBeNull()
     expect(first.flow.waitingForBulk).toBe(true)
     other.largeReads.add(0)
     other.flow.receive(requests(1))
-    expect(first.pacer.waitingCount).toBe(2)
+    expect(first.bulk.waitingCount).toBe(2)
     other.flow.clear()
-    expect(first.pacer.waitingCount).toBe(1)
+    expect(first.bulk.waitingCount).toBe(1)
     first.nextTurn()
     expect(first.pumps).toBe(1)
     expect(other.pumps).toBe(0)
