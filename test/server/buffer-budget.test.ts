@@ -168,8 +168,8 @@ const bigMessage = (i: number): string => `${i}:`.padEnd(MESSAGE_BYTES, "x")
 /**
  * Readers that never read. Each ends up holding only what its kernel buffers did not take of
  * its last reply, which depends on the machine's TCP buffer sizes (one kernel took ~4.3 MB a
- * socket, leaving ~287 KiB each): enough of them that together they pass a 1 MiB budget
- * whatever that rest is, as long as it is above a small holder's size.
+ * socket, leaving ~287 KiB each): enough of them that together they pass a 1 MiB budget as
+ * long as each rest is over 128 KiB (three needed over 341 KiB each).
  */
 const READERS = 8
 /**
